@@ -1,0 +1,91 @@
+//! The `warren` broker binary: flags/env → Config → server::run, until SIGTERM or Ctrl-C.
+
+use clap::Parser;
+use std::path::PathBuf;
+use warren::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker compatible with RabbitMQ clients")]
+struct Args {
+    /// AMQP port.
+    #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "WARREN_BIND", default_value = "0.0.0.0")]
+    bind: String,
+    /// Data directory (created if missing).
+    #[arg(long, env = "WARREN_DATA_DIR", default_value = "./warren-data")]
+    data_dir: PathBuf,
+    /// Largest accepted message body in bytes (RabbitMQ 3.x default: 128 MiB).
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 134_217_728)]
+    max_message_size: u64,
+    /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
+    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
+    heartbeat: u16,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
+        eprintln!("warren: cannot create data directory {}: {e}", args.data_dir.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    let config = Config {
+        bind: args.bind,
+        port: args.port,
+        data_dir: Some(args.data_dir),
+        max_message_size: args.max_message_size,
+        heartbeat: args.heartbeat,
+        ..Config::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("warren: cannot listen on {}:{}: {e}", config.bind, config.port);
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
+            Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
+        }
+        let broker = warren::Broker::new(config);
+        warren::server::run(listener, broker, shutdown_signal()).await;
+        tracing::info!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

@@ -1,0 +1,408 @@
+//! basic.* methods: qos, consume/cancel, publish, get, ack/nack/reject, recover; and writing
+//! deliveries out.
+
+use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use crate::queue::{Consumer, Credit, Delivery, Queue};
+use crate::vhost::REPLY_TO;
+use amq_protocol::protocol::{basic, AMQPClass};
+use std::sync::Arc;
+
+/// In-flight window of a no-ack consumer: deliveries sitting in the connection's inbox.
+/// Bounds memory when a no-ack consumer reads slower than publishers write.
+const NO_ACK_WINDOW: u32 = 2000;
+
+pub(super) enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+impl Channel {
+    pub(super) fn basic_method(&mut self, m: basic::AMQPMethod, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        use basic::AMQPMethod as M;
+        match m {
+            M::Qos(q) => {
+                if q.global {
+                    self.channel_credit.set_limit(q.prefetch_count.into());
+                } else {
+                    self.prefetch = q.prefetch_count.into();
+                }
+                cx.send(self.id, AMQPClass::Basic(M::QosOk(basic::QosOk {})));
+                // A raised limit may let queues deliver again.
+                for c in self.consumers.values() {
+                    cx.kick(&c.queue);
+                }
+                Ok(())
+            }
+            M::Consume(c) => self.consume(c, cx),
+            M::Cancel(c) => {
+                let tag = c.consumer_tag.as_str();
+                if self.reply_consumer_tag().is_some_and(|t| &**t == tag) {
+                    if let Some((_, token)) = self.reply_to.take() {
+                        cx.conn.vhost.remove_reply_consumer(&token);
+                    }
+                }
+                if let Some(info) = self.consumers.remove(tag) {
+                    if info.queue.remove_consumer(cx.conn.id, self.id, tag) {
+                        cx.conn.vhost.auto_delete_queue(&info.queue);
+                    }
+                }
+                if !c.nowait {
+                    cx.send(
+                        self.id,
+                        AMQPClass::Basic(M::CancelOk(basic::CancelOk {
+                            consumer_tag: c.consumer_tag,
+                        })),
+                    );
+                }
+                Ok(())
+            }
+            M::Publish(p) => {
+                if p.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.assembler.start(p);
+                Ok(())
+            }
+            M::Get(g) => self.get(g, cx),
+            M::Ack(a) => {
+                let acked = self.take_settled(a.delivery_tag, a.multiple)?;
+                self.settle(acked, Settle::Ack, cx);
+                Ok(())
+            }
+            M::Reject(r) => {
+                let entries = self.take_settled(r.delivery_tag, false)?;
+                let how = if r.requeue { Settle::Requeue } else { Settle::Discard };
+                self.settle(entries, how, cx);
+                Ok(())
+            }
+            M::Nack(n) => {
+                let entries = self.take_settled(n.delivery_tag, n.multiple)?;
+                let how = if n.requeue { Settle::Requeue } else { Settle::Discard };
+                self.settle(entries, how, cx);
+                Ok(())
+            }
+            M::Recover(r) => {
+                self.recover(r.requeue)?;
+                cx.send(self.id, AMQPClass::Basic(M::RecoverOk(basic::RecoverOk {})));
+                Ok(())
+            }
+            M::RecoverAsync(r) => self.recover(r.requeue),
+            _ => Err(AmqpError::command_invalid("unimplemented method")),
+        }
+    }
+
+    fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let all = std::mem::take(&mut self.unacked);
+        self.requeue_unacked(all.into_values());
+        Ok(())
+    }
+
+    fn consume(&mut self, c: basic::Consume, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        let requested_tag = c.consumer_tag.to_string();
+        if !requested_tag.is_empty()
+            && (self.consumers.contains_key(requested_tag.as_str())
+                || self.reply_consumer_tag().is_some_and(|t| **t == *requested_tag))
+        {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{requested_tag}'"
+            )));
+        }
+        let tag: Arc<str> = if requested_tag.is_empty() {
+            crate::names::consumer_tag().into()
+        } else {
+            requested_tag.into()
+        };
+        if c.queue.as_str() == REPLY_TO {
+            if !c.no_ack {
+                return Err(AmqpError::precondition_failed("reply consumer cannot acknowledge"));
+            }
+            if self.reply_to.is_some() {
+                return Err(AmqpError::precondition_failed("reply consumer already set"));
+            }
+            let token = cx.conn.vhost.add_reply_consumer(self.id, cx.conn.outbox.clone());
+            self.reply_to = Some((tag.clone(), token));
+        } else {
+            for key in ["x-priority", "x-cancel-on-ha-failover"] {
+                if crate::args::get(&c.arguments, key).is_some() {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "consumer argument '{key}' is not supported by this Warren version yet"
+                    )));
+                }
+            }
+            let name = self.queue_name(c.queue.as_str())?;
+            let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
+            let credit = if c.no_ack {
+                Credit::new(NO_ACK_WINDOW)
+            } else {
+                Credit::new(self.prefetch)
+            };
+            q.add_consumer(Consumer {
+                tag: tag.clone(),
+                conn_id: cx.conn.id,
+                channel: self.id,
+                outbox: cx.conn.outbox.clone(),
+                no_ack: c.no_ack,
+                exclusive: c.exclusive,
+                credit,
+                channel_credit: (!c.no_ack).then(|| self.channel_credit.clone()),
+            })?;
+            self.consumers.insert(
+                tag.clone(),
+                ConsumerInfo {
+                    queue: q,
+                    no_ack: c.no_ack,
+                },
+            );
+        }
+        if !c.nowait {
+            cx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: tag.as_ref().into(),
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, g: basic::Get, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        let name = self.queue_name(g.queue.as_str())?;
+        let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
+        let Some((entry, left)) = q.get() else {
+            cx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+            return Ok(());
+        };
+        let tag = self.next_tag();
+        let m = entry.message.clone();
+        cx.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                delivery_tag: tag,
+                redelivered: entry.redelivered,
+                exchange: m.exchange.as_str().into(),
+                routing_key: m.routing_key.as_str().into(),
+                message_count: left,
+            })),
+        );
+        crate::codec::write_content(cx.out, self.id, &m.properties, &m.body, cx.conn.frame_max);
+        if !g.no_ack {
+            self.unacked.insert(
+                tag,
+                Unacked {
+                    queue: q,
+                    entry,
+                    credit: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Remove the deliveries an ack/nack/reject names, with RabbitMQ's rules
+    /// (rabbit_channel:collect_acks): tag 0 with multiple means everything outstanding.
+    pub(super) fn take_settled(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<(u64, Unacked)>> {
+        let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
+        if multiple {
+            if tag == 0 {
+                return Ok(std::mem::take(&mut self.unacked).into_iter().collect());
+            }
+            // Unknown only if nothing at or beyond the tag is outstanding.
+            if self.unacked.range(tag..).next().is_none() {
+                return Err(unknown());
+            }
+            let keep = match self.unacked.contains_key(&tag) {
+                true => self.unacked.split_off(&(tag + 1)),
+                false => self.unacked.split_off(&tag),
+            };
+            let taken = std::mem::replace(&mut self.unacked, keep);
+            return Ok(taken.into_iter().collect());
+        }
+        match self.unacked.remove(&tag) {
+            Some(u) => Ok(vec![(tag, u)]),
+            None => Err(unknown()),
+        }
+    }
+
+    pub(super) fn settle(&mut self, entries: Vec<(u64, Unacked)>, how: Settle, cx: &mut Cx<'_>) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.settles.push((entries, how));
+            return;
+        }
+        self.apply_settle(entries, how, cx);
+    }
+
+    pub(super) fn apply_settle(&mut self, entries: Vec<(u64, Unacked)>, how: Settle, cx: &mut Cx<'_>) {
+        match how {
+            Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u)),
+            Settle::Ack | Settle::Discard => {
+                let mut channel_reopened = false;
+                for (_, u) in entries {
+                    if let Some(c) = &u.credit {
+                        if c.release(1) {
+                            cx.kick(&u.queue);
+                        }
+                        channel_reopened |= self.channel_credit.release(1);
+                    }
+                }
+                if channel_reopened {
+                    for c in self.consumers.values() {
+                        cx.kick(&c.queue);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A complete basic.publish arrived.
+    pub(super) fn publish(&mut self, content: Content, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        let Content {
+            publish,
+            mut properties,
+            body,
+        } = content;
+        let vh = cx.conn.vhost.clone();
+        let exchange = publish.exchange.as_str();
+        if !exchange.is_empty() {
+            let x = vh.exchange_for(exchange)?;
+            if x.internal {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                    vh.name
+                )));
+            }
+        }
+        if let Some(user) = properties.user_id() {
+            if user.as_str() != cx.conn.user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    user, cx.conn.user
+                )));
+            }
+        }
+        if properties.reply_to().as_ref().is_some_and(|r| r.as_str() == REPLY_TO) {
+            let Some((_, token)) = &self.reply_to else {
+                return Err(AmqpError::precondition_failed("fast reply consumer does not exist"));
+            };
+            properties = properties.with_reply_to(format!("{REPLY_TO}.{token}").into());
+        }
+        let message = Arc::new(Message {
+            exchange: exchange.to_string(),
+            routing_key: publish.routing_key.to_string(),
+            properties,
+            body,
+        });
+        if let Some(tx) = self.tx.as_mut() {
+            tx.publishes.push((message, publish.mandatory));
+            return Ok(());
+        }
+        self.route_and_enqueue(message, publish.mandatory, cx)?;
+        if let Some(c) = self.confirm.as_mut() {
+            c.last_seq += 1;
+            let count = c.pending.map_or(0, |(_, n)| n);
+            c.pending = Some((c.last_seq, count + 1));
+        }
+        Ok(())
+    }
+
+    pub(super) fn route_and_enqueue(&mut self, message: Arc<Message>, mandatory: bool, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        let routed = match cx.conn.vhost.route(&message.exchange, &message) {
+            Ok(r) => r,
+            // The exchange went away between publish and commit: the message is unroutable.
+            Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
+            Err(e) => return Err(e),
+        };
+        for q in &routed.queues {
+            q.publish([message.clone()]);
+        }
+        if routed.is_empty() && mandatory {
+            cx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                    reply_code: 312,
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: message.exchange.as_str().into(),
+                    routing_key: message.routing_key.as_str().into(),
+                })),
+            );
+            crate::codec::write_content(cx.out, self.id, &message.properties, &message.body, cx.conn.frame_max);
+        }
+        Ok(())
+    }
+
+    /// Write a queue's delivery out, or hand it back if its consumer is gone.
+    pub fn deliver(&mut self, d: Delivery, cx: &mut Cx<'_>) {
+        let alive = !self.closing && self.consumers.contains_key(&d.consumer_tag);
+        if !alive {
+            if !d.no_ack {
+                d.credit.release(1);
+                self.channel_credit.release(1);
+            }
+            d.queue.requeue([d.entry]);
+            return;
+        }
+        let tag = self.next_tag();
+        self.write_deliver(&d.consumer_tag, tag, d.entry.redelivered, &d.entry.message, cx);
+        if !d.no_ack {
+            self.unacked.insert(
+                tag,
+                Unacked {
+                    queue: d.queue,
+                    entry: d.entry,
+                    credit: Some(d.credit),
+                },
+            );
+        }
+    }
+
+    /// A direct reply-to response for this channel's reply consumer.
+    pub fn deliver_reply(&mut self, message: &Message, cx: &mut Cx<'_>) {
+        let Some(ctag) = self.reply_consumer_tag().cloned() else {
+            return;
+        };
+        if self.closing {
+            return;
+        }
+        let tag = self.next_tag();
+        self.write_deliver(&ctag, tag, false, message, cx);
+    }
+
+    fn write_deliver(&self, ctag: &str, tag: u64, redelivered: bool, m: &Message, cx: &mut Cx<'_>) {
+        cx.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: ctag.into(),
+                delivery_tag: tag,
+                redelivered,
+                exchange: m.exchange.as_str().into(),
+                routing_key: m.routing_key.as_str().into(),
+            })),
+        );
+        crate::codec::write_content(cx.out, self.id, &m.properties, &m.body, cx.conn.frame_max);
+    }
+
+    /// A queue this channel consumed from was deleted (server-initiated cancel).
+    pub fn consumer_cancelled(&mut self, tag: &str, cx: &mut Cx<'_>) {
+        if self.consumers.remove(tag).is_some() && !self.closing && cx.conn.caps.consumer_cancel_notify {
+            cx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: tag.into(),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    pub fn has_consumer_on(&self, q: &Arc<Queue>) -> bool {
+        self.consumers.values().any(|c| Arc::ptr_eq(&c.queue, q))
+    }
+}

@@ -1,0 +1,216 @@
+//! One AMQP channel: its state, and dispatch of its frames to the class handlers.
+
+mod assembler;
+mod basic;
+mod topology;
+mod tx;
+
+pub use assembler::{Assembler, Content};
+
+use crate::connection::ConnInfo;
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::{Credit, Queue, QueuedMessage};
+use amq_protocol::protocol::AMQPClass;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What a handler may touch beyond its own channel.
+pub struct Cx<'a> {
+    pub conn: &'a ConnInfo,
+    /// The connection's write buffer.
+    pub out: &'a mut Vec<u8>,
+    /// Queues whose consumers regained credit; kicked once at the end of the read burst.
+    pub kicks: &'a mut Vec<Arc<Queue>>,
+}
+
+impl Cx<'_> {
+    pub fn send(&mut self, channel: u16, method: AMQPClass) {
+        crate::codec::write_method(self.out, channel, method);
+    }
+
+    pub fn kick(&mut self, q: &Arc<Queue>) {
+        if !self.kicks.iter().any(|k| Arc::ptr_eq(k, q)) {
+            self.kicks.push(q.clone());
+        }
+    }
+}
+
+/// A delivery not yet acknowledged by the client.
+#[derive(Debug)]
+pub struct Unacked {
+    pub queue: Arc<Queue>,
+    pub entry: QueuedMessage,
+    /// Credit to give back on settlement (None for basic.get).
+    pub credit: Option<Arc<Credit>>,
+}
+
+#[derive(Debug)]
+pub struct ConsumerInfo {
+    pub queue: Arc<Queue>,
+    pub no_ack: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ConfirmState {
+    /// Sequence number of the last publish (confirm tags start at 1).
+    pub last_seq: u64,
+    /// Highest tag confirmed but not yet acked to the client, and how many that covers.
+    pub pending: Option<(u64, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    pub id: u16,
+    /// The server sent channel.close and waits for close-ok; other frames are dropped.
+    pub closing: bool,
+    pub assembler: Assembler,
+    next_delivery_tag: u64,
+    pub unacked: BTreeMap<u64, Unacked>,
+    pub consumers: HashMap<Arc<str>, ConsumerInfo>,
+    /// basic.qos global=false: prefetch for consumers created from now on.
+    prefetch: u32,
+    /// basic.qos global=true: one budget shared by every consumer on the channel.
+    channel_credit: Arc<Credit>,
+    pub confirm: Option<ConfirmState>,
+    pub tx: Option<tx::TxState>,
+    /// Queue named by the last queue.declare, for methods that pass an empty queue name.
+    last_queue: Option<String>,
+    /// Direct reply-to: the consumer tag and the routing token for this channel.
+    reply_to: Option<(Arc<str>, String)>,
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel {
+            id,
+            closing: false,
+            assembler: Assembler::default(),
+            next_delivery_tag: 1,
+            unacked: BTreeMap::new(),
+            consumers: HashMap::new(),
+            prefetch: 0,
+            channel_credit: Credit::new(0),
+            confirm: None,
+            tx: None,
+            last_queue: None,
+            reply_to: None,
+        }
+    }
+
+    pub fn next_tag(&mut self) -> u64 {
+        let t = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        t
+    }
+
+    pub fn reply_consumer_tag(&self) -> Option<&Arc<str>> {
+        self.reply_to.as_ref().map(|(tag, _)| tag)
+    }
+
+    /// Resolve an empty queue name to the channel's last declared queue.
+    fn queue_name(&self, name: &str) -> AmqpResult<String> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    /// Handle a method on this (open) channel; channel.open/close are the connection's.
+    pub fn handle_method(&mut self, method: AMQPClass, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        let class_id = method.get_amqp_class_id();
+        let method_id = method.get_amqp_method_id();
+        if !self.assembler.expecting_method() {
+            return Err(self.assembler.method_out_of_place().or_on(class_id, method_id));
+        }
+        let r = match method {
+            AMQPClass::Exchange(m) => self.exchange_method(m, cx),
+            AMQPClass::Queue(m) => self.queue_method(m, cx),
+            AMQPClass::Basic(m) => self.basic_method(m, cx),
+            AMQPClass::Tx(m) => self.tx_method(m, cx),
+            AMQPClass::Confirm(m) => self.confirm_method(m, cx),
+            AMQPClass::Access(amq_protocol::protocol::access::AMQPMethod::Request(_)) => {
+                // Deprecated, but RabbitMQ still answers it (with ticket 1).
+                cx.send(
+                    self.id,
+                    AMQPClass::Access(amq_protocol::protocol::access::AMQPMethod::RequestOk(
+                        amq_protocol::protocol::access::RequestOk {},
+                    )),
+                );
+                Ok(())
+            }
+            _ => Err(AmqpError::command_invalid("unimplemented method")),
+        };
+        r.map_err(|e| e.or_on(class_id, method_id))
+    }
+
+    pub fn header(
+        &mut self,
+        header: amq_protocol::frame::AMQPContentHeader,
+        cx: &mut Cx<'_>,
+    ) -> AmqpResult<()> {
+        match self.assembler.header(header, cx.conn.max_message_size)? {
+            Some(content) => self.publish(content, cx).map_err(|e| e.or_on(60, 40)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn body(&mut self, chunk: bytes::Bytes, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        match self.assembler.body(chunk)? {
+            Some(content) => self.publish(content, cx).map_err(|e| e.or_on(60, 40)),
+            None => Ok(()),
+        }
+    }
+
+    /// The channel is going away (closed by either side, or its connection): requeue what the
+    /// client never acknowledged and cancel its consumers.
+    pub fn teardown(&mut self, conn: &ConnInfo) {
+        let unacked = std::mem::take(&mut self.unacked);
+        self.requeue_unacked(unacked.into_values());
+        for (tag, c) in self.consumers.drain() {
+            if c.queue.remove_consumer(conn.id, self.id, &tag) {
+                conn.vhost.auto_delete_queue(&c.queue);
+            }
+        }
+        if let Some((_, token)) = self.reply_to.take() {
+            conn.vhost.remove_reply_consumer(&token);
+        }
+        self.tx = None;
+        self.assembler = Assembler::default();
+    }
+
+    /// Requeue deliveries to their queues, grouped per queue, in tag order.
+    fn requeue_unacked(&mut self, entries: impl IntoIterator<Item = Unacked>) {
+        let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
+        for u in entries {
+            if let Some(c) = &u.credit {
+                c.release(1);
+                self.channel_credit.release(1);
+            }
+            match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                Some((_, v)) => v.push(u.entry),
+                None => groups.push((u.queue, vec![u.entry])),
+            }
+        }
+        for (q, v) in groups {
+            q.requeue(v);
+        }
+    }
+
+    /// Flush coalesced publisher confirms: one basic.ack per read burst.
+    pub fn flush_confirms(&mut self, out: &mut Vec<u8>) {
+        if let Some((tag, count)) = self.confirm.as_mut().and_then(|c| c.pending.take()) {
+            crate::codec::write_method(
+                out,
+                self.id,
+                AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Ack(
+                    amq_protocol::protocol::basic::Ack {
+                        delivery_tag: tag,
+                        multiple: count > 1,
+                    },
+                )),
+            );
+        }
+    }
+}

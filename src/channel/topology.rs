@@ -1,0 +1,166 @@
+//! exchange.* and queue.* methods.
+
+use super::{Channel, Cx};
+use crate::error::AmqpResult;
+use crate::vhost::{ExchangeDecl, QueueDecl, REPLY_TO};
+use amq_protocol::protocol::{exchange, queue, AMQPClass};
+
+/// RabbitMQ strips CR and LF from names (rabbit_channel:strip_cr_lf).
+fn strip_cr_lf(s: &str) -> String {
+    s.chars().filter(|c| *c != '\r' && *c != '\n').collect()
+}
+
+impl Channel {
+    pub(super) fn exchange_method(&mut self, m: exchange::AMQPMethod, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        use exchange::AMQPMethod as M;
+        let vh = cx.conn.vhost.clone();
+        match m {
+            M::Declare(d) => {
+                let decl = ExchangeDecl {
+                    name: strip_cr_lf(d.exchange.as_str()),
+                    kind: d.kind.to_string(),
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                    arguments: d.arguments,
+                };
+                vh.declare_exchange(&decl, d.passive)?;
+                if !d.nowait {
+                    cx.send(self.id, AMQPClass::Exchange(M::DeclareOk(exchange::DeclareOk {})));
+                }
+            }
+            M::Delete(d) => {
+                vh.delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused)?;
+                if !d.nowait {
+                    cx.send(self.id, AMQPClass::Exchange(M::DeleteOk(exchange::DeleteOk {})));
+                }
+            }
+            M::Bind(b) => {
+                vh.bind_exchange(
+                    &strip_cr_lf(b.destination.as_str()),
+                    &strip_cr_lf(b.source.as_str()),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                )?;
+                if !b.nowait {
+                    cx.send(self.id, AMQPClass::Exchange(M::BindOk(exchange::BindOk {})));
+                }
+            }
+            M::Unbind(b) => {
+                vh.unbind_exchange(
+                    &strip_cr_lf(b.destination.as_str()),
+                    &strip_cr_lf(b.source.as_str()),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                )?;
+                if !b.nowait {
+                    cx.send(self.id, AMQPClass::Exchange(M::UnbindOk(exchange::UnbindOk {})));
+                }
+            }
+            _ => {
+                return Err(crate::error::AmqpError::command_invalid("unimplemented method"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_method(&mut self, m: queue::AMQPMethod, cx: &mut Cx<'_>) -> AmqpResult<()> {
+        use queue::AMQPMethod as M;
+        let vh = cx.conn.vhost.clone();
+        let conn_id = cx.conn.id;
+        match m {
+            M::Declare(d) => {
+                let requested = strip_cr_lf(d.queue.as_str());
+                if requested == REPLY_TO {
+                    // The direct reply-to pseudo-queue always "exists" (Spring AMQP probes it).
+                    if !d.nowait {
+                        cx.send(
+                            self.id,
+                            AMQPClass::Queue(M::DeclareOk(queue::DeclareOk {
+                                queue: REPLY_TO.into(),
+                                message_count: 0,
+                                consumer_count: 1,
+                            })),
+                        );
+                    }
+                    return Ok(());
+                }
+                let server_named = requested.is_empty() && !d.passive;
+                let name = if server_named {
+                    crate::names::queue_name()
+                } else {
+                    self.queue_name(&requested)?
+                };
+                let decl = QueueDecl {
+                    name: name.clone(),
+                    server_named,
+                    durable: d.durable,
+                    exclusive: d.exclusive,
+                    auto_delete: d.auto_delete,
+                    arguments: d.arguments,
+                };
+                let q = vh.declare_queue(&decl, d.passive, conn_id)?;
+                self.last_queue = Some(name.clone());
+                if !d.nowait {
+                    cx.send(
+                        self.id,
+                        AMQPClass::Queue(M::DeclareOk(queue::DeclareOk {
+                            queue: name.into(),
+                            message_count: q.message_count(),
+                            consumer_count: q.consumer_count(),
+                        })),
+                    );
+                }
+            }
+            M::Bind(b) => {
+                let name = self.queue_name(&strip_cr_lf(b.queue.as_str()))?;
+                vh.bind_queue(
+                    &name,
+                    &strip_cr_lf(b.exchange.as_str()),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                    conn_id,
+                )?;
+                if !b.nowait {
+                    cx.send(self.id, AMQPClass::Queue(M::BindOk(queue::BindOk {})));
+                }
+            }
+            M::Unbind(b) => {
+                let name = self.queue_name(&strip_cr_lf(b.queue.as_str()))?;
+                vh.unbind_queue(
+                    &name,
+                    &strip_cr_lf(b.exchange.as_str()),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                    conn_id,
+                )?;
+                cx.send(self.id, AMQPClass::Queue(M::UnbindOk(queue::UnbindOk {})));
+            }
+            M::Purge(p) => {
+                let name = self.queue_name(&strip_cr_lf(p.queue.as_str()))?;
+                let q = vh.queue_for(&name, conn_id)?;
+                let n = q.purge();
+                if !p.nowait {
+                    cx.send(
+                        self.id,
+                        AMQPClass::Queue(M::PurgeOk(queue::PurgeOk { message_count: n })),
+                    );
+                }
+            }
+            M::Delete(d) => {
+                let name = self.queue_name(&strip_cr_lf(d.queue.as_str()))?;
+                let n = vh.delete_queue(&name, d.if_unused, d.if_empty, conn_id)?;
+                if !d.nowait {
+                    cx.send(
+                        self.id,
+                        AMQPClass::Queue(M::DeleteOk(queue::DeleteOk { message_count: n })),
+                    );
+                }
+            }
+            _ => {
+                return Err(crate::error::AmqpError::command_invalid("unimplemented method"));
+            }
+        }
+        Ok(())
+    }
+}

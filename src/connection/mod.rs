@@ -1,0 +1,542 @@
+//! One client connection: a single task that reads frames, runs the channels, takes
+//! deliveries from its inbox, writes batched output, and keeps heartbeats.
+//!
+//! All output of a read burst or an inbox drain goes into one buffer and out in one write.
+//! Reading pauses while that buffer is above a high-water mark, so a client that does not read
+//! is slowed by TCP back-pressure instead of growing our memory.
+
+mod handshake;
+
+pub use crate::broker::Broker;
+pub use handshake::server_properties;
+
+use crate::channel::{Channel, Cx};
+use crate::codec::{self, Frame};
+use crate::error::AmqpError;
+use crate::queue::{Outbound, Outbox, Queue};
+use crate::vhost::VHost;
+use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+const WRITE_HIGH_WATER: usize = 1 << 20;
+const READ_BUFFER: usize = 64 * 1024;
+/// How long to wait for connection.close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Inbox items handled per wake, so a flood of deliveries cannot starve reading.
+const INBOX_BATCH: usize = 512;
+
+/// What the client said it understands (client-properties.capabilities).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCaps {
+    pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
+    pub authentication_failure_close: bool,
+}
+
+/// Per-connection facts every channel handler may read.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub vhost: Arc<VHost>,
+    pub user: String,
+    pub outbox: Outbox,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub caps: ClientCaps,
+    pub max_message_size: u64,
+}
+
+#[derive(Debug, PartialEq)]
+enum State {
+    Running,
+    /// We sent connection.close; waiting for close-ok until the deadline.
+    Closing(Instant),
+    /// Done: flush what is buffered and drop the socket.
+    Closed,
+}
+
+struct Connection {
+    info: ConnInfo,
+    channels: HashMap<u16, Channel>,
+    out: Vec<u8>,
+    kicks: Vec<Arc<Queue>>,
+    state: State,
+}
+
+/// Serve one accepted socket until it closes.
+pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
+    let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
+    let negotiated =
+        match tokio::time::timeout(timeout, handshake::run(&mut stream, &mut rbuf, &broker, peer))
+            .await
+        {
+            Err(_) => {
+                tracing::info!(%peer, "handshake timed out");
+                return;
+            }
+            Ok(Err(handshake::Failed::Drop)) => return,
+            Ok(Err(handshake::Failed::Close(e))) => {
+                tracing::info!(%peer, error = %e, "handshake failed");
+                close_during_handshake(&mut stream, &mut rbuf, e).await;
+                return;
+            }
+            Ok(Ok(n)) => n,
+        };
+    let (outbox, inbox) = mpsc::unbounded_channel();
+    let id = broker.register(outbox.clone());
+    let span = tracing::info_span!("connection", id, %peer, user = %negotiated.user);
+    let _enter = span.enter();
+    tracing::info!(vhost = %negotiated.vhost.name, "connection open");
+    let heartbeat = negotiated.heartbeat;
+    let mut c = Connection {
+        info: ConnInfo {
+            id,
+            vhost: negotiated.vhost,
+            user: negotiated.user,
+            outbox,
+            frame_max: negotiated.frame_max,
+            channel_max: negotiated.channel_max,
+            caps: negotiated.caps,
+            max_message_size: broker.config.max_message_size,
+        },
+        channels: HashMap::new(),
+        out: Vec::with_capacity(READ_BUFFER),
+        kicks: Vec::new(),
+        state: State::Running,
+    };
+    c.run(stream, rbuf, inbox, heartbeat).await;
+    c.teardown_channels();
+    c.info.vhost.connection_closed(id);
+    broker.unregister(id);
+    tracing::info!("connection closed");
+}
+
+/// Send connection.close and give the peer a moment to answer close-ok.
+async fn close_during_handshake(stream: &mut TcpStream, rbuf: &mut BytesMut, e: AmqpError) {
+    let mut out = Vec::new();
+    codec::write_method(&mut out, 0, close_method(&e));
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match codec::decode(rbuf, 0) {
+                Ok(Some(Frame::Method(0, m)))
+                    if matches!(*m, AMQPClass::Connection(conn::AMQPMethod::CloseOk(_))) =>
+                {
+                    return
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            match stream.read_buf(rbuf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+fn close_method(e: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(conn::AMQPMethod::Close(conn::Close {
+        reply_code: e.code(),
+        reply_text: e.text.as_str().into(),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    }))
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        stream: TcpStream,
+        mut rbuf: BytesMut,
+        mut inbox: mpsc::UnboundedReceiver<Outbound>,
+        heartbeat: u16,
+    ) {
+        let (mut reader, mut writer) = stream.into_split();
+        let mut written = 0usize;
+        let hb = Duration::from_secs(heartbeat.max(1).into());
+        let mut ticker = tokio::time::interval(hb / 2);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_read = Instant::now();
+        let mut wrote_since_tick = false;
+        // Frames that arrived with the handshake's last read.
+        self.process(&mut rbuf);
+        loop {
+            if self.state == State::Closed && written >= self.out.len() {
+                break;
+            }
+            let pending = self.out.len() - written;
+            let running = self.state != State::Closed;
+            let deadline = match self.state {
+                State::Closing(d) => d,
+                _ => Instant::now() + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                r = reader.read_buf(&mut rbuf), if running && pending < WRITE_HIGH_WATER => {
+                    match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            last_read = Instant::now();
+                            self.process(&mut rbuf);
+                            if rbuf.capacity() - rbuf.len() < 4096 {
+                                rbuf.reserve(READ_BUFFER);
+                            }
+                        }
+                    }
+                }
+                r = writer.write(&self.out[written..]), if pending > 0 => {
+                    match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            written += n;
+                            wrote_since_tick = true;
+                            if written == self.out.len() {
+                                self.out.clear();
+                                written = 0;
+                            }
+                        }
+                    }
+                }
+                m = inbox.recv(), if running && pending < WRITE_HIGH_WATER => {
+                    let Some(m) = m else { break };
+                    self.outbound(m);
+                    for _ in 0..INBOX_BATCH {
+                        match inbox.try_recv() {
+                            Ok(m) => self.outbound(m),
+                            Err(_) => break,
+                        }
+                    }
+                    self.after_burst();
+                }
+                _ = ticker.tick(), if heartbeat > 0 => {
+                    if last_read.elapsed() > hb * 2 {
+                        tracing::warn!(timeout_s = heartbeat, "missed heartbeats from client, closing");
+                        break;
+                    }
+                    if !wrote_since_tick && pending == 0 {
+                        codec::write_heartbeat(&mut self.out);
+                    }
+                    wrote_since_tick = false;
+                }
+                _ = tokio::time::sleep_until(deadline), if matches!(self.state, State::Closing(_)) => {
+                    break;
+                }
+            }
+        }
+        // Best effort: the peer may already be gone.
+        if written < self.out.len() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                writer.write_all(&self.out[written..]),
+            )
+            .await;
+        }
+        let _ = writer.shutdown().await;
+        // Deliveries still in the inbox go back to their queues.
+        inbox.close();
+        while let Ok(m) = inbox.try_recv() {
+            if let Outbound::Deliver(d) = m {
+                if !d.no_ack {
+                    d.credit.release(1);
+                }
+                d.queue.requeue([d.entry]);
+            }
+        }
+    }
+
+    /// Handle every complete frame in the read buffer, then flush confirms and kicks.
+    fn process(&mut self, rbuf: &mut BytesMut) {
+        while self.state != State::Closed {
+            let frame_max = self.info.frame_max;
+            match codec::decode(rbuf, frame_max) {
+                Ok(Some(frame)) => {
+                    if let Err(e) = self.frame(frame) {
+                        self.close_connection(e);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.close_connection(e);
+                    // The stream cannot be re-synchronised after a framing error.
+                    rbuf.clear();
+                    break;
+                }
+            }
+        }
+        self.after_burst();
+    }
+
+    fn after_burst(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.out);
+        }
+        for q in self.kicks.drain(..) {
+            q.kick();
+        }
+    }
+
+    fn frame(&mut self, frame: Frame) -> Result<(), AmqpError> {
+        if let State::Closing(_) = self.state {
+            // After connection.close only close/close-ok matter (spec 2.2.4).
+            if let Frame::Method(0, m) = frame {
+                match *m {
+                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)) => self.state = State::Closed,
+                    AMQPClass::Connection(conn::AMQPMethod::Close(_)) => {
+                        self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
+                        self.state = State::Closed;
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        match frame {
+            Frame::Heartbeat(0) => Ok(()),
+            Frame::Heartbeat(ch) => Err(AmqpError::unexpected_frame(format!(
+                "heartbeat frame on channel {ch}"
+            ))),
+            Frame::Method(0, m) => self.connection_method(*m),
+            Frame::Method(ch, m) => self.channel_method(ch, *m),
+            Frame::Refused(ch, e) => match self.channels.get(&ch) {
+                Some(c) if c.closing => Ok(()),
+                Some(_) => Err(e),
+                None => Err(AmqpError::channel_error("expected 'channel.open'")
+                    .on(e.class_id, e.method_id)),
+            },
+            Frame::Header(ch, h) => self.content(ch, |c, cx| c.header(*h, cx)),
+            Frame::Body(ch, b) => self.content(ch, |c, cx| c.body(b, cx)),
+        }
+    }
+
+    fn content(
+        &mut self,
+        ch: u16,
+        f: impl FnOnce(&mut Channel, &mut Cx<'_>) -> Result<(), AmqpError>,
+    ) -> Result<(), AmqpError> {
+        let Some(channel) = self.channels.get_mut(&ch).filter(|_| ch != 0) else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if channel.closing {
+            return Ok(());
+        }
+        let mut cx = Cx {
+            conn: &self.info,
+            out: &mut self.out,
+            kicks: &mut self.kicks,
+        };
+        match f(channel, &mut cx) {
+            Err(e) if !e.closes_connection() => {
+                self.close_channel(ch, e);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn connection_method(&mut self, m: AMQPClass) -> Result<(), AmqpError> {
+        match m {
+            AMQPClass::Connection(conn::AMQPMethod::Close(_)) => {
+                self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
+                self.state = State::Closed;
+                Ok(())
+            }
+            AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(_)) => {
+                self.send(
+                    0,
+                    AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(conn::UpdateSecretOk {})),
+                );
+                Ok(())
+            }
+            other => Err(AmqpError::channel_error("unexpected method in connection state running")
+                .on(other.get_amqp_class_id(), other.get_amqp_method_id())),
+        }
+    }
+
+    fn channel_method(&mut self, ch: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        let Some(channel) = self.channels.get_mut(&ch) else {
+            return match m {
+                AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
+                    let max = usize::from(self.info.channel_max);
+                    if max != 0 && self.channels.len() >= max {
+                        return Err(AmqpError::not_allowed(format!(
+                            "number of channels opened ({}) has reached the negotiated channel_max ({max})",
+                            self.channels.len()
+                        ))
+                        .on(class_id, method_id));
+                    }
+                    self.channels.insert(ch, Channel::new(ch));
+                    self.send(ch, AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})));
+                    Ok(())
+                }
+                // A close-ok for a channel we already forgot.
+                AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(()),
+                _ => Err(AmqpError::channel_error("expected 'channel.open'").on(class_id, method_id)),
+            };
+        };
+        if channel.closing {
+            match m {
+                AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => {
+                    self.channels.remove(&ch);
+                }
+                AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
+                    self.channels.remove(&ch);
+                    self.send(ch, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})));
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        match m {
+            AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen").on(class_id, method_id))
+            }
+            AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
+                if let Some(mut c) = self.channels.remove(&ch) {
+                    c.teardown(&self.info);
+                }
+                self.send(ch, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})));
+                Ok(())
+            }
+            AMQPClass::Channel(chan::AMQPMethod::Flow(f)) => {
+                if !f.active {
+                    return Err(AmqpError::not_implemented("active=false").on(class_id, method_id));
+                }
+                self.send(ch, AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })));
+                Ok(())
+            }
+            AMQPClass::Channel(_) => {
+                Err(AmqpError::command_invalid("unimplemented method").on(class_id, method_id))
+            }
+            AMQPClass::Connection(_) => Err(AmqpError::channel_error(
+                "connection methods are only allowed on channel 0",
+            )
+            .on(class_id, method_id)),
+            other => {
+                let mut cx = Cx {
+                    conn: &self.info,
+                    out: &mut self.out,
+                    kicks: &mut self.kicks,
+                };
+                match channel.handle_method(other, &mut cx) {
+                    Err(e) if !e.closes_connection() => {
+                        self.close_channel(ch, e);
+                        Ok(())
+                    }
+                    r => r,
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, ch: u16, m: AMQPClass) {
+        codec::write_method(&mut self.out, ch, m);
+    }
+
+    /// Soft error: close just this channel and drop its frames until close-ok.
+    fn close_channel(&mut self, ch: u16, e: AmqpError) {
+        tracing::debug!(channel = ch, error = %e, "closing channel");
+        if let Some(c) = self.channels.get_mut(&ch) {
+            c.teardown(&self.info);
+            c.closing = true;
+            c.flush_confirms(&mut self.out);
+        }
+        self.send(
+            ch,
+            AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
+                reply_code: e.code(),
+                reply_text: e.text.as_str().into(),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+    }
+
+    /// Hard error (or shutdown): close the connection, releasing everything it held.
+    fn close_connection(&mut self, e: AmqpError) {
+        if self.state != State::Running {
+            return;
+        }
+        tracing::info!(error = %e, "closing connection");
+        self.teardown_channels();
+        codec::write_method(&mut self.out, 0, close_method(&e));
+        self.state = State::Closing(Instant::now() + CLOSE_TIMEOUT);
+    }
+
+    fn teardown_channels(&mut self) {
+        for (_, mut c) in self.channels.drain() {
+            c.teardown(&self.info);
+        }
+    }
+
+    fn outbound(&mut self, m: Outbound) {
+        match m {
+            Outbound::Deliver(d) => {
+                if d.no_ack && d.credit.release(1) {
+                    let q = d.queue.clone();
+                    if !self.kicks.iter().any(|k| Arc::ptr_eq(k, &q)) {
+                        self.kicks.push(q);
+                    }
+                }
+                match self.channels.get_mut(&d.channel) {
+                    Some(channel) => {
+                        let mut cx = Cx {
+                            conn: &self.info,
+                            out: &mut self.out,
+                            kicks: &mut self.kicks,
+                        };
+                        channel.deliver(d, &mut cx);
+                    }
+                    None => {
+                        if !d.no_ack {
+                            d.credit.release(1);
+                        }
+                        d.queue.requeue([d.entry]);
+                    }
+                }
+            }
+            Outbound::Reply { channel, message } => {
+                if let Some(c) = self.channels.get_mut(&channel) {
+                    let mut cx = Cx {
+                        conn: &self.info,
+                        out: &mut self.out,
+                        kicks: &mut self.kicks,
+                    };
+                    c.deliver_reply(&message, &mut cx);
+                }
+            }
+            Outbound::Cancel {
+                channel,
+                consumer_tag,
+            } => {
+                if let Some(c) = self.channels.get_mut(&channel) {
+                    let mut cx = Cx {
+                        conn: &self.info,
+                        out: &mut self.out,
+                        kicks: &mut self.kicks,
+                    };
+                    c.consumer_cancelled(&consumer_tag, &mut cx);
+                }
+            }
+            Outbound::ForceClose(reason) => {
+                self.close_connection(AmqpError::connection_forced(reason));
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Exchanges, their bindings, and routing by exchange type.
+
+pub mod headers;
+pub mod topic;
+
+use crate::queue::Queue;
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use topic::TopicTrie;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Self::Direct),
+            "fanout" => Some(Self::Fanout),
+            "topic" => Some(Self::Topic),
+            "headers" => Some(Self::Headers),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Fanout => "fanout",
+            Self::Topic => "topic",
+            Self::Headers => "headers",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Destination {
+    Queue(Arc<Queue>),
+    Exchange(String),
+}
+
+impl Destination {
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::Queue(q) => q.name(),
+            Destination::Exchange(e) => e,
+        }
+    }
+
+    pub fn is_queue(&self) -> bool {
+        matches!(self, Destination::Queue(_))
+    }
+
+    fn same(&self, other: &Destination) -> bool {
+        self.is_queue() == other.is_queue() && self.name() == other.name()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub destination: Destination,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+impl Binding {
+    fn same(&self, other: &Binding) -> bool {
+        self.destination.same(&other.destination)
+            && self.routing_key == other.routing_key
+            && self.arguments == other.arguments
+    }
+}
+
+#[derive(Debug, Default)]
+struct Bindings {
+    /// Direct: routing key → bindings.
+    direct: HashMap<String, Vec<Binding>>,
+    topic: TopicTrie<Binding>,
+    /// Fanout and headers keep a plain list.
+    list: Vec<Binding>,
+    count: usize,
+}
+
+#[derive(Debug)]
+pub struct Exchange {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    bindings: RwLock<Bindings>,
+}
+
+impl Exchange {
+    pub fn new(
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Arc<Self> {
+        Arc::new(Exchange {
+            name: name.to_string(),
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            bindings: RwLock::new(Bindings::default()),
+        })
+    }
+
+    /// The alternate exchange named by the `alternate-exchange` argument.
+    pub fn alternate(&self) -> Option<String> {
+        use amq_protocol::types::AMQPValue;
+        match self.arguments.inner().get("alternate-exchange")? {
+            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            AMQPValue::ShortString(s) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Bindings> {
+        self.bindings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Bindings> {
+        self.bindings.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn binding_count(&self) -> usize {
+        self.read().count
+    }
+
+    /// Add a binding; false if an identical one exists (binding is idempotent).
+    pub fn bind(&self, binding: Binding) -> bool {
+        let mut b = self.write();
+        let exists = match self.kind {
+            ExchangeKind::Direct => b
+                .direct
+                .get(&binding.routing_key)
+                .is_some_and(|v| v.iter().any(|x| x.same(&binding))),
+            ExchangeKind::Topic => {
+                let mut found = false;
+                b.topic.matches_exact(&binding.routing_key, &mut |x: &Binding| {
+                    found |= x.same(&binding)
+                });
+                found
+            }
+            _ => b.list.iter().any(|x| x.same(&binding)),
+        };
+        if exists {
+            return false;
+        }
+        b.count += 1;
+        match self.kind {
+            ExchangeKind::Direct => b
+                .direct
+                .entry(binding.routing_key.clone())
+                .or_default()
+                .push(binding),
+            ExchangeKind::Topic => {
+                let key = binding.routing_key.clone();
+                b.topic.insert(&key, binding)
+            }
+            _ => b.list.push(binding),
+        }
+        true
+    }
+
+    /// Remove one binding; true if it existed.
+    pub fn unbind(&self, binding: &Binding) -> bool {
+        let mut b = self.write();
+        let removed = match self.kind {
+            ExchangeKind::Direct => {
+                let mut n = 0;
+                if let Some(v) = b.direct.get_mut(&binding.routing_key) {
+                    let before = v.len();
+                    v.retain(|x| !x.same(binding));
+                    n = before - v.len();
+                    if v.is_empty() {
+                        b.direct.remove(&binding.routing_key);
+                    }
+                }
+                n
+            }
+            ExchangeKind::Topic => b.topic.remove(&binding.routing_key, |x| x.same(binding)),
+            _ => {
+                let before = b.list.len();
+                b.list.retain(|x| !x.same(binding));
+                before - b.list.len()
+            }
+        };
+        b.count -= removed;
+        removed > 0
+    }
+
+    /// Remove every binding to `dest` (a deleted queue or exchange); returns how many.
+    pub fn remove_destination(&self, dest: &Destination) -> usize {
+        let mut b = self.write();
+        let mut removed = 0;
+        match self.kind {
+            ExchangeKind::Direct => {
+                b.direct.retain(|_, v| {
+                    let before = v.len();
+                    v.retain(|x| !x.destination.same(dest));
+                    removed += before - v.len();
+                    !v.is_empty()
+                });
+            }
+            ExchangeKind::Topic => {
+                let keys: Vec<String> = b
+                    .all_topic()
+                    .into_iter()
+                    .filter(|x| x.destination.same(dest))
+                    .map(|x| x.routing_key)
+                    .collect();
+                for k in keys {
+                    removed += b.topic.remove(&k, |x| x.destination.same(dest));
+                }
+            }
+            _ => {
+                let before = b.list.len();
+                b.list.retain(|x| !x.destination.same(dest));
+                removed = before - b.list.len();
+            }
+        }
+        b.count -= removed;
+        removed
+    }
+
+    /// Snapshot of every binding with this exchange as source.
+    pub fn bindings(&self) -> Vec<Binding> {
+        let b = self.read();
+        match self.kind {
+            ExchangeKind::Direct => b.direct.values().flatten().cloned().collect(),
+            ExchangeKind::Topic => b.all_topic(),
+            _ => b.list.clone(),
+        }
+    }
+
+    /// Call `f` for each destination the message routes to (possibly more than once).
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        f: &mut dyn FnMut(&Destination),
+    ) {
+        let b = self.read();
+        match self.kind {
+            ExchangeKind::Direct => {
+                if let Some(v) = b.direct.get(routing_key) {
+                    v.iter().for_each(|x| f(&x.destination));
+                }
+            }
+            ExchangeKind::Fanout => b.list.iter().for_each(|x| f(&x.destination)),
+            ExchangeKind::Topic => b.topic.matches(routing_key, &mut |x| f(&x.destination)),
+            ExchangeKind::Headers => b
+                .list
+                .iter()
+                .filter(|x| headers::matches(&x.arguments, headers))
+                .for_each(|x| f(&x.destination)),
+        }
+    }
+}
+
+impl Bindings {
+    fn all_topic(&self) -> Vec<Binding> {
+        let mut out = Vec::new();
+        self.topic.for_each(&mut |x: &Binding| out.push(x.clone()));
+        out
+    }
+}

@@ -1,0 +1,89 @@
+//! Warren: an AMQP 0-9-1 message broker that RabbitMQ clients use without noticing.
+//!
+//! Layers, top to bottom (each depends only on those below it):
+//! - `server` accepts sockets; `connection` runs one task per socket (handshake, heartbeats,
+//!   channel table, close policy) over `codec` (amq-protocol frames).
+//! - `channel` assembles publishes and handles the exchange/queue/basic/tx/confirm classes.
+//! - `vhost` holds exchanges, queues and bindings and routes messages (`exchange`).
+//! - `queue` keeps ready messages and consumers and pushes deliveries up to connections.
+//! - `error::AmqpError` is the one error type; the connection decides what it closes.
+//!
+//! Embedding (for tests of applications that need a broker):
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let broker = warren::start(warren::Config { port: 0, ..Default::default() }).await?;
+//! println!("connect to {}", broker.url());
+//! broker.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod args;
+pub mod auth;
+pub mod broker;
+pub mod channel;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod names;
+pub mod queue;
+pub mod server;
+pub mod vhost;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use error::AmqpError;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// A broker running inside this process.
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    broker: Arc<Broker>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BrokerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `amqp://guest:guest@host:port/%2f`, ready for any client.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Close every connection with 320 CONNECTION_FORCED and stop listening.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Bind `config.bind:config.port` (port 0 picks a free one) and serve in the background.
+pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
+    let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
+    let addr = listener.local_addr()?;
+    let broker = Broker::new(config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, broker.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Ok(BrokerHandle {
+        addr,
+        broker,
+        stop: Some(stop),
+        task,
+    })
+}

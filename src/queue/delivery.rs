@@ -1,0 +1,31 @@
+//! What queues (and the vhost) push up to a consumer's connection task.
+
+use super::{Credit, Queue, QueuedMessage};
+use crate::message::Message;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A connection's inbox for deliveries and server-initiated events.
+pub type Outbox = mpsc::UnboundedSender<Outbound>;
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: u16,
+    pub consumer_tag: Arc<str>,
+    pub queue: Arc<Queue>,
+    pub entry: QueuedMessage,
+    pub no_ack: bool,
+    /// The consumer's credit; no-ack consumers give it back once the delivery leaves the inbox.
+    pub credit: Arc<Credit>,
+}
+
+#[derive(Debug)]
+pub enum Outbound {
+    Deliver(Delivery),
+    /// Direct reply-to: a response for the channel's `amq.rabbitmq.reply-to` consumer.
+    Reply { channel: u16, message: Arc<Message> },
+    /// The queue went away under the consumer (basic.cancel from the server).
+    Cancel { channel: u16, consumer_tag: Arc<str> },
+    /// Close the connection with 320 CONNECTION_FORCED (shutdown or operator request).
+    ForceClose(String),
+}

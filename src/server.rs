@@ -1,0 +1,35 @@
+//! Accept loop and shutdown: every connection gets its own task; on shutdown every connection
+//! is closed with 320 CONNECTION_FORCED before the server returns.
+
+use crate::broker::Broker;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let broker = broker.clone();
+                    tokio::spawn(crate::connection::serve(stream, broker, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    broker.close_all("broker forced connection closure with reason 'shutdown'");
+    // Give clients a moment to answer close-ok; connections time out on their own after that.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while broker.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

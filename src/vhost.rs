@@ -1,0 +1,561 @@
+//! A virtual host: its exchanges, queues and bindings, and routing of published messages.
+//!
+//! Registries are `RwLock`ed maps read in short sections on the publish path; topology changes
+//! are serialized by one `topology` mutex that publishing never takes.
+
+use crate::args;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::queue::{Outbound, Outbox, Queue, QueueConfig};
+use crate::message::Message;
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The pseudo-queue of direct reply-to.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+/// Queue arguments compared on redeclare (rabbit_amqqueue:declare_args/0).
+const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-single-active-consumer",
+    "x-queue-type",
+];
+
+#[derive(Debug, Clone)]
+pub struct ExchangeDecl {
+    pub name: String,
+    pub kind: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueDecl {
+    pub name: String,
+    /// Named by the server (amq.gen-…), so exempt from the reserved-prefix check.
+    pub server_named: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// Where a publish went.
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub queues: Vec<Arc<Queue>>,
+    /// Delivered straight to a direct reply-to consumer.
+    pub replied: bool,
+}
+
+impl Routed {
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty() && !self.replied
+    }
+}
+
+#[derive(Debug)]
+pub struct VHost {
+    pub name: String,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Direct reply-to consumers: opaque key → (channel, connection inbox).
+    reply_consumers: Mutex<HashMap<String, (u16, Outbox)>>,
+    topology: Mutex<()>,
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Arc<Self> {
+        let vh = VHost {
+            name: name.to_string(),
+            exchanges: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::new()),
+            reply_consumers: Mutex::new(HashMap::new()),
+            topology: Mutex::new(()),
+        };
+        {
+            let mut ex = vh.exchanges_mut();
+            for (n, k) in [
+                ("", ExchangeKind::Direct),
+                ("amq.direct", ExchangeKind::Direct),
+                ("amq.fanout", ExchangeKind::Fanout),
+                ("amq.topic", ExchangeKind::Topic),
+                ("amq.headers", ExchangeKind::Headers),
+                ("amq.match", ExchangeKind::Headers),
+            ] {
+                ex.insert(
+                    n.to_string(),
+                    Exchange::new(n, k, true, false, false, FieldTable::default()),
+                );
+            }
+        }
+        Arc::new(vh)
+    }
+
+    fn exchanges_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Exchange>>> {
+        self.exchanges.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn queues_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Queue>>> {
+        self.queues.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn serialize(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.topology.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A queue the connection may use (404 if missing, 405 if another's exclusive queue).
+    pub fn queue_for(&self, name: &str, conn_id: u64) -> AmqpResult<Arc<Queue>> {
+        let q = self
+            .queue(name)
+            .ok_or_else(|| AmqpError::no_queue(name, &self.name))?;
+        q.check_access(conn_id)?;
+        Ok(q)
+    }
+
+    pub fn exchange_for(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchange(name)
+            .ok_or_else(|| AmqpError::no_exchange(name, &self.name))
+    }
+
+    pub fn declare_exchange(&self, d: &ExchangeDecl, passive: bool) -> AmqpResult<()> {
+        if d.name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if passive {
+            return self.exchange_for(&d.name).map(|_| ());
+        }
+        if d.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let Some(kind) = ExchangeKind::parse(&d.kind) else {
+            // RabbitMQ 3.10 answers an unknown type with a connection error.
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                d.kind
+            )));
+        };
+        let _g = self.serialize();
+        if let Some(x) = self.exchange(&d.name) {
+            let ineq = |k: &str, r: &dyn std::fmt::Display, c: &dyn std::fmt::Display| {
+                Err(args::inequivalent(k, "exchange", &d.name, &self.name, r, c))
+            };
+            if x.kind != kind {
+                return ineq("type", &d.kind, &x.kind.as_str());
+            }
+            if x.durable != d.durable {
+                return ineq("durable", &d.durable, &x.durable);
+            }
+            if x.auto_delete != d.auto_delete {
+                return ineq("auto_delete", &d.auto_delete, &x.auto_delete);
+            }
+            if x.internal != d.internal {
+                return ineq("internal", &d.internal, &x.internal);
+            }
+            return args::assert_equivalent(
+                &d.arguments,
+                &x.arguments,
+                &["alternate-exchange"],
+                "exchange",
+                &d.name,
+                &self.name,
+            );
+        }
+        let x = Exchange::new(
+            &d.name,
+            kind,
+            d.durable,
+            d.auto_delete,
+            d.internal,
+            d.arguments.clone(),
+        );
+        self.exchanges_mut().insert(d.name.clone(), x);
+        Ok(())
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        let _g = self.serialize();
+        let Some(x) = self.exchange(name) else {
+            return Ok(()); // idempotent, as RabbitMQ
+        };
+        if if_unused && x.binding_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.remove_exchange(name);
+        Ok(())
+    }
+
+    /// Drop an exchange and every binding to it; cascades to auto-delete exchanges.
+    fn remove_exchange(&self, name: &str) {
+        self.exchanges_mut().remove(name);
+        self.remove_bindings_to(&Destination::Exchange(name.to_string()));
+    }
+
+    fn remove_bindings_to(&self, dest: &Destination) {
+        let mut emptied = Vec::new();
+        for x in self.exchanges() {
+            if x.remove_destination(dest) > 0 && x.auto_delete && x.binding_count() == 0 {
+                emptied.push(x.name.clone());
+            }
+        }
+        for name in emptied {
+            self.remove_exchange(&name);
+        }
+    }
+
+    /// queue.declare; returns the queue (created or existing).
+    pub fn declare_queue(&self, d: &QueueDecl, passive: bool, conn_id: u64) -> AmqpResult<Arc<Queue>> {
+        if passive {
+            return self.queue_for(&d.name, conn_id);
+        }
+        if d.name.starts_with("amq.") && !d.server_named {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let _g = self.serialize();
+        if let Some(q) = self.queue(&d.name) {
+            let wanted_owner = d.exclusive.then_some(conn_id);
+            if q.config.exclusive_owner != wanted_owner {
+                // Strict check: the exclusive property must match too.
+                q.check_access(conn_id)?;
+                if q.config.exclusive_owner.is_none() || !d.exclusive {
+                    return Err(AmqpError::resource_locked(format!(
+                        "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It \
+                         could be originally declared on another connection or the exclusive \
+                         property value does not match that of the original declaration.",
+                        d.name, self.name
+                    )));
+                }
+            }
+            let c = &q.config;
+            if c.durable != d.durable {
+                return Err(args::inequivalent("durable", "queue", &d.name, &self.name, d.durable, c.durable));
+            }
+            if c.auto_delete != d.auto_delete {
+                return Err(args::inequivalent("auto_delete", "queue", &d.name, &self.name, d.auto_delete, c.auto_delete));
+            }
+            args::assert_equivalent(
+                &d.arguments,
+                &c.arguments,
+                QUEUE_EQUIVALENCE_KEYS,
+                "queue",
+                &d.name,
+                &self.name,
+            )?;
+            return Ok(q);
+        }
+        validate_queue_args(&d.arguments)?;
+        let q = Queue::new(QueueConfig {
+            name: d.name.clone(),
+            vhost: self.name.clone(),
+            durable: d.durable,
+            exclusive_owner: d.exclusive.then_some(conn_id),
+            auto_delete: d.auto_delete,
+            arguments: d.arguments.clone(),
+        });
+        self.queues_mut().insert(d.name.clone(), q.clone());
+        Ok(q)
+    }
+
+    /// queue.delete; returns the number of ready messages deleted with it.
+    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, conn_id: u64) -> AmqpResult<u32> {
+        let _g = self.serialize();
+        let Some(q) = self.queue(name) else {
+            return Ok(0);
+        };
+        q.check_access(conn_id)?;
+        if if_unused && q.consumer_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        if if_empty && q.message_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "queue '{name}' in vhost '{}' not empty",
+                self.name
+            )));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        {
+            let mut qs = self.queues_mut();
+            if qs.get(q.name()).is_some_and(|x| Arc::ptr_eq(x, q)) {
+                qs.remove(q.name());
+            }
+        }
+        self.remove_bindings_to(&Destination::Queue(q.clone()));
+        q.mark_deleted()
+    }
+
+    /// Delete a queue that lost its last consumer (auto-delete) if it is still that queue.
+    pub fn auto_delete_queue(&self, q: &Arc<Queue>) {
+        let _g = self.serialize();
+        self.remove_queue(q);
+    }
+
+    /// Delete the exclusive queues of a closing connection.
+    pub fn connection_closed(&self, conn_id: u64) {
+        let owned: Vec<Arc<Queue>> = self
+            .queues()
+            .into_iter()
+            .filter(|q| q.config.exclusive_owner == Some(conn_id))
+            .collect();
+        let _g = self.serialize();
+        for q in owned {
+            self.remove_queue(&q);
+        }
+    }
+
+    fn bindable_source(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        self.exchange_for(name)
+    }
+
+    pub fn bind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable, conn_id: u64) -> AmqpResult<()> {
+        let _g = self.serialize();
+        let q = self.queue_for(queue, conn_id)?;
+        let x = self.bindable_source(exchange)?;
+        check_binding_args(&x, arguments)?;
+        x.bind(Binding {
+            destination: Destination::Queue(q),
+            routing_key: key.to_string(),
+            arguments: arguments.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn unbind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable, conn_id: u64) -> AmqpResult<()> {
+        let _g = self.serialize();
+        let q = self.queue_for(queue, conn_id)?;
+        let x = self.bindable_source(exchange)?;
+        self.unbind(&x, Destination::Queue(q), key, arguments);
+        Ok(())
+    }
+
+    pub fn bind_exchange(&self, destination: &str, source: &str, key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+        let _g = self.serialize();
+        let src = self.bindable_source(source)?;
+        let dst = self.bindable_source(destination)?;
+        check_binding_args(&src, arguments)?;
+        src.bind(Binding {
+            destination: Destination::Exchange(dst.name.clone()),
+            routing_key: key.to_string(),
+            arguments: arguments.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn unbind_exchange(&self, destination: &str, source: &str, key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+        let _g = self.serialize();
+        let src = self.bindable_source(source)?;
+        let dst = self.bindable_source(destination)?;
+        self.unbind(&src, Destination::Exchange(dst.name.clone()), key, arguments);
+        Ok(())
+    }
+
+    fn unbind(&self, x: &Arc<Exchange>, destination: Destination, key: &str, arguments: &FieldTable) {
+        let removed = x.unbind(&Binding {
+            destination,
+            routing_key: key.to_string(),
+            arguments: arguments.clone(),
+        });
+        if removed && x.auto_delete && x.binding_count() == 0 {
+            self.remove_exchange(&x.name);
+        }
+    }
+
+    /// Register a direct reply-to consumer; returns the opaque key for reply_to rewriting.
+    pub fn add_reply_consumer(&self, channel: u16, outbox: Outbox) -> String {
+        let key = crate::names::random_token(24);
+        self.reply_consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), (channel, outbox));
+        key
+    }
+
+    pub fn remove_reply_consumer(&self, key: &str) {
+        self.reply_consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Route a message published to `exchange` (404 if it does not exist). Follows
+    /// exchange-to-exchange bindings and alternate exchanges; every queue appears once.
+    pub fn route(&self, exchange: &str, message: &Arc<Message>) -> AmqpResult<Routed> {
+        let mut routed = Routed::default();
+        let key = message.routing_key.as_str();
+        if exchange.is_empty() {
+            if let Some(token) = key.strip_prefix(REPLY_TO_PREFIX) {
+                let target = self
+                    .reply_consumers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(token)
+                    .cloned();
+                if let Some((channel, outbox)) = target {
+                    routed.replied = outbox
+                        .send(Outbound::Reply {
+                            channel,
+                            message: message.clone(),
+                        })
+                        .is_ok();
+                }
+            } else if let Some(q) = self.queue(key) {
+                routed.queues.push(q);
+            }
+            return Ok(routed);
+        }
+        let first = self.exchange_for(exchange)?;
+        let headers = message.properties.headers().as_ref();
+        let mut visited: Vec<String> = Vec::new();
+        let mut pending = vec![first];
+        while let Some(x) = pending.pop() {
+            if visited.iter().any(|v| *v == x.name) {
+                continue;
+            }
+            visited.push(x.name.clone());
+            let mut any = false;
+            x.route(key, headers, &mut |d| {
+                any = true;
+                match d {
+                    Destination::Queue(q) => {
+                        if !routed.queues.iter().any(|r| Arc::ptr_eq(r, q)) {
+                            routed.queues.push(q.clone());
+                        }
+                    }
+                    Destination::Exchange(name) => {
+                        if let Some(next) = self.exchange(name) {
+                            pending.push(next);
+                        }
+                    }
+                }
+            });
+            if !any {
+                if let Some(ae) = x.alternate().and_then(|n| self.exchange(&n)) {
+                    pending.push(ae);
+                }
+            }
+        }
+        Ok(routed)
+    }
+}
+
+/// Headers bindings with an unknown x-match are refused, as RabbitMQ does.
+fn check_binding_args(x: &Exchange, arguments: &FieldTable) -> AmqpResult<()> {
+    if x.kind == ExchangeKind::Headers
+        && crate::exchange::headers::MatchKind::from_args(arguments).is_none()
+    {
+        let v = args::get(arguments, "x-match").map(args::render).unwrap_or_default();
+        return Err(AmqpError::precondition_failed(format!(
+            "Invalid x-match field value <<\"{v}\">>; expected all, any, all-with-x, or any-with-x"
+        )));
+    }
+    Ok(())
+}
+
+/// Queue arguments whose behaviour Warren does not have yet are refused rather than silently
+/// ignored (a client relying on them must not be misled); unknown x- arguments are accepted
+/// and ignored, as RabbitMQ does.
+fn validate_queue_args(arguments: &FieldTable) -> AmqpResult<()> {
+    const NOT_YET: &[&str] = &[
+        "x-expires",
+        "x-message-ttl",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-max-priority",
+        "x-overflow",
+        "x-single-active-consumer",
+    ];
+    for key in NOT_YET {
+        if args::get(arguments, key).is_some() {
+            return Err(AmqpError::precondition_failed(format!(
+                "queue argument '{key}' is not supported by this Warren version yet"
+            )));
+        }
+    }
+    if let Some(v) = args::get(arguments, "x-queue-type") {
+        let t = args::as_str(v).unwrap_or_default();
+        if t != "classic" {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg 'x-queue-type': queue type '{t}' is not supported by this Warren version yet"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! Shared helpers: one broker per test binary (or WARREN_TEST_AMQP_URL), lapin connections,
+//! unique names, error-code extraction, and a raw-frame client for wire-level checks.
+
+use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
+use amq_protocol::protocol::{connection as conn, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// True when the tests run against an external broker (e.g. RabbitMQ 3.10 as referee).
+pub fn external() -> bool {
+    std::env::var("WARREN_TEST_AMQP_URL").is_ok_and(|u| !u.is_empty())
+}
+
+/// URL of the broker under test: WARREN_TEST_AMQP_URL, or an in-process Warren started once on
+/// 127.0.0.1:0 on its own runtime thread (so it outlives each test's runtime).
+pub fn url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if external() {
+            return std::env::var("WARREN_TEST_AMQP_URL").unwrap_or_default();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let config = warren::Config {
+                    port: 0,
+                    max_message_size: 1024 * 1024,
+                    ..Default::default()
+                };
+                let handle = warren::start(config).await.expect("start warren");
+                tx.send(handle.url()).expect("send url");
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("broker url")
+    })
+    .clone()
+}
+
+pub fn addr() -> String {
+    let u = url();
+    let after_at = u.rsplit('@').next().unwrap_or(&u).to_string();
+    after_at.split('/').next().unwrap_or_default().to_string()
+}
+
+pub async fn connect() -> Connection {
+    Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .expect("connect")
+}
+
+pub async fn channel() -> (Connection, Channel) {
+    let c = connect().await;
+    let ch = c.create_channel().await.expect("channel");
+    (c, ch)
+}
+
+pub fn uniq(prefix: &str) -> String {
+    format!("{prefix}-{}", warren::names::random_token(10))
+}
+
+/// The AMQP reply code carried by a lapin error, if it is a protocol error.
+pub fn code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(err) => Some(err.get_id()),
+        _ => None,
+    }
+}
+
+pub fn text(e: &lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(err) => err.get_message().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, lapin::Error>, expected: u16) -> lapin::Error {
+    match r {
+        Ok(v) => panic!("expected error {expected}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(code(&e), Some(expected), "unexpected error: {e:?}");
+            e
+        }
+    }
+}
+
+pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+pub fn s(v: &str) -> AMQPValue {
+    AMQPValue::LongString(v.into())
+}
+
+/// A minimal hand-driven AMQP client for frames that real clients refuse to send.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn tcp() -> Raw {
+        let stream = TcpStream::connect(addr()).await.expect("tcp connect");
+        Raw { stream, buf: Vec::new() }
+    }
+
+    /// Connect and finish the handshake with the given tune-ok values.
+    pub async fn open_with(channel_max: u16, frame_max: u32, heartbeat: u16) -> Raw {
+        let mut r = Raw::tcp().await;
+        r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+        r.recv_method().await.expect("start");
+        r.start_ok("PLAIN", b"\0guest\0guest").await;
+        r.recv_method().await.expect("tune");
+        r.send(0, AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk { channel_max, frame_max, heartbeat }))).await;
+        r.send(0, AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open { virtual_host: "/".into() }))).await;
+        match r.recv_method().await {
+            Some((0, AMQPClass::Connection(conn::AMQPMethod::OpenOk(_)))) => {}
+            other => panic!("expected open-ok, got {other:?}"),
+        }
+        r
+    }
+
+    pub async fn open() -> Raw {
+        Raw::open_with(2047, 131072, 0).await
+    }
+
+    pub async fn start_ok(&mut self, mechanism: &str, response: &[u8]) {
+        let mut caps = FieldTable::default();
+        caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
+        caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
+        let mut props = FieldTable::default();
+        props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+        self.send(0, AMQPClass::Connection(conn::AMQPMethod::StartOk(conn::StartOk {
+            client_properties: props,
+            mechanism: mechanism.into(),
+            response: response.to_vec().into(),
+            locale: "en_US".into(),
+        }))).await;
+    }
+
+    pub async fn send_bytes(&mut self, b: &[u8]) {
+        let _ = self.stream.write_all(b).await;
+    }
+
+    pub async fn send_frame(&mut self, f: AMQPFrame) {
+        let out = gen_frame(&f)(WriteContext::from(Vec::new())).expect("gen").into_inner().0;
+        self.send_bytes(&out).await;
+    }
+
+    pub async fn send(&mut self, channel: u16, m: AMQPClass) {
+        self.send_frame(AMQPFrame::Method(channel, m)).await;
+    }
+
+    /// Next frame, or None on EOF / 15 s of silence.
+    pub async fn recv(&mut self) -> Option<AMQPFrame> {
+        loop {
+            if let Ok((rest, f)) = parse_frame(&self.buf[..]) {
+                let used = self.buf.len() - rest.len();
+                self.buf.drain(..used);
+                return Some(f);
+            }
+            let mut tmp = [0u8; 65536];
+            match tokio::time::timeout(Duration::from_secs(15), self.stream.read(&mut tmp)).await {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&tmp[..n]),
+                _ => return None,
+            }
+        }
+    }
+
+    pub async fn recv_method(&mut self) -> Option<(u16, AMQPClass)> {
+        loop {
+            match self.recv().await? {
+                AMQPFrame::Method(ch, m) => return Some((ch, m)),
+                AMQPFrame::Heartbeat => continue,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Wait for a channel.close or connection.close: (channel, code, class_id, method_id).
+    pub async fn expect_close(&mut self) -> (u16, u16, u16, u16) {
+        use amq_protocol::protocol::channel as chan;
+        loop {
+            match self.recv_method().await {
+                Some((ch, AMQPClass::Channel(chan::AMQPMethod::Close(c)))) => {
+                    return (ch, c.reply_code, c.class_id, c.method_id)
+                }
+                Some((0, AMQPClass::Connection(conn::AMQPMethod::Close(c)))) => {
+                    self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {}))).await;
+                    return (0, c.reply_code, c.class_id, c.method_id);
+                }
+                Some(_) => continue,
+                None => panic!("socket closed without a close method"),
+            }
+        }
+    }
+
+    /// The socket is closed by the peer within `secs`.
+    pub async fn closed_within(&mut self, secs: u64) -> bool {
+        let mut tmp = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut tmp)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub async fn open_channel(&mut self, ch: u16) {
+        use amq_protocol::protocol::channel as chan;
+        self.send(ch, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {}))).await;
+        match self.recv_method().await {
+            Some((c, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))) if c == ch => {}
+            other => panic!("expected channel.open-ok, got {other:?}"),
+        }
+    }
+}
+
+pub mod ops {
+    //! Short forms of the lapin calls most tests repeat.
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Channel};
+
+    /// A server-named exclusive queue.
+    pub async fn temp_queue(ch: &Channel) -> String {
+        ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+            .await
+            .expect("declare")
+            .name()
+            .to_string()
+    }
+
+    pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+        publish_props(ch, exchange, key, body, BasicProperties::default()).await;
+    }
+
+    pub async fn publish_props(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
+        ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props)
+            .await
+            .expect("publish");
+    }
+
+    pub async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
+        ch.queue_bind(q.into(), x.into(), key.into(), QueueBindOptions::default(), args).await.expect("bind");
+    }
+
+    /// basic.get with auto-ack; bodies as strings.
+    pub async fn get(ch: &Channel, q: &str) -> Option<String> {
+        ch.basic_get(q.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .map(|m| String::from_utf8_lossy(&m.delivery.data).into_owned())
+    }
+
+    /// Every message currently ready in `q` (auto-ack).
+    pub async fn drain(ch: &Channel, q: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(m) = get(ch, q).await {
+            out.push(m);
+        }
+        out
+    }
+
+    pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
+        use futures_lite::StreamExt;
+        tokio::time::timeout(std::time::Duration::from_secs(5), consumer.next())
+            .await
+            .expect("delivery within 5 s")
+            .expect("stream open")
+            .expect("delivery")
+    }
+
+    /// No delivery arrives within `ms`.
+    pub async fn quiet(consumer: &mut lapin::Consumer, ms: u64) -> bool {
+        use futures_lite::StreamExt;
+        tokio::time::timeout(std::time::Duration::from_millis(ms), consumer.next()).await.is_err()
+    }
+}

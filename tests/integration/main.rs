@@ -1,0 +1,14 @@
+//! Integration tests: lapin (and a raw-frame client) against a broker over TCP. By default an
+//! in-process Warren; set WARREN_TEST_AMQP_URL to run the same tests against another broker
+//! (RabbitMQ 3.10.8 is the referee). Warren-only extensions are skipped there.
+
+mod common;
+
+mod confirms;
+mod consumers;
+mod errors;
+mod handshake;
+mod queues;
+mod routing;
+mod tx;
+mod wire;

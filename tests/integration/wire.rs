@@ -1,0 +1,147 @@
+//! Wire-level errors, sent as raw frames: each asserts the reply code and what gets closed.
+
+use crate::common::*;
+use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
+use amq_protocol::protocol::{basic, channel as chan, AMQPClass};
+
+fn publish(exchange: &str, key: &str) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+        exchange: exchange.into(),
+        routing_key: key.into(),
+        mandatory: false,
+        immediate: false,
+    }))
+}
+
+fn header(ch: u16, size: u64) -> AMQPFrame {
+    AMQPFrame::Header(ch, AMQPContentHeader { class_id: 60, body_size: size, properties: Default::default() })
+}
+
+#[tokio::test]
+async fn frame_over_frame_max_is_501() {
+    let mut r = Raw::open_with(2047, 4096, 0).await;
+    r.open_channel(1).await;
+    r.send(1, publish("", "nowhere")).await;
+    r.send_frame(header(1, 10_000)).await;
+    r.send_frame(AMQPFrame::Body(1, vec![0u8; 5000])).await;
+    assert_eq!(r.expect_close().await.1, 501);
+}
+
+#[tokio::test]
+async fn bad_frame_end_is_501() {
+    let mut r = Raw::open().await;
+    // channel.open on channel 1 with a wrong frame-end octet.
+    r.send_bytes(&[1, 0, 1, 0, 0, 0, 5, 0, 20, 0, 10, 0, 0xCD]).await;
+    assert_eq!(r.expect_close().await.1, 501);
+}
+
+#[tokio::test]
+async fn unknown_frame_type_is_501() {
+    let mut r = Raw::open().await;
+    r.send_bytes(&[9, 0, 0, 0, 0, 0, 0, 0xCE]).await;
+    assert_eq!(r.expect_close().await.1, 501);
+}
+
+#[tokio::test]
+async fn heartbeat_on_a_channel_is_505() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send_frame(AMQPFrame::InvalidHeartbeat(1)).await;
+    assert_eq!(r.expect_close().await, (0, 505, 0, 0));
+}
+
+#[tokio::test]
+async fn method_on_unopened_channel_is_504() {
+    let mut r = Raw::open().await;
+    r.send(3, publish("", "q")).await;
+    let (ch, code, ..) = r.expect_close().await;
+    assert_eq!((ch, code), (0, 504));
+}
+
+#[tokio::test]
+async fn second_channel_open_is_504() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send(1, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {}))).await;
+    assert_eq!(r.expect_close().await, (0, 504, 20, 10));
+}
+
+#[tokio::test]
+async fn content_on_unopened_channel_is_505() {
+    let mut r = Raw::open().await;
+    r.send_frame(header(5, 3)).await;
+    assert_eq!(r.expect_close().await.1, 505);
+}
+
+#[tokio::test]
+async fn body_before_header_is_505() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send(1, publish("", "q")).await;
+    r.send_frame(AMQPFrame::Body(1, b"abc".to_vec())).await;
+    assert_eq!(r.expect_close().await.1, 505);
+}
+
+#[tokio::test]
+async fn header_without_publish_is_505() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send_frame(header(1, 3)).await;
+    assert_eq!(r.expect_close().await.1, 505);
+}
+
+#[tokio::test]
+async fn method_in_the_middle_of_content_is_505() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send(1, publish("", "q")).await;
+    r.send(1, AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 1, global: false }))).await;
+    assert_eq!(r.expect_close().await.1, 505);
+}
+
+#[tokio::test]
+async fn channel_max_exceeded_is_530() {
+    let mut r = Raw::open_with(2, 131072, 0).await;
+    r.open_channel(1).await;
+    r.open_channel(2).await;
+    r.send(3, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {}))).await;
+    let (ch, code, ..) = r.expect_close().await;
+    assert_eq!((ch, code), (0, 530));
+}
+
+#[tokio::test]
+async fn qos_with_prefetch_size_is_540() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    // basic.qos prefetch_size=1 prefetch_count=0 global=false, which amq-protocol cannot express.
+    r.send_bytes(&[1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE]).await;
+    assert_eq!(r.expect_close().await, (0, 540, 60, 10));
+}
+
+#[tokio::test]
+async fn unknown_class_is_refused() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 99, 0, 1, 0xCE]).await;
+    if external() {
+        // RabbitMQ drops the socket without a close method.
+        assert!(r.closed_within(5).await);
+    } else {
+        assert_eq!(r.expect_close().await.1, 540);
+    }
+}
+
+#[tokio::test]
+async fn channel_error_drops_frames_until_close_ok() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send(1, AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+        amq_protocol::protocol::queue::Declare { queue: "no-such-queue-xyz".into(), passive: true, ..Default::default() },
+    ))).await;
+    let (ch, code, class, method) = r.expect_close().await;
+    assert_eq!((ch, code, class, method), (1, 404, 50, 10));
+    // Ignored while closing, then close-ok frees the channel number for reuse.
+    r.send(1, publish("", "q")).await;
+    r.send(1, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}))).await;
+    r.open_channel(1).await;
+}
