@@ -71,7 +71,8 @@ async fn global_qos_is_shared_by_the_channel() {
 async fn exclusive_consumer_locks_out_others() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("exclusive");
+    // Keep the consumer: lapin cancels a dropped one.
+    let _excl = ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("exclusive");
     let (_c2, ch2) = channel().await;
     let ch3 = _c.create_channel().await.expect("ch3");
     let e = assert_code(ch3.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await, 403);

@@ -97,7 +97,7 @@ async fn double_ack_is_406() {
 async fn duplicate_consumer_tag_is_530_on_the_connection() {
     let (c, ch) = channel().await;
     let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
-    ch.basic_consume(q.name().as_str().into(), "dup".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("first");
+    let _first = ch.basic_consume(q.name().as_str().into(), "dup".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("first");
     assert_code(ch.basic_consume(q.name().as_str().into(), "dup".into(), BasicConsumeOptions::default(), FieldTable::default()).await, 530);
     assert!(eventually(|| !c.status().connected()).await, "530 must close the connection");
 }
@@ -188,7 +188,7 @@ async fn delete_if_unused_and_if_empty_are_406() {
     let (c, ch) = channel().await;
     let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
     let name = q.name().to_string();
-    ch.basic_consume(name.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    let _consumer = ch.basic_consume(name.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
     let e = assert_code(ch.queue_delete(name.as_str().into(), QueueDeleteOptions { if_unused: true, ..Default::default() }).await, 406);
     assert!(text(&e).contains("in use"), "{}", text(&e));
     let ch = c.create_channel().await.expect("ch");

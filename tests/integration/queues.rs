@@ -16,8 +16,10 @@ async fn server_named_queue_and_declare_ok_counts() {
     let again = ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("passive");
     assert_eq!((again.message_count(), again.consumer_count()), (3, 0));
     let _consumer = ch.basic_consume(q.name().as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
-    let again = ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("redeclare");
+    let again = ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("passive");
     assert_eq!(again.consumer_count(), 1);
+    // Redeclaring a server-named queue by name hits the reserved prefix, as in RabbitMQ.
+    assert_code(ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await, 403);
 }
 
 #[tokio::test]

@@ -8,8 +8,12 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, ExchangeKind};
 
 async fn exchange(ch: &lapin::Channel, kind: ExchangeKind) -> String {
+    declare_exchange(ch, kind, true).await
+}
+
+async fn declare_exchange(ch: &lapin::Channel, kind: ExchangeKind, auto_delete: bool) -> String {
     let x = uniq("x");
-    ch.exchange_declare(x.as_str().into(), kind, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default())
+    ch.exchange_declare(x.as_str().into(), kind, ExchangeDeclareOptions { auto_delete, ..Default::default() }, FieldTable::default())
         .await
         .expect("exchange");
     x
@@ -141,8 +145,9 @@ async fn built_in_exchanges_exist() {
 #[tokio::test]
 async fn exchange_to_exchange_bindings() {
     let (_c, ch) = channel().await;
-    let src = exchange(&ch, ExchangeKind::Topic).await;
-    let dst = exchange(&ch, ExchangeKind::Fanout).await;
+    // Not auto-delete: unbinding the last binding would delete them (as in RabbitMQ).
+    let src = declare_exchange(&ch, ExchangeKind::Topic, false).await;
+    let dst = declare_exchange(&ch, ExchangeKind::Fanout, false).await;
     let q = temp_queue(&ch).await;
     bind(&ch, &q, &dst, "", FieldTable::default()).await;
     ch.exchange_bind(dst.as_str().into(), src.as_str().into(), "logs.#".into(), ExchangeBindOptions::default(), FieldTable::default()).await.expect("e2e");
@@ -154,6 +159,9 @@ async fn exchange_to_exchange_bindings() {
     ch.exchange_unbind(dst.as_str().into(), src.as_str().into(), "logs.#".into(), ExchangeUnbindOptions::default(), FieldTable::default()).await.expect("unbind");
     publish(&ch, &src, "logs.error", b"e2").await;
     assert!(drain(&ch, &q).await.is_empty());
+    for x in [&src, &dst] {
+        ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await.expect("delete");
+    }
 }
 
 #[tokio::test]
@@ -247,13 +255,14 @@ async fn direct_reply_to_rules() {
 #[tokio::test]
 async fn unbind_stops_routing() {
     let (_c, ch) = channel().await;
-    let x = exchange(&ch, ExchangeKind::Direct).await;
+    let x = declare_exchange(&ch, ExchangeKind::Direct, false).await;
     let q = temp_queue(&ch).await;
     bind(&ch, &q, &x, "k", FieldTable::default()).await;
     publish(&ch, &x, "k", b"1").await;
     ch.queue_unbind(q.as_str().into(), x.as_str().into(), "k".into(), FieldTable::default()).await.expect("unbind");
     publish(&ch, &x, "k", b"2").await;
     assert_eq!(drain(&ch, &q).await, vec!["1"]);
+    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await.expect("delete");
 }
 
 #[tokio::test]
