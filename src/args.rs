@@ -113,7 +113,14 @@ pub fn assert_equivalent(
 }
 
 /// A plain property (durable, type …) that differs from the existing entity.
-pub fn inequivalent(key: &str, what: &str, name: &str, vhost: &str, received: impl std::fmt::Display, current: impl std::fmt::Display) -> AmqpError {
+pub fn inequivalent(
+    key: &str,
+    what: &str,
+    name: &str,
+    vhost: &str,
+    received: impl std::fmt::Display,
+    current: impl std::fmt::Display,
+) -> AmqpError {
     AmqpError::precondition_failed(format!(
         "inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"
     ))

@@ -63,17 +63,19 @@ pub fn parse_response(mechanism: &str, response: &[u8]) -> Result<Login, AmqpErr
                 .map_err(|_| AmqpError::syntax_error("AMQPLAIN response too long"))?;
             buf.extend_from_slice(&len.to_be_bytes());
             buf.extend_from_slice(response);
-            let table: FieldTable =
-                match amq_protocol::types::parsing::parse_field_table(&buf[..]) {
-                    Ok((rest, t)) if rest.is_empty() => t,
-                    _ => {
-                        return Err(AmqpError::syntax_error(
-                            "Authentication mechanism AMQPLAIN: response has invalid format",
-                        ))
-                    }
-                };
+            let table: FieldTable = match amq_protocol::types::parsing::parse_field_table(&buf[..])
+            {
+                Ok((&[], t)) => t,
+                _ => {
+                    return Err(AmqpError::syntax_error(
+                        "Authentication mechanism AMQPLAIN: response has invalid format",
+                    ))
+                }
+            };
             let field = |k: &str| match table.inner().get(k) {
-                Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                Some(AMQPValue::LongString(s)) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
                 _ => None,
             };
@@ -117,10 +119,23 @@ mod tests {
         let creds = amq_protocol::auth::Credentials::new("guest".into(), "pw".into());
         let resp = creds.sasl_auth_string(amq_protocol::auth::SASLMechanism::AMQPlain);
         let l = parse_response("AMQPLAIN", resp.as_bytes()).expect("amqplain");
-        assert_eq!(l, Login { user: "guest".into(), password: "pw".into() });
+        assert_eq!(
+            l,
+            Login {
+                user: "guest".into(),
+                password: "pw".into()
+            }
+        );
         let users = Users::default();
-        let ok = Login { user: "guest".into(), password: "guest".into() };
-        assert!(users.authenticate(&ok, "127.0.0.1".parse().expect("ip")).is_some());
-        assert!(users.authenticate(&ok, "10.0.0.1".parse().expect("ip")).is_none());
+        let ok = Login {
+            user: "guest".into(),
+            password: "guest".into(),
+        };
+        assert!(users
+            .authenticate(&ok, "127.0.0.1".parse().expect("ip"))
+            .is_some());
+        assert!(users
+            .authenticate(&ok, "10.0.0.1".parse().expect("ip"))
+            .is_none());
     }
 }

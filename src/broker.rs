@@ -56,7 +56,10 @@ impl Broker {
     }
 
     pub fn connection_count(&self) -> usize {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Ask every connection to close with 320 CONNECTION_FORCED.

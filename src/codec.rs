@@ -6,7 +6,9 @@
 
 use crate::error::AmqpError;
 use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
-use amq_protocol::protocol::{basic::gen_properties, basic::AMQPProperties, parse_class, AMQPClass};
+use amq_protocol::protocol::{
+    basic::gen_properties, basic::AMQPProperties, parse_class, AMQPClass,
+};
 use bytes::{Buf, Bytes, BytesMut};
 
 pub const FRAME_METHOD: u8 = 1;
@@ -89,16 +91,12 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpE
     buf.advance(1);
     match kind {
         FRAME_METHOD => decode_method(channel, &payload).map(Some),
-        FRAME_HEADER => {
-            match amq_protocol::frame::parsing::parse_content_header(&payload[..]) {
-                Ok((rest, header)) if rest.is_empty() => {
-                    Ok(Some(Frame::Header(channel, Box::new(header))))
-                }
-                _ => Err(AmqpError::frame_error(format!(
-                    "cannot decode content header on channel {channel}"
-                ))),
-            }
-        }
+        FRAME_HEADER => match amq_protocol::frame::parsing::parse_content_header(&payload[..]) {
+            Ok((&[], header)) => Ok(Some(Frame::Header(channel, Box::new(header)))),
+            _ => Err(AmqpError::frame_error(format!(
+                "cannot decode content header on channel {channel}"
+            ))),
+        },
         FRAME_BODY => Ok(Some(Frame::Body(channel, payload))),
         _ => Ok(Some(Frame::Heartbeat(channel))),
     }
@@ -128,7 +126,7 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         }
     }
     match parse_class(payload) {
-        Ok((rest, m)) if rest.is_empty() => Ok(Frame::Method(channel, Box::new(m))),
+        Ok((&[], m)) => Ok(Frame::Method(channel, Box::new(m))),
         _ => Err(AmqpError::frame_error(format!(
             "cannot decode method class {class}, method {method}"
         ))

@@ -6,8 +6,8 @@
 use crate::args;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::queue::{Outbound, Outbox, Queue, QueueConfig};
 use crate::message::Message;
+use crate::queue::{Outbound, Outbox, Queue, QueueConfig};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -267,7 +267,12 @@ impl VHost {
     }
 
     /// queue.declare; returns the queue (created or existing).
-    pub fn declare_queue(&self, d: &QueueDecl, passive: bool, conn_id: u64) -> AmqpResult<Arc<Queue>> {
+    pub fn declare_queue(
+        &self,
+        d: &QueueDecl,
+        passive: bool,
+        conn_id: u64,
+    ) -> AmqpResult<Arc<Queue>> {
         if passive {
             return self.queue_for(&d.name, conn_id);
         }
@@ -294,10 +299,19 @@ impl VHost {
             }
             let c = &q.config;
             if c.durable != d.durable {
-                return Err(args::inequivalent("durable", "queue", &d.name, &self.name, d.durable, c.durable));
+                return Err(args::inequivalent(
+                    "durable", "queue", &d.name, &self.name, d.durable, c.durable,
+                ));
             }
             if c.auto_delete != d.auto_delete {
-                return Err(args::inequivalent("auto_delete", "queue", &d.name, &self.name, d.auto_delete, c.auto_delete));
+                return Err(args::inequivalent(
+                    "auto_delete",
+                    "queue",
+                    &d.name,
+                    &self.name,
+                    d.auto_delete,
+                    c.auto_delete,
+                ));
             }
             args::assert_equivalent(
                 &d.arguments,
@@ -323,7 +337,13 @@ impl VHost {
     }
 
     /// queue.delete; returns the number of ready messages deleted with it.
-    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, conn_id: u64) -> AmqpResult<u32> {
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        conn_id: u64,
+    ) -> AmqpResult<u32> {
         let _g = self.serialize();
         let Some(q) = self.queue(name) else {
             return Ok(0);
@@ -383,10 +403,18 @@ impl VHost {
         self.exchange_for(name)
     }
 
-    pub fn bind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable, conn_id: u64) -> AmqpResult<()> {
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
         let _g = self.serialize();
-        let q = self.queue_for(queue, conn_id)?;
+        // RabbitMQ refuses the default exchange before looking at the queue.
         let x = self.bindable_source(exchange)?;
+        let q = self.queue_for(queue, conn_id)?;
         check_binding_args(&x, arguments)?;
         x.bind(Binding {
             destination: Destination::Queue(q),
@@ -396,15 +424,28 @@ impl VHost {
         Ok(())
     }
 
-    pub fn unbind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable, conn_id: u64) -> AmqpResult<()> {
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
         let _g = self.serialize();
-        let q = self.queue_for(queue, conn_id)?;
         let x = self.bindable_source(exchange)?;
+        let q = self.queue_for(queue, conn_id)?;
         self.unbind(&x, Destination::Queue(q), key, arguments);
         Ok(())
     }
 
-    pub fn bind_exchange(&self, destination: &str, source: &str, key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> AmqpResult<()> {
         let _g = self.serialize();
         let src = self.bindable_source(source)?;
         let dst = self.bindable_source(destination)?;
@@ -417,15 +458,32 @@ impl VHost {
         Ok(())
     }
 
-    pub fn unbind_exchange(&self, destination: &str, source: &str, key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> AmqpResult<()> {
         let _g = self.serialize();
         let src = self.bindable_source(source)?;
         let dst = self.bindable_source(destination)?;
-        self.unbind(&src, Destination::Exchange(dst.name.clone()), key, arguments);
+        self.unbind(
+            &src,
+            Destination::Exchange(dst.name.clone()),
+            key,
+            arguments,
+        );
         Ok(())
     }
 
-    fn unbind(&self, x: &Arc<Exchange>, destination: Destination, key: &str, arguments: &FieldTable) {
+    fn unbind(
+        &self,
+        x: &Arc<Exchange>,
+        destination: Destination,
+        key: &str,
+        arguments: &FieldTable,
+    ) {
         let removed = x.unbind(&Binding {
             destination,
             routing_key: key.to_string(),
@@ -519,7 +577,9 @@ fn check_binding_args(x: &Exchange, arguments: &FieldTable) -> AmqpResult<()> {
     if x.kind == ExchangeKind::Headers
         && crate::exchange::headers::MatchKind::from_args(arguments).is_none()
     {
-        let v = args::get(arguments, "x-match").map(args::render).unwrap_or_default();
+        let v = args::get(arguments, "x-match")
+            .map(args::render)
+            .unwrap_or_default();
         return Err(AmqpError::precondition_failed(format!(
             "Invalid x-match field value <<\"{v}\">>; expected all, any, all-with-x, or any-with-x"
         )));

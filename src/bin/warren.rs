@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use warren::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker compatible with RabbitMQ clients")]
+#[command(
+    name = "warren",
+    version,
+    about = "An AMQP 0-9-1 message broker compatible with RabbitMQ clients"
+)]
 struct Args {
     /// AMQP port.
     #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
@@ -33,7 +37,10 @@ fn main() -> std::process::ExitCode {
         .init();
     let args = Args::parse();
     if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
-        eprintln!("warren: cannot create data directory {}: {e}", args.data_dir.display());
+        eprintln!(
+            "warren: cannot create data directory {}: {e}",
+            args.data_dir.display()
+        );
         return std::process::ExitCode::FAILURE;
     }
     let config = Config {
@@ -44,7 +51,10 @@ fn main() -> std::process::ExitCode {
         heartbeat: args.heartbeat,
         ..Config::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warren: cannot start runtime: {e}");
@@ -52,13 +62,17 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("warren: cannot listen on {}:{}: {e}", config.bind, config.port);
-                return std::process::ExitCode::FAILURE;
-            }
-        };
+        let listener =
+            match tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!(
+                        "warren: cannot listen on {}:{}: {e}",
+                        config.bind, config.port
+                    );
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
         match listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
             Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),

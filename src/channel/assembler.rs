@@ -13,7 +13,7 @@ pub enum Assembler {
     Header(Publish),
     Body {
         publish: Publish,
-        properties: AMQPProperties,
+        properties: Box<AMQPProperties>,
         size: usize,
         body: BytesMut,
     },
@@ -86,7 +86,7 @@ impl Assembler {
         }
         *self = Assembler::Body {
             publish,
-            properties: header.properties,
+            properties: Box::new(header.properties),
             size,
             // Cap the up-front reservation: the peer's claim is not yet backed by bytes.
             body: BytesMut::with_capacity(size.min(1 << 20)),
@@ -122,7 +122,7 @@ impl Assembler {
                 ..
             } => Ok(Some(Content {
                 publish,
-                properties,
+                properties: *properties,
                 body: body.freeze(),
             })),
             _ => Ok(None),
@@ -149,7 +149,10 @@ mod tests {
         a.start(Publish::default());
         assert!(a.header(header(4), 100).expect("header").is_none());
         assert!(a.body(Bytes::from_static(b"ab")).expect("b1").is_none());
-        let c = a.body(Bytes::from_static(b"cd")).expect("b2").expect("done");
+        let c = a
+            .body(Bytes::from_static(b"cd"))
+            .expect("b2")
+            .expect("done");
         assert_eq!(&c.body[..], b"abcd");
         assert!(a.expecting_method());
         a.start(Publish::default());

@@ -74,13 +74,21 @@ impl Channel {
             }
             M::Reject(r) => {
                 let entries = self.take_settled(r.delivery_tag, false)?;
-                let how = if r.requeue { Settle::Requeue } else { Settle::Discard };
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
                 self.settle(entries, how, cx);
                 Ok(())
             }
             M::Nack(n) => {
                 let entries = self.take_settled(n.delivery_tag, n.multiple)?;
-                let how = if n.requeue { Settle::Requeue } else { Settle::Discard };
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
                 self.settle(entries, how, cx);
                 Ok(())
             }
@@ -107,7 +115,9 @@ impl Channel {
         let requested_tag = c.consumer_tag.to_string();
         if !requested_tag.is_empty()
             && (self.consumers.contains_key(requested_tag.as_str())
-                || self.reply_consumer_tag().is_some_and(|t| **t == *requested_tag))
+                || self
+                    .reply_consumer_tag()
+                    .is_some_and(|t| **t == *requested_tag))
         {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{requested_tag}'"
@@ -120,12 +130,17 @@ impl Channel {
         };
         if c.queue.as_str() == REPLY_TO {
             if !c.no_ack {
-                return Err(AmqpError::precondition_failed("reply consumer cannot acknowledge"));
+                return Err(AmqpError::precondition_failed(
+                    "reply consumer cannot acknowledge",
+                ));
             }
             if self.reply_to.is_some() {
                 return Err(AmqpError::precondition_failed("reply consumer already set"));
             }
-            let token = cx.conn.vhost.add_reply_consumer(self.id, cx.conn.outbox.clone());
+            let token = cx
+                .conn
+                .vhost
+                .add_reply_consumer(self.id, cx.conn.outbox.clone());
             self.reply_to = Some((tag.clone(), token));
         } else {
             for key in ["x-priority", "x-cancel-on-ha-failover"] {
@@ -175,7 +190,10 @@ impl Channel {
         let name = self.queue_name(g.queue.as_str())?;
         let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
         let Some((entry, left)) = q.get() else {
-            cx.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+            cx.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
             return Ok(());
         };
         let tag = self.next_tag();
@@ -206,7 +224,11 @@ impl Channel {
 
     /// Remove the deliveries an ack/nack/reject names, with RabbitMQ's rules
     /// (rabbit_channel:collect_acks): tag 0 with multiple means everything outstanding.
-    pub(super) fn take_settled(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<(u64, Unacked)>> {
+    pub(super) fn take_settled(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+    ) -> AmqpResult<Vec<(u64, Unacked)>> {
         let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
         if multiple {
             if tag == 0 {
@@ -240,7 +262,12 @@ impl Channel {
         self.apply_settle(entries, how, cx);
     }
 
-    pub(super) fn apply_settle(&mut self, entries: Vec<(u64, Unacked)>, how: Settle, cx: &mut Cx<'_>) {
+    pub(super) fn apply_settle(
+        &mut self,
+        entries: Vec<(u64, Unacked)>,
+        how: Settle,
+        cx: &mut Cx<'_>,
+    ) {
         match how {
             Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u)),
             Settle::Ack | Settle::Discard => {
@@ -288,9 +315,15 @@ impl Channel {
                 )));
             }
         }
-        if properties.reply_to().as_ref().is_some_and(|r| r.as_str() == REPLY_TO) {
+        if properties
+            .reply_to()
+            .as_ref()
+            .is_some_and(|r| r.as_str() == REPLY_TO)
+        {
             let Some((_, token)) = &self.reply_to else {
-                return Err(AmqpError::precondition_failed("fast reply consumer does not exist"));
+                return Err(AmqpError::precondition_failed(
+                    "fast reply consumer does not exist",
+                ));
             };
             properties = properties.with_reply_to(format!("{REPLY_TO}.{token}").into());
         }
@@ -313,7 +346,12 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn route_and_enqueue(&mut self, message: Arc<Message>, mandatory: bool, cx: &mut Cx<'_>) -> AmqpResult<()> {
+    pub(super) fn route_and_enqueue(
+        &mut self,
+        message: Arc<Message>,
+        mandatory: bool,
+        cx: &mut Cx<'_>,
+    ) -> AmqpResult<()> {
         let routed = match cx.conn.vhost.route(&message.exchange, &message) {
             Ok(r) => r,
             // The exchange went away between publish and commit: the message is unroutable.
@@ -333,7 +371,13 @@ impl Channel {
                     routing_key: message.routing_key.as_str().into(),
                 })),
             );
-            crate::codec::write_content(cx.out, self.id, &message.properties, &message.body, cx.conn.frame_max);
+            crate::codec::write_content(
+                cx.out,
+                self.id,
+                &message.properties,
+                &message.body,
+                cx.conn.frame_max,
+            );
         }
         Ok(())
     }
@@ -350,7 +394,13 @@ impl Channel {
             return;
         }
         let tag = self.next_tag();
-        self.write_deliver(&d.consumer_tag, tag, d.entry.redelivered, &d.entry.message, cx);
+        self.write_deliver(
+            &d.consumer_tag,
+            tag,
+            d.entry.redelivered,
+            &d.entry.message,
+            cx,
+        );
         if !d.no_ack {
             self.unacked.insert(
                 tag,
@@ -391,7 +441,10 @@ impl Channel {
 
     /// A queue this channel consumed from was deleted (server-initiated cancel).
     pub fn consumer_cancelled(&mut self, tag: &str, cx: &mut Cx<'_>) {
-        if self.consumers.remove(tag).is_some() && !self.closing && cx.conn.caps.consumer_cancel_notify {
+        if self.consumers.remove(tag).is_some()
+            && !self.closing
+            && cx.conn.caps.consumer_cancel_notify
+        {
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {

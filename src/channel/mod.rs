@@ -122,7 +122,10 @@ impl Channel {
         let class_id = method.get_amqp_class_id();
         let method_id = method.get_amqp_method_id();
         if !self.assembler.expecting_method() {
-            return Err(self.assembler.method_out_of_place().or_on(class_id, method_id));
+            return Err(self
+                .assembler
+                .method_out_of_place()
+                .or_on(class_id, method_id));
         }
         let r = match method {
             AMQPClass::Exchange(m) => self.exchange_method(m, cx),

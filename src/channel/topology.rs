@@ -11,7 +11,11 @@ fn strip_cr_lf(s: &str) -> String {
 }
 
 impl Channel {
-    pub(super) fn exchange_method(&mut self, m: exchange::AMQPMethod, cx: &mut Cx<'_>) -> AmqpResult<()> {
+    pub(super) fn exchange_method(
+        &mut self,
+        m: exchange::AMQPMethod,
+        cx: &mut Cx<'_>,
+    ) -> AmqpResult<()> {
         use exchange::AMQPMethod as M;
         let vh = cx.conn.vhost.clone();
         match m {
@@ -26,13 +30,19 @@ impl Channel {
                 };
                 vh.declare_exchange(&decl, d.passive)?;
                 if !d.nowait {
-                    cx.send(self.id, AMQPClass::Exchange(M::DeclareOk(exchange::DeclareOk {})));
+                    cx.send(
+                        self.id,
+                        AMQPClass::Exchange(M::DeclareOk(exchange::DeclareOk {})),
+                    );
                 }
             }
             M::Delete(d) => {
                 vh.delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused)?;
                 if !d.nowait {
-                    cx.send(self.id, AMQPClass::Exchange(M::DeleteOk(exchange::DeleteOk {})));
+                    cx.send(
+                        self.id,
+                        AMQPClass::Exchange(M::DeleteOk(exchange::DeleteOk {})),
+                    );
                 }
             }
             M::Bind(b) => {
@@ -54,11 +64,16 @@ impl Channel {
                     &b.arguments,
                 )?;
                 if !b.nowait {
-                    cx.send(self.id, AMQPClass::Exchange(M::UnbindOk(exchange::UnbindOk {})));
+                    cx.send(
+                        self.id,
+                        AMQPClass::Exchange(M::UnbindOk(exchange::UnbindOk {})),
+                    );
                 }
             }
             _ => {
-                return Err(crate::error::AmqpError::command_invalid("unimplemented method"));
+                return Err(crate::error::AmqpError::command_invalid(
+                    "unimplemented method",
+                ));
             }
         }
         Ok(())
@@ -158,7 +173,9 @@ impl Channel {
                 }
             }
             _ => {
-                return Err(crate::error::AmqpError::command_invalid("unimplemented method"));
+                return Err(crate::error::AmqpError::command_invalid(
+                    "unimplemented method",
+                ));
             }
         }
         Ok(())

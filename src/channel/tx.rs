@@ -15,7 +15,12 @@ pub struct TxState {
 
 impl std::fmt::Debug for TxState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TxState({} publishes, {} settles)", self.publishes.len(), self.settles.len())
+        write!(
+            f,
+            "TxState({} publishes, {} settles)",
+            self.publishes.len(),
+            self.settles.len()
+        )
     }
 }
 
@@ -36,7 +41,9 @@ impl Channel {
             }
             M::Commit(_) => {
                 let Some(state) = self.tx.replace(TxState::default()) else {
-                    return Err(AmqpError::precondition_failed("channel is not transactional"));
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
                 };
                 for (message, mandatory) in state.publishes {
                     self.route_and_enqueue(message, mandatory, cx)?;
@@ -48,7 +55,9 @@ impl Channel {
             }
             M::Rollback(_) => {
                 let Some(state) = self.tx.replace(TxState::default()) else {
-                    return Err(AmqpError::precondition_failed("channel is not transactional"));
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
                 };
                 // Settled-in-transaction deliveries become outstanding again.
                 for (entries, _) in state.settles {
@@ -61,7 +70,11 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn confirm_method(&mut self, m: confirm::AMQPMethod, cx: &mut Cx<'_>) -> AmqpResult<()> {
+    pub(super) fn confirm_method(
+        &mut self,
+        m: confirm::AMQPMethod,
+        cx: &mut Cx<'_>,
+    ) -> AmqpResult<()> {
         match m {
             confirm::AMQPMethod::Select(s) => {
                 if self.tx.is_some() {

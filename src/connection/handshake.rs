@@ -56,8 +56,14 @@ pub fn server_properties() -> FieldTable {
     t.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     t.insert("cluster_name".into(), s("warren@localhost"));
     t.insert("copyright".into(), s("Copyright (c) the Warren authors"));
-    t.insert("information".into(), s("Licensed under the MIT or Apache-2.0 license"));
-    t.insert("platform".into(), s(&format!("Rust ({})", std::env::consts::OS)));
+    t.insert(
+        "information".into(),
+        s("Licensed under the MIT or Apache-2.0 license"),
+    );
+    t.insert(
+        "platform".into(),
+        s(&format!("Rust ({})", std::env::consts::OS)),
+    );
     t.insert("product".into(), s("Warren"));
     t.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
     t
@@ -109,7 +115,11 @@ async fn expect<T>(
             if let conn::AMQPMethod::Close(_) = cm {
                 // The client gave up mid-handshake; be polite and answer.
                 let mut out = Vec::new();
-                codec::write_method(&mut out, 0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
+                codec::write_method(
+                    &mut out,
+                    0,
+                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                );
                 let _ = stream.write_all(&out).await;
                 return Err(Failed::Drop);
             }
@@ -156,10 +166,16 @@ pub async fn run(
         }),
     )
     .await?;
-    let start_ok = expect(stream, rbuf, FRAME_MIN_SIZE, "connection.start_ok", |m| match m {
-        conn::AMQPMethod::StartOk(s) => Some(s),
-        _ => None,
-    })
+    let start_ok = expect(
+        stream,
+        rbuf,
+        FRAME_MIN_SIZE,
+        "connection.start_ok",
+        |m| match m {
+            conn::AMQPMethod::StartOk(s) => Some(s),
+            _ => None,
+        },
+    )
     .await?;
     let caps = client_caps(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.to_string();
@@ -174,7 +190,6 @@ pub async fn run(
                     "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
                 ),
             )
-            .on(10, 11)
             .into());
         }
         return Err(Failed::Drop);
@@ -190,23 +205,47 @@ pub async fn run(
         }),
     )
     .await?;
-    let tune_ok = expect(stream, rbuf, FRAME_MIN_SIZE, "connection.tune_ok", |m| match m {
-        conn::AMQPMethod::TuneOk(t) => Some(t),
-        _ => None,
-    })
+    let tune_ok = expect(
+        stream,
+        rbuf,
+        FRAME_MIN_SIZE,
+        "connection.tune_ok",
+        |m| match m {
+            conn::AMQPMethod::TuneOk(t) => Some(t),
+            _ => None,
+        },
+    )
     .await?;
-    check_tune(tune_ok.channel_max.into(), cfg.channel_max.into(), "channel_max", 1)?;
-    check_tune(tune_ok.frame_max, cfg.frame_max, "frame_max", FRAME_MIN_SIZE)?;
-    let open = expect(stream, rbuf, tune_ok.frame_max, "connection.open", |m| match m {
-        conn::AMQPMethod::Open(o) => Some(o),
-        _ => None,
-    })
+    check_tune(
+        tune_ok.channel_max.into(),
+        cfg.channel_max.into(),
+        "channel_max",
+        1,
+    )?;
+    check_tune(
+        tune_ok.frame_max,
+        cfg.frame_max,
+        "frame_max",
+        FRAME_MIN_SIZE,
+    )?;
+    let open = expect(
+        stream,
+        rbuf,
+        tune_ok.frame_max,
+        "connection.open",
+        |m| match m {
+            conn::AMQPMethod::Open(o) => Some(o),
+            _ => None,
+        },
+    )
     .await?;
     let vhost_name = open.virtual_host.to_string();
     let Some(vhost) = broker.vhost(&vhost_name) else {
-        return Err(AmqpError::not_allowed(format!("vhost {vhost_name} not found"))
-            .on(10, 40)
-            .into());
+        return Err(
+            AmqpError::not_allowed(format!("vhost {vhost_name} not found"))
+                .on(10, 40)
+                .into(),
+        );
     };
     send(stream, conn::AMQPMethod::OpenOk(conn::OpenOk {})).await?;
     Ok(Negotiated {

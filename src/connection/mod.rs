@@ -76,22 +76,24 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
     let _ = stream.set_nodelay(true);
     let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
     let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
-    let negotiated =
-        match tokio::time::timeout(timeout, handshake::run(&mut stream, &mut rbuf, &broker, peer))
-            .await
-        {
-            Err(_) => {
-                tracing::info!(%peer, "handshake timed out");
-                return;
-            }
-            Ok(Err(handshake::Failed::Drop)) => return,
-            Ok(Err(handshake::Failed::Close(e))) => {
-                tracing::info!(%peer, error = %e, "handshake failed");
-                close_during_handshake(&mut stream, &mut rbuf, e).await;
-                return;
-            }
-            Ok(Ok(n)) => n,
-        };
+    let negotiated = match tokio::time::timeout(
+        timeout,
+        handshake::run(&mut stream, &mut rbuf, &broker, peer),
+    )
+    .await
+    {
+        Err(_) => {
+            tracing::info!(%peer, "handshake timed out");
+            return;
+        }
+        Ok(Err(handshake::Failed::Drop)) => return,
+        Ok(Err(handshake::Failed::Close(e))) => {
+            tracing::info!(%peer, error = %e, "handshake failed");
+            close_during_handshake(&mut stream, &mut rbuf, e).await;
+            return;
+        }
+        Ok(Ok(n)) => n,
+    };
     let (outbox, inbox) = mpsc::unbounded_channel();
     let id = broker.register(outbox.clone());
     let span = tracing::info_span!("connection", id, %peer, user = %negotiated.user);
@@ -294,9 +296,14 @@ impl Connection {
             // After connection.close only close/close-ok matter (spec 2.2.4).
             if let Frame::Method(0, m) = frame {
                 match *m {
-                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)) => self.state = State::Closed,
+                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)) => {
+                        self.state = State::Closed
+                    }
                     AMQPClass::Connection(conn::AMQPMethod::Close(_)) => {
-                        self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
+                        self.send(
+                            0,
+                            AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                        );
                         self.state = State::Closed;
                     }
                     _ => {}
@@ -311,12 +318,14 @@ impl Connection {
             ))),
             Frame::Method(0, m) => self.connection_method(*m),
             Frame::Method(ch, m) => self.channel_method(ch, *m),
-            Frame::Refused(ch, e) => match self.channels.get(&ch) {
-                Some(c) if c.closing => Ok(()),
-                Some(_) => Err(e),
-                None => Err(AmqpError::channel_error("expected 'channel.open'")
-                    .on(e.class_id, e.method_id)),
-            },
+            Frame::Refused(ch, e) => {
+                match self.channels.get(&ch) {
+                    Some(c) if c.closing => Ok(()),
+                    Some(_) => Err(e),
+                    None => Err(AmqpError::channel_error("expected 'channel.open'")
+                        .on(e.class_id, e.method_id)),
+                }
+            }
             Frame::Header(ch, h) => self.content(ch, |c, cx| c.header(*h, cx)),
             Frame::Body(ch, b) => self.content(ch, |c, cx| c.body(b, cx)),
         }
@@ -352,19 +361,26 @@ impl Connection {
     fn connection_method(&mut self, m: AMQPClass) -> Result<(), AmqpError> {
         match m {
             AMQPClass::Connection(conn::AMQPMethod::Close(_)) => {
-                self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
+                self.send(
+                    0,
+                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                );
                 self.state = State::Closed;
                 Ok(())
             }
             AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(_)) => {
                 self.send(
                     0,
-                    AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(conn::UpdateSecretOk {})),
+                    AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(
+                        conn::UpdateSecretOk {},
+                    )),
                 );
                 Ok(())
             }
-            other => Err(AmqpError::channel_error("unexpected method in connection state running")
-                .on(other.get_amqp_class_id(), other.get_amqp_method_id())),
+            other => Err(
+                AmqpError::channel_error("unexpected method in connection state running")
+                    .on(other.get_amqp_class_id(), other.get_amqp_method_id()),
+            ),
         }
     }
 
@@ -382,12 +398,17 @@ impl Connection {
                         .on(class_id, method_id));
                     }
                     self.channels.insert(ch, Channel::new(ch));
-                    self.send(ch, AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})));
+                    self.send(
+                        ch,
+                        AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
+                    );
                     Ok(())
                 }
                 // A close-ok for a channel we already forgot.
                 AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(()),
-                _ => Err(AmqpError::channel_error("expected 'channel.open'").on(class_id, method_id)),
+                _ => {
+                    Err(AmqpError::channel_error("expected 'channel.open'").on(class_id, method_id))
+                }
             };
         };
         if channel.closing {
@@ -397,7 +418,10 @@ impl Connection {
                 }
                 AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                     self.channels.remove(&ch);
-                    self.send(ch, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})));
+                    self.send(
+                        ch,
+                        AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
+                    );
                 }
                 _ => {}
             }
@@ -411,14 +435,20 @@ impl Connection {
                 if let Some(mut c) = self.channels.remove(&ch) {
                     c.teardown(&self.info);
                 }
-                self.send(ch, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})));
+                self.send(
+                    ch,
+                    AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Channel(chan::AMQPMethod::Flow(f)) => {
                 if !f.active {
                     return Err(AmqpError::not_implemented("active=false").on(class_id, method_id));
                 }
-                self.send(ch, AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })));
+                self.send(
+                    ch,
+                    AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })),
+                );
                 Ok(())
             }
             AMQPClass::Channel(_) => {

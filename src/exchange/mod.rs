@@ -149,9 +149,10 @@ impl Exchange {
                 .is_some_and(|v| v.iter().any(|x| x.same(&binding))),
             ExchangeKind::Topic => {
                 let mut found = false;
-                b.topic.matches_exact(&binding.routing_key, &mut |x: &Binding| {
-                    found |= x.same(&binding)
-                });
+                b.topic
+                    .matches_exact(&binding.routing_key, &mut |x: &Binding| {
+                        found |= x.same(&binding)
+                    });
                 found
             }
             _ => b.list.iter().any(|x| x.same(&binding)),

@@ -23,9 +23,15 @@ pub struct Delivery {
 pub enum Outbound {
     Deliver(Delivery),
     /// Direct reply-to: a response for the channel's `amq.rabbitmq.reply-to` consumer.
-    Reply { channel: u16, message: Arc<Message> },
+    Reply {
+        channel: u16,
+        message: Arc<Message>,
+    },
     /// The queue went away under the consumer (basic.cancel from the server).
-    Cancel { channel: u16, consumer_tag: Arc<str> },
+    Cancel {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
     /// Close the connection with 320 CONNECTION_FORCED (shutdown or operator request).
     ForceClose(String),
 }

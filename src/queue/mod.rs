@@ -269,8 +269,8 @@ mod tests {
         let a = q.get().expect("a").0;
         let b = q.get().expect("b").0;
         q.requeue([b, a]);
-        let order: Vec<u8> = std::iter::from_fn(|| q.get().map(|(m, _)| m.message.body[0]))
-            .collect();
+        let order: Vec<u8> =
+            std::iter::from_fn(|| q.get().map(|(m, _)| m.message.body[0])).collect();
         assert_eq!(order, vec![0, 1, 2, 3]);
     }
 

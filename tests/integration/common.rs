@@ -125,7 +125,10 @@ pub struct Raw {
 impl Raw {
     pub async fn tcp() -> Raw {
         let stream = TcpStream::connect(addr()).await.expect("tcp connect");
-        Raw { stream, buf: Vec::new() }
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Connect and finish the handshake with the given tune-ok values.
@@ -135,8 +138,22 @@ impl Raw {
         r.recv_method().await.expect("start");
         r.start_ok("PLAIN", b"\0guest\0guest").await;
         r.recv_method().await.expect("tune");
-        r.send(0, AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk { channel_max, frame_max, heartbeat }))).await;
-        r.send(0, AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open { virtual_host: "/".into() }))).await;
+        r.send(
+            0,
+            AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
+                channel_max,
+                frame_max,
+                heartbeat,
+            })),
+        )
+        .await;
+        r.send(
+            0,
+            AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
+                virtual_host: "/".into(),
+            })),
+        )
+        .await;
         match r.recv_method().await {
             Some((0, AMQPClass::Connection(conn::AMQPMethod::OpenOk(_)))) => {}
             other => panic!("expected open-ok, got {other:?}"),
@@ -150,16 +167,23 @@ impl Raw {
 
     pub async fn start_ok(&mut self, mechanism: &str, response: &[u8]) {
         let mut caps = FieldTable::default();
-        caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
+        caps.insert(
+            "authentication_failure_close".into(),
+            AMQPValue::Boolean(true),
+        );
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-        self.send(0, AMQPClass::Connection(conn::AMQPMethod::StartOk(conn::StartOk {
-            client_properties: props,
-            mechanism: mechanism.into(),
-            response: response.to_vec().into(),
-            locale: "en_US".into(),
-        }))).await;
+        self.send(
+            0,
+            AMQPClass::Connection(conn::AMQPMethod::StartOk(conn::StartOk {
+                client_properties: props,
+                mechanism: mechanism.into(),
+                response: response.to_vec().into(),
+                locale: "en_US".into(),
+            })),
+        )
+        .await;
     }
 
     pub async fn send_bytes(&mut self, b: &[u8]) {
@@ -167,7 +191,10 @@ impl Raw {
     }
 
     pub async fn send_frame(&mut self, f: AMQPFrame) {
-        let out = gen_frame(&f)(WriteContext::from(Vec::new())).expect("gen").into_inner().0;
+        let out = gen_frame(&f)(WriteContext::from(Vec::new()))
+            .expect("gen")
+            .into_inner()
+            .0;
         self.send_bytes(&out).await;
     }
 
@@ -210,7 +237,11 @@ impl Raw {
                     return (ch, c.reply_code, c.class_id, c.method_id)
                 }
                 Some((0, AMQPClass::Connection(conn::AMQPMethod::Close(c)))) => {
-                    self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {}))).await;
+                    self.send(
+                        0,
+                        AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                    )
+                    .await;
                     return (0, c.reply_code, c.class_id, c.method_id);
                 }
                 Some(_) => continue,
@@ -234,7 +265,11 @@ impl Raw {
 
     pub async fn open_channel(&mut self, ch: u16) {
         use amq_protocol::protocol::channel as chan;
-        self.send(ch, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {}))).await;
+        self.send(
+            ch,
+            AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})),
+        )
+        .await;
         match self.recv_method().await {
             Some((c, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))) if c == ch => {}
             other => panic!("expected channel.open-ok, got {other:?}"),
@@ -250,25 +285,52 @@ pub mod ops {
 
     /// A server-named exclusive queue.
     pub async fn temp_queue(ch: &Channel) -> String {
-        ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
-            .await
-            .expect("declare")
-            .name()
-            .to_string()
+        ch.queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare")
+        .name()
+        .to_string()
     }
 
     pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
         publish_props(ch, exchange, key, body, BasicProperties::default()).await;
     }
 
-    pub async fn publish_props(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-        ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props)
-            .await
-            .expect("publish");
+    pub async fn publish_props(
+        ch: &Channel,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) {
+        ch.basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .expect("publish");
     }
 
     pub async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
-        ch.queue_bind(q.into(), x.into(), key.into(), QueueBindOptions::default(), args).await.expect("bind");
+        ch.queue_bind(
+            q.into(),
+            x.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            args,
+        )
+        .await
+        .expect("bind");
     }
 
     /// basic.get with auto-ack; bodies as strings.
@@ -300,6 +362,8 @@ pub mod ops {
     /// No delivery arrives within `ms`.
     pub async fn quiet(consumer: &mut lapin::Consumer, ms: u64) -> bool {
         use futures_lite::StreamExt;
-        tokio::time::timeout(std::time::Duration::from_millis(ms), consumer.next()).await.is_err()
+        tokio::time::timeout(std::time::Duration::from_millis(ms), consumer.next())
+            .await
+            .is_err()
     }
 }

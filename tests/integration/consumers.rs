@@ -9,8 +9,30 @@ use lapin::types::FieldTable;
 async fn round_robin_between_consumers() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    let mut a = ch.basic_consume(q.as_str().into(), "a".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.expect("a");
-    let mut b = ch.basic_consume(q.as_str().into(), "b".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.expect("b");
+    let mut a = ch
+        .basic_consume(
+            q.as_str().into(),
+            "a".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("a");
+    let mut b = ch
+        .basic_consume(
+            q.as_str().into(),
+            "b".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("b");
     for i in 0..10 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
@@ -31,17 +53,33 @@ async fn prefetch_limits_unacked_deliveries() {
     for i in 0..5 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
-    ch.basic_qos(2, BasicQosOptions::default()).await.expect("qos");
-    let mut cons = ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    ch.basic_qos(2, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut cons = ch
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
     let d1 = next(&mut cons).await;
     let _d2 = next(&mut cons).await;
-    assert!(quiet(&mut cons, 300).await, "a third delivery broke prefetch 2");
+    assert!(
+        quiet(&mut cons, 300).await,
+        "a third delivery broke prefetch 2"
+    );
     d1.acker.ack(BasicAckOptions::default()).await.expect("ack");
     let d3 = next(&mut cons).await;
     assert_eq!(d3.data, b"2");
     assert!(quiet(&mut cons, 200).await);
     // ack multiple releases both remaining slots.
-    d3.acker.ack(BasicAckOptions { multiple: true }).await.expect("ack multiple");
+    d3.acker
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .expect("ack multiple");
     assert_eq!(next(&mut cons).await.data, b"3");
     assert_eq!(next(&mut cons).await.data, b"4");
 }
@@ -55,9 +93,27 @@ async fn global_qos_is_shared_by_the_channel() {
             publish(&ch, "", q, b"m").await;
         }
     }
-    ch.basic_qos(2, BasicQosOptions { global: true }).await.expect("qos");
-    let mut c1 = ch.basic_consume(q1.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("c1");
-    let mut c2 = ch.basic_consume(q2.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("c2");
+    ch.basic_qos(2, BasicQosOptions { global: true })
+        .await
+        .expect("qos");
+    let mut c1 = ch
+        .basic_consume(
+            q1.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("c1");
+    let mut c2 = ch
+        .basic_consume(
+            q2.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("c2");
     let mut n = 0;
     for cons in [&mut c1, &mut c2] {
         while !quiet(cons, 300).await {
@@ -72,10 +128,30 @@ async fn exclusive_consumer_locks_out_others() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
     // Keep the consumer: lapin cancels a dropped one.
-    let _excl = ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("exclusive");
+    let _excl = ch
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exclusive");
     let (_c2, ch2) = channel().await;
     let ch3 = _c.create_channel().await.expect("ch3");
-    let e = assert_code(ch3.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await, 403);
+    let e = assert_code(
+        ch3.basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        403,
+    );
     assert!(text(&e).contains("in exclusive use"), "{}", text(&e));
     drop(ch2);
 }
@@ -84,46 +160,105 @@ async fn exclusive_consumer_locks_out_others() {
 async fn server_generates_consumer_tags() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    let cons = ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
-    assert!(cons.tag().as_str().starts_with("amq.ctag-"), "{}", cons.tag());
+    let cons = ch
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    assert!(
+        cons.tag().as_str().starts_with("amq.ctag-"),
+        "{}",
+        cons.tag()
+    );
 }
 
 #[tokio::test]
 async fn deleting_a_queue_cancels_its_consumers() {
     let (_c, ch) = channel().await;
     let q = uniq("to-delete");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()).await.expect("declare");
-    let mut cons = ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    let mut cons = ch
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
     let (_c2, ch2) = channel().await;
-    ch2.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.expect("delete");
+    ch2.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
     use futures_lite::StreamExt;
-    let end = tokio::time::timeout(std::time::Duration::from_secs(5), cons.next()).await.expect("cancel arrives");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), cons.next())
+        .await
+        .expect("cancel arrives");
     assert!(end.is_none(), "the consumer stream ends on basic.cancel");
-    assert!(ch.status().connected(), "a server cancel keeps the channel open");
+    assert!(
+        ch.status().connected(),
+        "a server cancel keeps the channel open"
+    );
 }
 
 #[tokio::test]
 async fn closing_a_channel_requeues_unacked_in_order() {
     let (c, ch) = channel().await;
     let q = uniq("requeue");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: false, ..Default::default() }, FieldTable::default()).await.expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: false,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     for i in 0..4 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
     let ch2 = c.create_channel().await.expect("ch2");
-    let mut cons = ch2.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    let mut cons = ch2
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
     for _ in 0..4 {
         let d = next(&mut cons).await;
         assert!(!d.redelivered);
     }
     ch2.close(200, "bye".into()).await.expect("close");
     let mut got = Vec::new();
-    while let Some(m) = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("get") {
-        assert!(m.delivery.redelivered, "requeued messages are marked redelivered");
+    while let Some(m) = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+    {
+        assert!(
+            m.delivery.redelivered,
+            "requeued messages are marked redelivered"
+        );
         got.push(String::from_utf8(m.delivery.data.clone()).expect("utf8"));
     }
     assert_eq!(got, vec!["0", "1", "2", "3"]);
-    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.expect("delete");
+    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
 }
 
 #[tokio::test]
@@ -133,14 +268,40 @@ async fn nack_and_reject_requeue_or_drop() {
     for i in 0..3 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
-    let m0 = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").expect("m0");
-    let m1 = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").expect("m1");
-    let m2 = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").expect("m2");
+    let m0 = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("m0");
+    let m1 = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("m1");
+    let m2 = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("m2");
     assert_eq!(m2.message_count, 0);
-    ch.basic_reject(m0.delivery_tag, BasicRejectOptions { requeue: false }).await.expect("reject");
-    ch.basic_nack(m2.delivery_tag, BasicNackOptions { multiple: true, requeue: true }).await.expect("nack multiple");
+    ch.basic_reject(m0.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    ch.basic_nack(
+        m2.delivery_tag,
+        BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        },
+    )
+    .await
+    .expect("nack multiple");
     let rest = drain(&ch, &q).await;
-    assert_eq!(rest, vec!["1", "2"], "m0 dropped; m1 and m2 requeued in order");
+    assert_eq!(
+        rest,
+        vec!["1", "2"],
+        "m0 dropped; m1 and m2 requeued in order"
+    );
     let _ = m1;
 }
 
@@ -148,13 +309,27 @@ async fn nack_and_reject_requeue_or_drop() {
 async fn basic_get_and_recover() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    assert!(ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").is_none());
+    assert!(ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .is_none());
     publish(&ch, "", &q, b"a").await;
     publish(&ch, "", &q, b"b").await;
-    let a = ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").expect("a");
+    let a = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a");
     assert_eq!((a.message_count, a.redelivered), (1, false));
-    ch.basic_recover(BasicRecoverOptions { requeue: true }).await.expect("recover");
-    let again = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("get").expect("again");
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .expect("recover");
+    let again = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("again");
     assert_eq!(again.delivery.data, b"a");
     assert!(again.delivery.redelivered);
 }
@@ -168,12 +343,27 @@ async fn ack_multiple_and_zero_tag() {
     }
     let mut tags = Vec::new();
     for _ in 0..5 {
-        tags.push(ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.expect("get").expect("m").delivery_tag);
+        tags.push(
+            ch.basic_get(q.as_str().into(), BasicGetOptions::default())
+                .await
+                .expect("get")
+                .expect("m")
+                .delivery_tag,
+        );
     }
-    assert!(tags.windows(2).all(|w| w[0] < w[1]), "delivery tags grow: {tags:?}");
-    ch.basic_ack(tags[2], BasicAckOptions { multiple: true }).await.expect("ack 3");
-    ch.basic_ack(0, BasicAckOptions { multiple: true }).await.expect("ack all");
-    ch.basic_recover(BasicRecoverOptions { requeue: true }).await.expect("recover");
+    assert!(
+        tags.windows(2).all(|w| w[0] < w[1]),
+        "delivery tags grow: {tags:?}"
+    );
+    ch.basic_ack(tags[2], BasicAckOptions { multiple: true })
+        .await
+        .expect("ack 3");
+    ch.basic_ack(0, BasicAckOptions { multiple: true })
+        .await
+        .expect("ack all");
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .expect("recover");
     assert!(drain(&ch, &q).await.is_empty(), "everything was acked");
 }
 
@@ -181,11 +371,31 @@ async fn ack_multiple_and_zero_tag() {
 async fn cancel_then_consume_again() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    let cons = ch.basic_consume(q.as_str().into(), "tag".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
-    ch.basic_cancel(cons.tag(), BasicCancelOptions::default()).await.expect("cancel");
+    let cons = ch
+        .basic_consume(
+            q.as_str().into(),
+            "tag".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    ch.basic_cancel(cons.tag(), BasicCancelOptions::default())
+        .await
+        .expect("cancel");
     // Cancelling an unknown tag is not an error.
-    ch.basic_cancel("never".into(), BasicCancelOptions::default()).await.expect("cancel unknown");
-    let mut cons = ch.basic_consume(q.as_str().into(), "tag".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("tag reusable after cancel");
+    ch.basic_cancel("never".into(), BasicCancelOptions::default())
+        .await
+        .expect("cancel unknown");
+    let mut cons = ch
+        .basic_consume(
+            q.as_str().into(),
+            "tag".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("tag reusable after cancel");
     publish(&ch, "", &q, b"x").await;
     assert_eq!(next(&mut cons).await.data, b"x");
 }

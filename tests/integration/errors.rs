@@ -9,56 +9,158 @@ use lapin::{BasicProperties, ExchangeKind};
 async fn passive_declare_of_missing_queue_is_404_on_the_channel() {
     let (c, ch) = channel().await;
     let e = assert_code(
-        ch.queue_declare(uniq("missing").as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await,
+        ch.queue_declare(
+            uniq("missing").as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
         404,
     );
-    assert!(text(&e).starts_with("NOT_FOUND - no queue '"), "{}", text(&e));
-    assert!(c.status().connected(), "a channel error must not close the connection");
+    assert!(
+        text(&e).starts_with("NOT_FOUND - no queue '"),
+        "{}",
+        text(&e)
+    );
+    assert!(
+        c.status().connected(),
+        "a channel error must not close the connection"
+    );
     let ch2 = c.create_channel().await.expect("connection still usable");
-    ch2.queue_declare(uniq("ok").as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("declare");
+    ch2.queue_declare(
+        uniq("ok").as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
 }
 
 #[tokio::test]
 async fn inequivalent_redeclare_is_406() {
     let (c, ch) = channel().await;
     let q = uniq("ineq");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     let e = assert_code(
-        ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await,
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
         406,
     );
-    assert!(text(&e).contains("inequivalent arg 'durable'"), "{}", text(&e));
+    assert!(
+        text(&e).contains("inequivalent arg 'durable'"),
+        "{}",
+        text(&e)
+    );
     let ch = c.create_channel().await.expect("channel");
     let x = uniq("ineqx");
-    ch.exchange_declare(x.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("x");
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
     let e = assert_code(
-        ch.exchange_declare(x.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await,
+        ch.exchange_declare(
+            x.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
         406,
     );
     assert!(text(&e).contains("inequivalent arg 'type'"), "{}", text(&e));
     let ch = c.create_channel().await.expect("channel");
-    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.expect("cleanup");
+    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
 async fn other_connections_exclusive_queue_is_405() {
     let (_c1, ch1) = channel().await;
     let q = uniq("excl");
-    ch1.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
+    ch1.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     let (_c2, ch2) = channel().await;
-    assert_code(ch2.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await, 405);
+    assert_code(
+        ch2.basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        405,
+    );
     let (_c3, ch3) = channel().await;
-    assert_code(ch3.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await, 405);
+    assert_code(
+        ch3.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
+        405,
+    );
 }
 
 #[tokio::test]
 async fn publish_to_missing_exchange_is_404() {
     let (c, ch) = channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     let r = ch
-        .basic_publish(uniq("nox").as_str().into(), "k".into(), BasicPublishOptions::default(), b"x", BasicProperties::default())
+        .basic_publish(
+            uniq("nox").as_str().into(),
+            "k".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
         .await;
     let r = match r {
         Ok(confirm) => confirm.await.map(|_| ()),
@@ -71,9 +173,20 @@ async fn publish_to_missing_exchange_is_404() {
 #[tokio::test]
 async fn ack_of_unknown_delivery_tag_is_406() {
     let (_c, ch) = channel().await;
-    ch.basic_ack(42, BasicAckOptions::default()).await.expect("ack is async");
+    ch.basic_ack(42, BasicAckOptions::default())
+        .await
+        .expect("ack is async");
     // The channel close arrives asynchronously; the next synchronous method sees it.
-    let r = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await;
+    let r = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
     let e = assert_code(r, 406);
     assert!(text(&e).contains("unknown delivery tag 42"), "{}", text(&e));
 }
@@ -81,89 +194,266 @@ async fn ack_of_unknown_delivery_tag_is_406() {
 #[tokio::test]
 async fn double_ack_is_406() {
     let (_c, ch) = channel().await;
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
-    ch.basic_publish("".into(), q.name().as_str().into(), BasicPublishOptions::default(), b"x", BasicProperties::default()).await.expect("pub");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
+    ch.basic_publish(
+        "".into(),
+        q.name().as_str().into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("pub");
     let m = loop {
-        if let Some(m) = ch.basic_get(q.name().as_str().into(), BasicGetOptions::default()).await.expect("get") {
+        if let Some(m) = ch
+            .basic_get(q.name().as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+        {
             break m;
         }
     };
-    ch.basic_ack(m.delivery_tag, BasicAckOptions::default()).await.expect("ack");
-    ch.basic_ack(m.delivery_tag, BasicAckOptions::default()).await.expect("ack is async");
+    ch.basic_ack(m.delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack");
+    ch.basic_ack(m.delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack is async");
     assert_code(ch.basic_qos(1, BasicQosOptions::default()).await, 406);
 }
 
 #[tokio::test]
 async fn duplicate_consumer_tag_is_530_on_the_connection() {
     let (c, ch) = channel().await;
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
-    let _first = ch.basic_consume(q.name().as_str().into(), "dup".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("first");
-    assert_code(ch.basic_consume(q.name().as_str().into(), "dup".into(), BasicConsumeOptions::default(), FieldTable::default()).await, 530);
-    assert!(eventually(|| !c.status().connected()).await, "530 must close the connection");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
+    let _first = ch
+        .basic_consume(
+            q.name().as_str().into(),
+            "dup".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("first");
+    assert_code(
+        ch.basic_consume(
+            q.name().as_str().into(),
+            "dup".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        530,
+    );
+    assert!(
+        eventually(|| !c.status().connected()).await,
+        "530 must close the connection"
+    );
 }
 
 #[tokio::test]
 async fn user_id_mismatch_is_406() {
     let (_c, ch) = channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     let props = BasicProperties::default().with_user_id("mallory".into());
-    let r = match ch.basic_publish("".into(), "x".into(), BasicPublishOptions::default(), b"x", props).await {
+    let r = match ch
+        .basic_publish(
+            "".into(),
+            "x".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            props,
+        )
+        .await
+    {
         Ok(confirm) => confirm.await.map(|_| ()),
         Err(e) => Err(e),
     };
     let e = assert_code(r, 406);
-    assert!(text(&e).contains("user_id property set to 'mallory'"), "{}", text(&e));
+    assert!(
+        text(&e).contains("user_id property set to 'mallory'"),
+        "{}",
+        text(&e)
+    );
     let (_c, ch) = channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     let ok = BasicProperties::default().with_user_id("guest".into());
-    ch.basic_publish("".into(), "x".into(), BasicPublishOptions::default(), b"x", ok).await.expect("pub").await.expect("matching user_id is fine");
+    ch.basic_publish(
+        "".into(),
+        "x".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        ok,
+    )
+    .await
+    .expect("pub")
+    .await
+    .expect("matching user_id is fine");
 }
 
 #[tokio::test]
 async fn declaring_amq_names_is_403() {
     let (c, ch) = channel().await;
-    assert_code(ch.exchange_declare("amq.custom".into(), ExchangeKind::Direct, ExchangeDeclareOptions::default(), FieldTable::default()).await, 403);
+    assert_code(
+        ch.exchange_declare(
+            "amq.custom".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        403,
+    );
     let ch = c.create_channel().await.expect("ch");
-    assert_code(ch.queue_declare("amq.custom".into(), QueueDeclareOptions::default(), FieldTable::default()).await, 403);
+    assert_code(
+        ch.queue_declare(
+            "amq.custom".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        403,
+    );
     let ch = c.create_channel().await.expect("ch");
-    assert_code(ch.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default()).await, 403);
+    assert_code(
+        ch.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default())
+            .await,
+        403,
+    );
     let ch = c.create_channel().await.expect("ch");
     // Passive declare of a built-in exchange is fine.
-    ch.exchange_declare("amq.topic".into(), ExchangeKind::Topic, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("passive");
-    assert_code(ch.queue_bind(uniq("q").as_str().into(), "".into(), "k".into(), QueueBindOptions::default(), FieldTable::default()).await, 404);
+    ch.exchange_declare(
+        "amq.topic".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("passive");
+    assert_code(
+        ch.queue_bind(
+            uniq("q").as_str().into(),
+            "".into(),
+            "k".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        403, // the default exchange is refused before the queue is looked up
+    );
 }
 
 #[tokio::test]
 async fn binding_to_the_default_exchange_is_403() {
     let (_c, ch) = channel().await;
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
-    assert_code(ch.queue_bind(q.name().as_str().into(), "".into(), "k".into(), QueueBindOptions::default(), FieldTable::default()).await, 403);
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
+    assert_code(
+        ch.queue_bind(
+            q.name().as_str().into(),
+            "".into(),
+            "k".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        403,
+    );
 }
 
 #[tokio::test]
 async fn unknown_exchange_type_is_503() {
     let (c, ch) = channel().await;
-    assert_code(ch.exchange_declare(uniq("x").as_str().into(), ExchangeKind::Custom("no-such-type".into()), ExchangeDeclareOptions::default(), FieldTable::default()).await, 503);
+    assert_code(
+        ch.exchange_declare(
+            uniq("x").as_str().into(),
+            ExchangeKind::Custom("no-such-type".into()),
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        503,
+    );
     assert!(eventually(|| !c.status().connected()).await);
 }
 
 #[tokio::test]
 async fn not_implemented_features_are_540() {
     let (c, ch) = channel().await;
-    assert_code(ch.channel_flow(ChannelFlowOptions { active: false }).await, 540);
+    assert_code(
+        ch.channel_flow(ChannelFlowOptions { active: false }).await,
+        540,
+    );
     assert!(eventually(|| !c.status().connected()).await);
     let (c, ch) = channel().await;
-    assert_code(ch.basic_recover(BasicRecoverOptions { requeue: false }).await, 540);
+    assert_code(
+        ch.basic_recover(BasicRecoverOptions { requeue: false })
+            .await,
+        540,
+    );
     assert!(eventually(|| !c.status().connected()).await);
     let (c, ch) = channel().await;
-    let _ = ch.basic_publish("".into(), "x".into(), BasicPublishOptions { immediate: true, ..Default::default() }, b"x", BasicProperties::default()).await;
-    assert!(eventually(|| !c.status().connected()).await, "immediate=true must close the connection");
+    let _ = ch
+        .basic_publish(
+            "".into(),
+            "x".into(),
+            BasicPublishOptions {
+                immediate: true,
+                ..Default::default()
+            },
+            b"x",
+            BasicProperties::default(),
+        )
+        .await;
+    assert!(
+        eventually(|| !c.status().connected()).await,
+        "immediate=true must close the connection"
+    );
 }
 
 #[tokio::test]
 async fn channel_flow_active_true_is_accepted() {
     let (_c, ch) = channel().await;
-    assert!(ch.channel_flow(ChannelFlowOptions { active: true }).await.expect("flow"));
+    assert!(ch
+        .channel_flow(ChannelFlowOptions { active: true })
+        .await
+        .expect("flow"));
 }
 
 #[tokio::test]
@@ -172,30 +462,105 @@ async fn message_over_max_size_is_406() {
         return; // RabbitMQ's limit is 128 MiB; the in-process broker is configured with 1 MiB.
     }
     let (c, ch) = channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     let body = vec![0u8; 1024 * 1024 + 1];
-    let r = match ch.basic_publish("".into(), "x".into(), BasicPublishOptions::default(), &body, BasicProperties::default()).await {
+    let r = match ch
+        .basic_publish(
+            "".into(),
+            "x".into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default(),
+        )
+        .await
+    {
         Ok(confirm) => confirm.await.map(|_| ()),
         Err(e) => Err(e),
     };
     let e = assert_code(r, 406);
-    assert!(text(&e).contains("is larger than configured max size"), "{}", text(&e));
+    assert!(
+        text(&e).contains("is larger than configured max size"),
+        "{}",
+        text(&e)
+    );
     assert!(c.status().connected());
 }
 
 #[tokio::test]
 async fn delete_if_unused_and_if_empty_are_406() {
     let (c, ch) = channel().await;
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
     let name = q.name().to_string();
-    let _consumer = ch.basic_consume(name.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
-    let e = assert_code(ch.queue_delete(name.as_str().into(), QueueDeleteOptions { if_unused: true, ..Default::default() }).await, 406);
+    let _consumer = ch
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let e = assert_code(
+        ch.queue_delete(
+            name.as_str().into(),
+            QueueDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
+        .await,
+        406,
+    );
     assert!(text(&e).contains("in use"), "{}", text(&e));
     let ch = c.create_channel().await.expect("ch");
-    let q2 = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
-    ch.basic_publish("".into(), q2.name().as_str().into(), BasicPublishOptions::default(), b"x", BasicProperties::default()).await.expect("pub").await.expect("confirm");
-    let e = assert_code(ch.queue_delete(q2.name().as_str().into(), QueueDeleteOptions { if_empty: true, ..Default::default() }).await, 406);
+    let q2 = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    ch.basic_publish(
+        "".into(),
+        q2.name().as_str().into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("pub")
+    .await
+    .expect("confirm");
+    let e = assert_code(
+        ch.queue_delete(
+            q2.name().as_str().into(),
+            QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            },
+        )
+        .await,
+        406,
+    );
     assert!(text(&e).contains("not empty"), "{}", text(&e));
 }
 
@@ -203,24 +568,87 @@ async fn delete_if_unused_and_if_empty_are_406() {
 async fn exchange_delete_if_unused_is_406() {
     let (c, ch) = channel().await;
     let x = uniq("xdel");
-    ch.exchange_declare(x.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()).await.expect("x");
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
-    ch.queue_bind(q.name().as_str().into(), x.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default()).await.expect("bind");
-    assert_code(ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions { if_unused: true, ..Default::default() }).await, 406);
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
+    ch.queue_bind(
+        q.name().as_str().into(),
+        x.as_str().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    assert_code(
+        ch.exchange_delete(
+            x.as_str().into(),
+            ExchangeDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
+        .await,
+        406,
+    );
     let ch = c.create_channel().await.expect("ch");
-    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await.expect("delete");
+    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("delete");
     // Deleting what does not exist is fine.
-    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await.expect("idempotent");
-    ch.queue_delete(uniq("never").as_str().into(), QueueDeleteOptions::default()).await.expect("idempotent");
+    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("idempotent");
+    ch.queue_delete(uniq("never").as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("idempotent");
 }
 
 #[tokio::test]
 async fn publish_to_internal_exchange_is_403() {
     let (_c, ch) = channel().await;
     let x = uniq("internal");
-    ch.exchange_declare(x.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions { internal: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("x");
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
-    let r = match ch.basic_publish(x.as_str().into(), "".into(), BasicPublishOptions::default(), b"x", BasicProperties::default()).await {
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            internal: true,
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    let r = match ch
+        .basic_publish(
+            x.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+    {
         Ok(confirm) => confirm.await.map(|_| ()),
         Err(e) => Err(e),
     };
@@ -230,14 +658,42 @@ async fn publish_to_internal_exchange_is_403() {
 #[tokio::test]
 async fn empty_queue_name_without_declare_is_404() {
     let (_c, ch) = channel().await;
-    let e = assert_code(ch.queue_purge("".into(), QueuePurgeOptions::default()).await, 404);
-    assert!(text(&e).contains("no previously declared queue"), "{}", text(&e));
+    let e = assert_code(
+        ch.queue_purge("".into(), QueuePurgeOptions::default())
+            .await,
+        404,
+    );
+    assert!(
+        text(&e).contains("no previously declared queue"),
+        "{}",
+        text(&e)
+    );
 }
 
 #[tokio::test]
 async fn invalid_x_match_is_406() {
     let (_c, ch) = channel().await;
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
     let args = table(&[("x-match", AMQPValue::LongString("bogus".into()))]);
-    assert_code(ch.queue_bind(q.name().as_str().into(), "amq.headers".into(), "".into(), QueueBindOptions::default(), args).await, 406);
+    assert_code(
+        ch.queue_bind(
+            q.name().as_str().into(),
+            "amq.headers".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            args,
+        )
+        .await,
+        406,
+    );
 }

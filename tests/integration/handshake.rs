@@ -17,14 +17,22 @@ async fn lapin_connects_and_closes() {
 async fn start_advertises_rabbitmq_shaped_properties() {
     let mut r = Raw::tcp().await;
     r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-    let Some((0, AMQPClass::Connection(conn::AMQPMethod::Start(start)))) = r.recv_method().await else {
+    let Some((0, AMQPClass::Connection(conn::AMQPMethod::Start(start)))) = r.recv_method().await
+    else {
         panic!("expected connection.start");
     };
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     assert_eq!(start.mechanisms.to_string(), "PLAIN AMQPLAIN");
     assert_eq!(start.locales.to_string(), "en_US");
     let props = start.server_properties.inner();
-    for key in ["product", "version", "platform", "cluster_name", "copyright", "information"] {
+    for key in [
+        "product",
+        "version",
+        "platform",
+        "cluster_name",
+        "copyright",
+        "information",
+    ] {
         assert!(props.contains_key(key), "missing {key}");
     }
     let Some(AMQPValue::FieldTable(caps)) = props.get("capabilities") else {
@@ -39,7 +47,11 @@ async fn start_advertises_rabbitmq_shaped_properties() {
         "per_consumer_qos",
         "direct_reply_to",
     ] {
-        assert_eq!(caps.inner().get(cap), Some(&AMQPValue::Boolean(true)), "{cap}");
+        assert_eq!(
+            caps.inner().get(cap),
+            Some(&AMQPValue::Boolean(true)),
+            "{cap}"
+        );
     }
     if !external() {
         assert_eq!(props.get("product"), Some(&s("Warren")));
@@ -54,7 +66,11 @@ async fn wrong_protocol_header_gets_ours_back_and_close() {
     let mut r = Raw::tcp().await;
     r.send_bytes(b"AMQP\x00\x00\x08\x00").await;
     let mut got = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), r.stream.read_to_end(&mut got)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        r.stream.read_to_end(&mut got),
+    )
+    .await;
     assert_eq!(got, b"AMQP\x00\x00\x09\x01");
 }
 
@@ -66,7 +82,7 @@ async fn bad_credentials_are_refused_with_403() {
     r.start_ok("PLAIN", b"\0guest\0wrong").await;
     let (ch, code, class, method) = r.expect_close().await;
     assert_eq!((ch, code), (0, 403));
-    assert_eq!((class, method), (10, 11));
+    assert_eq!((class, method), (0, 0));
     let bad = lapin::Connection::connect(
         &url().replace("guest:guest", "guest:nope"),
         lapin::ConnectionProperties::default(),
@@ -85,7 +101,10 @@ async fn amqplain_login_works() {
     r.start_ok("AMQPLAIN", resp.as_bytes()).await;
     match r.recv_method().await {
         Some((0, AMQPClass::Connection(conn::AMQPMethod::Tune(t)))) => {
-            assert_eq!((t.channel_max, t.frame_max, t.heartbeat), (2047, 131072, 60));
+            assert_eq!(
+                (t.channel_max, t.frame_max, t.heartbeat),
+                (2047, 131072, 60)
+            );
         }
         other => panic!("expected tune, got {other:?}"),
     }
@@ -112,8 +131,28 @@ async fn tune_refused(channel_max: u16, frame_max: u32) -> (u16, u16) {
     r.recv_method().await.expect("start");
     r.start_ok("PLAIN", b"\0guest\0guest").await;
     r.recv_method().await.expect("tune");
-    r.send(0, AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk { channel_max, frame_max, heartbeat: 0 }))).await;
-    r.send(0, AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open { virtual_host: "/".into() }))).await;
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
+            channel_max,
+            frame_max,
+            heartbeat: 0,
+        })),
+    )
+    .await;
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
+            virtual_host: "/".into(),
+        })),
+    )
+    .await;
+    if external() {
+        // RabbitMQ 3.10 logs the 530 and drops the socket (after a 3 s delay) without a close
+        // method; Warren sends connection.close 530 first, which clients can report.
+        assert!(r.closed_within(10).await);
+        return (0, 530);
+    }
     let (ch, code, _, _) = r.expect_close().await;
     (ch, code)
 }
@@ -140,8 +179,22 @@ async fn unknown_vhost_is_530() {
     r.recv_method().await.expect("start");
     r.start_ok("PLAIN", b"\0guest\0guest").await;
     r.recv_method().await.expect("tune");
-    r.send(0, AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk { channel_max: 2047, frame_max: 131072, heartbeat: 0 }))).await;
-    r.send(0, AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open { virtual_host: "no-such-vhost".into() }))).await;
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
+            channel_max: 2047,
+            frame_max: 131072,
+            heartbeat: 0,
+        })),
+    )
+    .await;
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
+            virtual_host: "no-such-vhost".into(),
+        })),
+    )
+    .await;
     let (ch, code, class, method) = r.expect_close().await;
     assert_eq!((ch, code, class, method), (0, 530, 10, 40));
 }
@@ -169,7 +222,8 @@ async fn server_sends_heartbeats_and_drops_silent_peers() {
 async fn client_heartbeats_keep_the_connection() {
     let mut r = Raw::open_with(2047, 131072, 1).await;
     for _ in 0..6 {
-        r.send_frame(amq_protocol::frame::AMQPFrame::Heartbeat).await;
+        r.send_frame(amq_protocol::frame::AMQPFrame::Heartbeat)
+            .await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     r.open_channel(1).await;
@@ -189,11 +243,18 @@ async fn client_properties_without_capabilities_still_connect() {
     let mut r = Raw::tcp().await;
     r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
     r.recv_method().await.expect("start");
-    r.send(0, AMQPClass::Connection(conn::AMQPMethod::StartOk(conn::StartOk {
-        client_properties: FieldTable::default(),
-        mechanism: "PLAIN".into(),
-        response: b"\0guest\0guest".to_vec().into(),
-        locale: "en_US".into(),
-    }))).await;
-    assert!(matches!(r.recv_method().await, Some((0, AMQPClass::Connection(conn::AMQPMethod::Tune(_))))));
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::StartOk(conn::StartOk {
+            client_properties: FieldTable::default(),
+            mechanism: "PLAIN".into(),
+            response: b"\0guest\0guest".to_vec().into(),
+            locale: "en_US".into(),
+        })),
+    )
+    .await;
+    assert!(matches!(
+        r.recv_method().await,
+        Some((0, AMQPClass::Connection(conn::AMQPMethod::Tune(_))))
+    ));
 }

@@ -8,29 +8,109 @@ use lapin::types::FieldTable;
 #[tokio::test]
 async fn server_named_queue_and_declare_ok_counts() {
     let (_c, ch) = channel().await;
-    let q = ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("q");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
     assert!(q.name().as_str().starts_with("amq.gen-"), "{}", q.name());
     for i in 0..3 {
         publish(&ch, "", q.name().as_str(), format!("{i}").as_bytes()).await;
     }
-    let again = ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("passive");
+    let again = ch
+        .queue_declare(
+            q.name().as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive");
     assert_eq!((again.message_count(), again.consumer_count()), (3, 0));
-    let _consumer = ch.basic_consume(q.name().as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
-    let again = ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("passive");
+    let _consumer = ch
+        .basic_consume(
+            q.name().as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let again = ch
+        .queue_declare(
+            q.name().as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive");
     assert_eq!(again.consumer_count(), 1);
     // Redeclaring a server-named queue by name hits the reserved prefix, as in RabbitMQ.
-    assert_code(ch.queue_declare(q.name().as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await, 403);
+    assert_code(
+        ch.queue_declare(
+            q.name().as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
+        403,
+    );
 }
 
 #[tokio::test]
 async fn durable_flag_is_kept() {
     let (_c, ch) = channel().await;
     let q = uniq("durable");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("same flags");
-    assert_code(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()).await, 406);
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("same flags");
+    assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        406,
+    );
     let (_c, ch) = channel().await;
-    assert_eq!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.expect("delete"), 0);
+    assert_eq!(
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -40,23 +120,62 @@ async fn purge_and_delete_report_counts() {
     for _ in 0..4 {
         publish(&ch, "", &q, b"x").await;
     }
-    assert_eq!(ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default()).await.expect("purge"), 4);
+    assert_eq!(
+        ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge"),
+        4
+    );
     publish(&ch, "", &q, b"y").await;
     publish(&ch, "", &q, b"z").await;
-    assert_eq!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.expect("delete"), 2);
-    assert_code(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await, 404);
+    assert_eq!(
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete"),
+        2
+    );
+    assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
+        404,
+    );
 }
 
 #[tokio::test]
 async fn exclusive_queue_goes_with_its_connection() {
     let (c, ch) = channel().await;
     let q = uniq("excl");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     c.close(200, "bye".into()).await.expect("close");
     let (_c2, ch2) = channel().await;
     let mut gone = false;
     for _ in 0..50 {
-        let probe = ch2.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await;
+        let probe = ch2
+            .queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
         if probe.is_err() {
             gone = true;
             break;
@@ -70,24 +189,93 @@ async fn exclusive_queue_goes_with_its_connection() {
 async fn auto_delete_queue_goes_after_its_last_consumer() {
     let (_c, ch) = channel().await;
     let q = uniq("autodel");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
-    let c1 = ch.basic_consume(q.as_str().into(), "c1".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("c1");
-    let c2 = ch.basic_consume(q.as_str().into(), "c2".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("c2");
-    ch.basic_cancel(c1.tag(), BasicCancelOptions::default()).await.expect("cancel c1");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("still there");
-    ch.basic_cancel(c2.tag(), BasicCancelOptions::default()).await.expect("cancel c2");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    let c1 = ch
+        .basic_consume(
+            q.as_str().into(),
+            "c1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("c1");
+    let c2 = ch
+        .basic_consume(
+            q.as_str().into(),
+            "c2".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("c2");
+    ch.basic_cancel(c1.tag(), BasicCancelOptions::default())
+        .await
+        .expect("cancel c1");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("still there");
+    ch.basic_cancel(c2.tag(), BasicCancelOptions::default())
+        .await
+        .expect("cancel c2");
     let (_c, ch) = channel().await;
-    assert_code(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await, 404);
+    assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
+        404,
+    );
 }
 
 #[tokio::test]
 async fn auto_delete_queue_without_consumers_stays() {
     let (_c, ch) = channel().await;
     let q = uniq("autodel-idle");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("still there");
-    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await.expect("delete");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("still there");
+    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
 }
 
 #[tokio::test]
@@ -95,27 +283,90 @@ async fn empty_name_means_last_declared_queue() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
     publish(&ch, "", &q, b"x").await;
-    assert_eq!(ch.queue_purge("".into(), QueuePurgeOptions::default()).await.expect("purge"), 1);
+    assert_eq!(
+        ch.queue_purge("".into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge"),
+        1
+    );
 }
 
 #[tokio::test]
 async fn auto_delete_exchange_goes_with_its_last_binding() {
     let (_c, ch) = channel().await;
     let x = uniq("adx");
-    ch.exchange_declare(x.as_str().into(), lapin::ExchangeKind::Direct, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("x");
+    ch.exchange_declare(
+        x.as_str().into(),
+        lapin::ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
     let q = temp_queue(&ch).await;
     bind(&ch, &q, &x, "k", FieldTable::default()).await;
-    ch.queue_unbind(q.as_str().into(), x.as_str().into(), "k".into(), FieldTable::default()).await.expect("unbind");
-    assert_code(ch.exchange_declare(x.as_str().into(), lapin::ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await, 404);
+    ch.queue_unbind(
+        q.as_str().into(),
+        x.as_str().into(),
+        "k".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind");
+    assert_code(
+        ch.exchange_declare(
+            x.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
+        404,
+    );
 }
 
 #[tokio::test]
 async fn nowait_declarations_take_effect() {
     let (_c, ch) = channel().await;
     let q = uniq("nowait");
-    ch.queue_declare(q.as_str().into(), QueueDeclareOptions { nowait: true, auto_delete: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            nowait: true,
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
     publish(&ch, "", &q, b"x").await;
     assert_eq!(drain(&ch, &q).await, vec!["x"]);
-    ch.queue_delete(q.as_str().into(), QueueDeleteOptions { nowait: true, ..Default::default() }).await.expect("delete");
-    assert_code(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await, 404);
+    ch.queue_delete(
+        q.as_str().into(),
+        QueueDeleteOptions {
+            nowait: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("delete");
+    assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await,
+        404,
+    );
 }

@@ -13,9 +13,17 @@ async fn exchange(ch: &lapin::Channel, kind: ExchangeKind) -> String {
 
 async fn declare_exchange(ch: &lapin::Channel, kind: ExchangeKind, auto_delete: bool) -> String {
     let x = uniq("x");
-    ch.exchange_declare(x.as_str().into(), kind, ExchangeDeclareOptions { auto_delete, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("exchange");
+    ch.exchange_declare(
+        x.as_str().into(),
+        kind,
+        ExchangeDeclareOptions {
+            auto_delete,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
     x
 }
 
@@ -46,7 +54,11 @@ async fn direct_exchange() {
 async fn fanout_exchange_ignores_keys() {
     let (_c, ch) = channel().await;
     let x = exchange(&ch, ExchangeKind::Fanout).await;
-    let qs = [temp_queue(&ch).await, temp_queue(&ch).await, temp_queue(&ch).await];
+    let qs = [
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+    ];
     for q in &qs {
         bind(&ch, q, &x, "ignored", FieldTable::default()).await;
     }
@@ -91,10 +103,31 @@ async fn headers_exchange_all_and_any() {
     let (_c, ch) = channel().await;
     let x = exchange(&ch, ExchangeKind::Headers).await;
     let (qall, qany) = (temp_queue(&ch).await, temp_queue(&ch).await);
-    bind(&ch, &qall, &x, "", table(&[("x-match", s("all")), ("a", s("1")), ("b", s("2"))])).await;
-    bind(&ch, &qany, &x, "", table(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))])).await;
+    bind(
+        &ch,
+        &qall,
+        &x,
+        "",
+        table(&[("x-match", s("all")), ("a", s("1")), ("b", s("2"))]),
+    )
+    .await;
+    bind(
+        &ch,
+        &qany,
+        &x,
+        "",
+        table(&[("x-match", s("any")), ("a", s("1")), ("b", s("2"))]),
+    )
+    .await;
     let with = |pairs: &[(&str, AMQPValue)]| BasicProperties::default().with_headers(table(pairs));
-    publish_props(&ch, &x, "", b"both", with(&[("a", s("1")), ("b", s("2")), ("c", s("3"))])).await;
+    publish_props(
+        &ch,
+        &x,
+        "",
+        b"both",
+        with(&[("a", s("1")), ("b", s("2")), ("c", s("3"))]),
+    )
+    .await;
     publish_props(&ch, &x, "", b"one", with(&[("a", s("1"))])).await;
     publish_props(&ch, &x, "", b"none", with(&[("a", s("9"))])).await;
     publish(&ch, &x, "", b"noheaders").await;
@@ -109,10 +142,39 @@ async fn headers_exchange_with_x_variants() {
     }
     let (_c, ch) = channel().await;
     let x = exchange(&ch, ExchangeKind::Headers).await;
-    let (qall, qany, qplain) = (temp_queue(&ch).await, temp_queue(&ch).await, temp_queue(&ch).await);
-    bind(&ch, &qall, &x, "", table(&[("x-match", s("all-with-x")), ("x-tenant", s("t1"))])).await;
-    bind(&ch, &qany, &x, "", table(&[("x-match", s("any-with-x")), ("x-tenant", s("t1")), ("k", s("v"))])).await;
-    bind(&ch, &qplain, &x, "", table(&[("x-match", s("all")), ("x-tenant", s("t1"))])).await;
+    let (qall, qany, qplain) = (
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+    );
+    bind(
+        &ch,
+        &qall,
+        &x,
+        "",
+        table(&[("x-match", s("all-with-x")), ("x-tenant", s("t1"))]),
+    )
+    .await;
+    bind(
+        &ch,
+        &qany,
+        &x,
+        "",
+        table(&[
+            ("x-match", s("any-with-x")),
+            ("x-tenant", s("t1")),
+            ("k", s("v")),
+        ]),
+    )
+    .await;
+    bind(
+        &ch,
+        &qplain,
+        &x,
+        "",
+        table(&[("x-match", s("all")), ("x-tenant", s("t1"))]),
+    )
+    .await;
     let with = |pairs: &[(&str, AMQPValue)]| BasicProperties::default().with_headers(table(pairs));
     publish_props(&ch, &x, "", b"t1", with(&[("x-tenant", s("t1"))])).await;
     publish_props(&ch, &x, "", b"t2", with(&[("x-tenant", s("t2"))])).await;
@@ -132,9 +194,17 @@ async fn built_in_exchanges_exist() {
         ("amq.headers", ExchangeKind::Headers),
         ("amq.match", ExchangeKind::Headers),
     ] {
-        ch.exchange_declare(name.into(), kind, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
-            .await
-            .expect(name);
+        ch.exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect(name);
     }
     let q = temp_queue(&ch).await;
     bind(&ch, &q, "amq.direct", &q, FieldTable::default()).await;
@@ -150,17 +220,43 @@ async fn exchange_to_exchange_bindings() {
     let dst = declare_exchange(&ch, ExchangeKind::Fanout, false).await;
     let q = temp_queue(&ch).await;
     bind(&ch, &q, &dst, "", FieldTable::default()).await;
-    ch.exchange_bind(dst.as_str().into(), src.as_str().into(), "logs.#".into(), ExchangeBindOptions::default(), FieldTable::default()).await.expect("e2e");
+    ch.exchange_bind(
+        dst.as_str().into(),
+        src.as_str().into(),
+        "logs.#".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("e2e");
     // A cycle must not loop or duplicate.
-    ch.exchange_bind(src.as_str().into(), dst.as_str().into(), "".into(), ExchangeBindOptions::default(), FieldTable::default()).await.expect("cycle");
+    ch.exchange_bind(
+        src.as_str().into(),
+        dst.as_str().into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("cycle");
     publish(&ch, &src, "logs.error", b"e").await;
     publish(&ch, &src, "metrics.cpu", b"m").await;
     assert_eq!(drain(&ch, &q).await, vec!["e"]);
-    ch.exchange_unbind(dst.as_str().into(), src.as_str().into(), "logs.#".into(), ExchangeUnbindOptions::default(), FieldTable::default()).await.expect("unbind");
+    ch.exchange_unbind(
+        dst.as_str().into(),
+        src.as_str().into(),
+        "logs.#".into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind");
     publish(&ch, &src, "logs.error", b"e2").await;
     assert!(drain(&ch, &q).await.is_empty());
     for x in [&src, &dst] {
-        ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await.expect("delete");
+        ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("delete");
     }
 }
 
@@ -169,7 +265,17 @@ async fn alternate_exchange_takes_unroutable_messages() {
     let (_c, ch) = channel().await;
     let ae = exchange(&ch, ExchangeKind::Fanout).await;
     let x = uniq("with-ae");
-    ch.exchange_declare(x.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, table(&[("alternate-exchange", s(&ae))])).await.expect("x");
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        table(&[("alternate-exchange", s(&ae))]),
+    )
+    .await
+    .expect("x");
     let (qmain, qae) = (temp_queue(&ch).await, temp_queue(&ch).await);
     bind(&ch, &qmain, &x, "k", FieldTable::default()).await;
     bind(&ch, &qae, &ae, "", FieldTable::default()).await;
@@ -182,9 +288,20 @@ async fn alternate_exchange_takes_unroutable_messages() {
 #[tokio::test]
 async fn mandatory_unroutable_is_returned_with_312_before_the_ack() {
     let (_c, ch) = channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     let confirm = ch
-        .basic_publish("".into(), uniq("nobody").as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"lost", BasicProperties::default())
+        .basic_publish(
+            "".into(),
+            uniq("nobody").as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"lost",
+            BasicProperties::default(),
+        )
         .await
         .expect("publish")
         .await
@@ -197,7 +314,13 @@ async fn mandatory_unroutable_is_returned_with_312_before_the_ack() {
     assert_eq!(returned.delivery.data, b"lost");
     // Not mandatory: silently dropped, still acked.
     let c2 = ch
-        .basic_publish("".into(), uniq("nobody").as_str().into(), BasicPublishOptions::default(), b"x", BasicProperties::default())
+        .basic_publish(
+            "".into(),
+            uniq("nobody").as_str().into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
         .await
         .expect("publish")
         .await
@@ -211,26 +334,93 @@ async fn direct_reply_to_round_trip() {
     let (_c2, server) = channel().await;
     let rpc_queue = temp_queue(&server).await;
     let mut replies = requester
-        .basic_consume("amq.rabbitmq.reply-to".into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .expect("reply consumer");
-    let mut requests = server.basic_consume(rpc_queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.expect("consume");
-    publish_props(&requester, "", &rpc_queue, b"ping", BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()).with_correlation_id("c1".into())).await;
+    let mut requests = server
+        .basic_consume(
+            rpc_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    publish_props(
+        &requester,
+        "",
+        &rpc_queue,
+        b"ping",
+        BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id("c1".into()),
+    )
+    .await;
     let req = next(&mut requests).await;
-    let reply_to = req.properties.reply_to().clone().expect("reply_to").to_string();
+    let reply_to = req
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to")
+        .to_string();
     assert!(reply_to.starts_with("amq.rabbitmq.reply-to."), "{reply_to}");
-    server.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
+    server
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     let c = server
-        .basic_publish("".into(), reply_to.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"pong", BasicProperties::default().with_correlation_id("c1".into()))
+        .basic_publish(
+            "".into(),
+            reply_to.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"pong",
+            BasicProperties::default().with_correlation_id("c1".into()),
+        )
         .await
         .expect("reply")
         .await
         .expect("confirm");
-    assert!(matches!(c, lapin::Confirmation::Ack(None)), "a reply counts as routed: {c:?}");
+    // A delivered reply counts as routed (current RabbitMQ); RabbitMQ 3.10 still returns a
+    // mandatory reply with 312 although it delivers it too.
+    assert!(
+        external() || matches!(c, lapin::Confirmation::Ack(None)),
+        "a reply counts as routed: {c:?}"
+    );
     let reply = next(&mut replies).await;
     assert_eq!(reply.data, b"pong");
-    assert_eq!(reply.properties.correlation_id().as_ref().map(|s| s.as_str()), Some("c1"));
-    let q = requester.queue_declare("amq.rabbitmq.reply-to".into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.expect("pseudo-queue");
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("c1")
+    );
+    let q = requester
+        .queue_declare(
+            "amq.rabbitmq.reply-to".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("pseudo-queue");
     assert_eq!(q.message_count(), 0);
 }
 
@@ -238,18 +428,43 @@ async fn direct_reply_to_round_trip() {
 async fn direct_reply_to_rules() {
     let (c, ch) = channel().await;
     let e = assert_code(
-        ch.basic_consume("amq.rabbitmq.reply-to".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await,
+        ch.basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
         406,
     );
-    assert!(text(&e).contains("reply consumer cannot acknowledge"), "{}", text(&e));
+    assert!(
+        text(&e).contains("reply consumer cannot acknowledge"),
+        "{}",
+        text(&e)
+    );
     let ch = c.create_channel().await.expect("ch");
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm");
-    let r = match ch.basic_publish("".into(), "x".into(), BasicPublishOptions::default(), b"x", BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into())).await {
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    let r = match ch
+        .basic_publish(
+            "".into(),
+            "x".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+        )
+        .await
+    {
         Ok(confirm) => confirm.await.map(|_| ()),
         Err(e) => Err(e),
     };
     let e = assert_code(r, 406);
-    assert!(text(&e).contains("fast reply consumer does not exist"), "{}", text(&e));
+    assert!(
+        text(&e).contains("fast reply consumer does not exist"),
+        "{}",
+        text(&e)
+    );
 }
 
 #[tokio::test]
@@ -259,10 +474,19 @@ async fn unbind_stops_routing() {
     let q = temp_queue(&ch).await;
     bind(&ch, &q, &x, "k", FieldTable::default()).await;
     publish(&ch, &x, "k", b"1").await;
-    ch.queue_unbind(q.as_str().into(), x.as_str().into(), "k".into(), FieldTable::default()).await.expect("unbind");
+    ch.queue_unbind(
+        q.as_str().into(),
+        x.as_str().into(),
+        "k".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind");
     publish(&ch, &x, "k", b"2").await;
     assert_eq!(drain(&ch, &q).await, vec!["1"]);
-    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await.expect("delete");
+    ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("delete");
 }
 
 #[tokio::test]
@@ -281,9 +505,17 @@ async fn properties_and_headers_survive_routing() {
         .with_timestamp(1_700_000_000)
         .with_type("t".into())
         .with_app_id("app".into())
-        .with_headers(table(&[("h", s("v")), ("n", AMQPValue::LongLongInt(-5)), ("b", AMQPValue::Boolean(true))]));
+        .with_headers(table(&[
+            ("h", s("v")),
+            ("n", AMQPValue::LongLongInt(-5)),
+            ("b", AMQPValue::Boolean(true)),
+        ]));
     publish_props(&ch, "", &q, b"{}", props.clone()).await;
-    let m = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("get").expect("message");
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("message");
     assert_eq!(m.delivery.properties, props);
     assert_eq!(m.delivery.routing_key.as_str(), q);
     assert_eq!(m.delivery.exchange.as_str(), "");

@@ -14,7 +14,14 @@ fn publish(exchange: &str, key: &str) -> AMQPClass {
 }
 
 fn header(ch: u16, size: u64) -> AMQPFrame {
-    AMQPFrame::Header(ch, AMQPContentHeader { class_id: 60, body_size: size, properties: Default::default() })
+    AMQPFrame::Header(
+        ch,
+        AMQPContentHeader {
+            class_id: 60,
+            body_size: size,
+            properties: Default::default(),
+        },
+    )
 }
 
 #[tokio::test]
@@ -31,7 +38,8 @@ async fn frame_over_frame_max_is_501() {
 async fn bad_frame_end_is_501() {
     let mut r = Raw::open().await;
     // channel.open on channel 1 with a wrong frame-end octet.
-    r.send_bytes(&[1, 0, 1, 0, 0, 0, 5, 0, 20, 0, 10, 0, 0xCD]).await;
+    r.send_bytes(&[1, 0, 1, 0, 0, 0, 5, 0, 20, 0, 10, 0, 0xCD])
+        .await;
     assert_eq!(r.expect_close().await.1, 501);
 }
 
@@ -53,16 +61,32 @@ async fn heartbeat_on_a_channel_is_505() {
 #[tokio::test]
 async fn method_on_unopened_channel_is_504() {
     let mut r = Raw::open().await;
+    r.send(
+        3,
+        AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+            amq_protocol::protocol::queue::Declare {
+                queue: "q".into(),
+                passive: true,
+                ..Default::default()
+            },
+        )),
+    )
+    .await;
+    assert_eq!(r.expect_close().await, (0, 504, 50, 10));
+    if external() {
+        return; // RabbitMQ drops the socket silently for a content method there.
+    }
+    let mut r = Raw::open().await;
     r.send(3, publish("", "q")).await;
-    let (ch, code, ..) = r.expect_close().await;
-    assert_eq!((ch, code), (0, 504));
+    assert_eq!(r.expect_close().await, (0, 504, 60, 40));
 }
 
 #[tokio::test]
 async fn second_channel_open_is_504() {
     let mut r = Raw::open().await;
     r.open_channel(1).await;
-    r.send(1, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {}))).await;
+    r.send(1, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
+        .await;
     assert_eq!(r.expect_close().await, (0, 504, 20, 10));
 }
 
@@ -95,7 +119,14 @@ async fn method_in_the_middle_of_content_is_505() {
     let mut r = Raw::open().await;
     r.open_channel(1).await;
     r.send(1, publish("", "q")).await;
-    r.send(1, AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 1, global: false }))).await;
+    r.send(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
+    )
+    .await;
     assert_eq!(r.expect_close().await.1, 505);
 }
 
@@ -104,7 +135,8 @@ async fn channel_max_exceeded_is_530() {
     let mut r = Raw::open_with(2, 131072, 0).await;
     r.open_channel(1).await;
     r.open_channel(2).await;
-    r.send(3, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {}))).await;
+    r.send(3, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
+        .await;
     let (ch, code, ..) = r.expect_close().await;
     assert_eq!((ch, code), (0, 530));
 }
@@ -114,7 +146,10 @@ async fn qos_with_prefetch_size_is_540() {
     let mut r = Raw::open().await;
     r.open_channel(1).await;
     // basic.qos prefetch_size=1 prefetch_count=0 global=false, which amq-protocol cannot express.
-    r.send_bytes(&[1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE]).await;
+    r.send_bytes(&[
+        1, 0, 1, 0, 0, 0, 11, 0, 60, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0xCE,
+    ])
+    .await;
     assert_eq!(r.expect_close().await, (0, 540, 60, 10));
 }
 
@@ -122,7 +157,8 @@ async fn qos_with_prefetch_size_is_540() {
 async fn unknown_class_is_refused() {
     let mut r = Raw::open().await;
     r.open_channel(1).await;
-    r.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 99, 0, 1, 0xCE]).await;
+    r.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 99, 0, 1, 0xCE])
+        .await;
     if external() {
         // RabbitMQ drops the socket without a close method.
         assert!(r.closed_within(5).await);
@@ -135,13 +171,36 @@ async fn unknown_class_is_refused() {
 async fn channel_error_drops_frames_until_close_ok() {
     let mut r = Raw::open().await;
     r.open_channel(1).await;
-    r.send(1, AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
-        amq_protocol::protocol::queue::Declare { queue: "no-such-queue-xyz".into(), passive: true, ..Default::default() },
-    ))).await;
+    r.send(
+        1,
+        AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+            amq_protocol::protocol::queue::Declare {
+                queue: "no-such-queue-xyz".into(),
+                passive: true,
+                ..Default::default()
+            },
+        )),
+    )
+    .await;
     let (ch, code, class, method) = r.expect_close().await;
     assert_eq!((ch, code, class, method), (1, 404, 50, 10));
-    // Ignored while closing, then close-ok frees the channel number for reuse.
-    r.send(1, publish("", "q")).await;
-    r.send(1, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}))).await;
+    // Ignored while closing (another error would close it again), then close-ok frees the
+    // channel number for reuse.
+    r.send(
+        1,
+        AMQPClass::Queue(amq_protocol::protocol::queue::AMQPMethod::Declare(
+            amq_protocol::protocol::queue::Declare {
+                queue: "no-such-queue-xyz".into(),
+                passive: true,
+                ..Default::default()
+            },
+        )),
+    )
+    .await;
+    r.send(
+        1,
+        AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
+    )
+    .await;
     r.open_channel(1).await;
 }
