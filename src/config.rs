@@ -23,7 +23,7 @@ impl Default for Config {
             bind: "127.0.0.1".into(),
             port: 5672,
             data_dir: None,
-            max_message_size: 128 * 1024 * 1024,
+            max_message_size: crate::channel::DEFAULT_MAX_MESSAGE_SIZE,
             channel_max: 2047,
             frame_max: 131072,
             heartbeat: 60,

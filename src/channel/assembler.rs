@@ -6,6 +6,9 @@ use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::basic::{AMQPProperties, Publish};
 use bytes::{Bytes, BytesMut};
 
+/// RabbitMQ 3.x's max_message_size (128 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+
 #[derive(Debug, Default)]
 pub enum Assembler {
     #[default]
@@ -69,8 +72,14 @@ impl Assembler {
             )));
         }
         if header.body_size > max_size {
+            // rabbit_channel:check_msg_size words the default limit differently.
+            let which = if max_size == DEFAULT_MAX_MESSAGE_SIZE {
+                "max size"
+            } else {
+                "configured max size"
+            };
             return Err(AmqpError::precondition_failed(format!(
-                "message size {} is larger than configured max size {max_size}",
+                "message size {} is larger than {which} {max_size}",
                 header.body_size
             ))
             .on(60, 40));

@@ -5,7 +5,7 @@ mod basic;
 mod topology;
 mod tx;
 
-pub use assembler::{Assembler, Content};
+pub use assembler::{Assembler, Content, DEFAULT_MAX_MESSAGE_SIZE};
 
 use crate::connection::ConnInfo;
 use crate::error::{AmqpError, AmqpResult};

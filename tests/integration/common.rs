@@ -124,21 +124,37 @@ pub struct Raw {
 
 impl Raw {
     pub async fn tcp() -> Raw {
-        let stream = TcpStream::connect(addr()).await.expect("tcp connect");
+        Raw::tcp_at(&addr()).await
+    }
+
+    pub async fn tcp_at(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
         Raw {
             stream,
             buf: Vec::new(),
         }
     }
 
+    /// Handshake against a broker at `addr` (not the shared one).
+    pub async fn open_at(addr: &str) -> Raw {
+        let mut r = Raw::tcp_at(addr).await;
+        r.handshake(2047, 131072, 0).await;
+        r
+    }
+
     /// Connect and finish the handshake with the given tune-ok values.
     pub async fn open_with(channel_max: u16, frame_max: u32, heartbeat: u16) -> Raw {
         let mut r = Raw::tcp().await;
-        r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-        r.recv_method().await.expect("start");
-        r.start_ok("PLAIN", b"\0guest\0guest").await;
-        r.recv_method().await.expect("tune");
-        r.send(
+        r.handshake(channel_max, frame_max, heartbeat).await;
+        r
+    }
+
+    async fn handshake(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
+        self.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+        self.recv_method().await.expect("start");
+        self.start_ok("PLAIN", b"\0guest\0guest").await;
+        self.recv_method().await.expect("tune");
+        self.send(
             0,
             AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
                 channel_max,
@@ -147,18 +163,17 @@ impl Raw {
             })),
         )
         .await;
-        r.send(
+        self.send(
             0,
             AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
                 virtual_host: "/".into(),
             })),
         )
         .await;
-        match r.recv_method().await {
+        match self.recv_method().await {
             Some((0, AMQPClass::Connection(conn::AMQPMethod::OpenOk(_)))) => {}
             other => panic!("expected open-ok, got {other:?}"),
         }
-        r
     }
 
     pub async fn open() -> Raw {

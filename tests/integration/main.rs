@@ -8,6 +8,7 @@ mod confirms;
 mod consumers;
 mod errors;
 mod handshake;
+mod process;
 mod queues;
 mod routing;
 mod tx;
