@@ -1,12 +1,15 @@
-//! Broker-wide state: configuration, users, virtual hosts, and the live connections (so that
-//! shutdown can close each with 320 CONNECTION_FORCED).
+//! Broker-wide state: configuration, users, virtual hosts, storage, and the live connections
+//! (so that shutdown can close each with 320 CONNECTION_FORCED). Boot replays the store.
 
 use crate::auth::Users;
 use crate::config::Config;
+use crate::message::Message;
 use crate::queue::{Outbound, Outbox};
+use crate::store::{self, Committer, Definition, Op, Store, Submission};
 use crate::vhost::VHost;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug)]
@@ -18,17 +21,41 @@ pub struct Broker {
     next_connection: AtomicU64,
 }
 
+/// What boot found in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecoveryReport {
+    pub definitions: usize,
+    pub queues: usize,
+    pub messages: usize,
+}
+
 impl Broker {
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Open the store (sled in `data_dir`, or memory), replay it, and build the broker.
+    pub fn new(config: Config) -> io::Result<Arc<Self>> {
+        let store: Arc<dyn Store> = match (&config.data_dir, config.in_memory) {
+            (Some(dir), false) => Arc::new(store::sled::SledStore::open(dir, config.sync)?),
+            _ => Arc::new(store::memory::MemoryStore::default()),
+        };
+        let committer = Committer::start(store.clone())?;
+        let vhost = VHost::new("/", Some(store.clone()), Some(committer.clone()));
+        let report = recover(&vhost, store.as_ref(), &committer)?;
+        if report.definitions + report.messages > 0 {
+            tracing::info!(
+                definitions = report.definitions,
+                queues = report.queues,
+                messages = report.messages,
+                "recovered from the store"
+            );
+        }
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), VHost::new("/"));
-        Arc::new(Broker {
+        vhosts.insert("/".to_string(), vhost);
+        Ok(Arc::new(Broker {
             config,
             users: Users::default(),
             vhosts: RwLock::new(vhosts),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
-        })
+        }))
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -73,4 +100,79 @@ impl Broker {
             let _ = outbox.send(Outbound::ForceClose(reason.to_string()));
         }
     }
+}
+
+fn def_vhost(def: &Definition) -> &str {
+    match def {
+        Definition::Exchange { vhost, .. }
+        | Definition::Queue { vhost, .. }
+        | Definition::Binding { vhost, .. } => vhost,
+    }
+}
+
+/// Replay definitions (exchanges, then queues, then bindings: the store's key order), then put
+/// every stored message back in its queues, in position order.
+fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Result<RecoveryReport> {
+    let rec = store.recover()?;
+    let mut report = RecoveryReport {
+        definitions: rec.definitions.len(),
+        ..Default::default()
+    };
+    for def in &rec.definitions {
+        if def_vhost(def) != vhost.name {
+            tracing::warn!(?def, "definition for an unknown vhost ignored");
+            continue;
+        }
+        if let Err(e) = vhost.restore(def) {
+            tracing::warn!(error = %e, ?def, "stored definition could not be restored; dropped");
+            let _ = store.delete_definition(def);
+        }
+    }
+    let mut refs: HashMap<u64, u32> = HashMap::new();
+    for entries in rec.queues.values() {
+        for (_, id) in entries {
+            *refs.entry(*id).or_default() += 1;
+        }
+    }
+    let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(rec.messages.len());
+    for (id, data) in &rec.messages {
+        let d = store::record::decode(data).ok_or_else(|| {
+            io::Error::other(format!("stored message {id} is corrupt; refusing to start"))
+        })?;
+        let mut m = Message::new(d.exchange, d.routing_key, d.properties, d.body);
+        m.store_id = *id;
+        m.store_refs = AtomicU32::new(refs.get(id).copied().unwrap_or(0));
+        messages.insert(*id, Arc::new(m));
+        committer.reserve_ids_above(*id);
+    }
+    let mut ops = Vec::new();
+    for (key, entries) in rec.queues {
+        let queue = vhost
+            .queues()
+            .into_iter()
+            .find(|q| q.config.store_key.as_ref() == Some(&key));
+        let restored = entries
+            .iter()
+            .filter_map(|(seq, id)| messages.get(id).map(|m| (*seq, m.clone())));
+        match queue {
+            Some(q) => {
+                report.queues += 1;
+                report.messages += entries.len();
+                q.restore(restored);
+            }
+            None => {
+                // Index of a queue deleted just before a crash: its messages go too.
+                ops.push(Op::DropQueue(key.clone()));
+                for (_, m) in restored {
+                    if m.release_store_ref() {
+                        ops.push(Op::DeleteMessage(m.store_id));
+                    }
+                }
+            }
+        }
+    }
+    if !ops.is_empty() {
+        committer.submit(Submission { ops, notify: None });
+    }
+    Ok(report)
 }

@@ -6,7 +6,12 @@ use std::path::PathBuf;
 pub struct Config {
     pub bind: String,
     pub port: u16,
+    /// Where sled keeps definitions and persistent messages; None keeps them in memory.
     pub data_dir: Option<PathBuf>,
+    /// Keep everything in memory even with a data directory (nothing survives a restart).
+    pub in_memory: bool,
+    /// fdatasync after each group commit. Without it confirms survive kill -9, not power loss.
+    pub sync: bool,
     /// Largest message body accepted (RabbitMQ 3.x: 128 MiB).
     pub max_message_size: u64,
     /// What Tune proposes (RabbitMQ's defaults).
@@ -23,6 +28,8 @@ impl Default for Config {
             bind: "127.0.0.1".into(),
             port: 5672,
             data_dir: None,
+            in_memory: false,
+            sync: true,
             max_message_size: crate::channel::DEFAULT_MAX_MESSAGE_SIZE,
             channel_max: 2047,
             frame_max: 131072,

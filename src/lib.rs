@@ -30,6 +30,7 @@ pub mod message;
 pub mod names;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;
 
 pub use broker::Broker;
@@ -75,7 +76,7 @@ impl BrokerHandle {
 pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
-    let broker = Broker::new(config);
+    let broker = Broker::new(config)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, broker.clone(), async move {
         let _ = stopped.await;

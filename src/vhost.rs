@@ -8,6 +8,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::queue::{Outbound, Outbox, Queue, QueueConfig};
+use crate::store::{Committer, Definition, Op, Store};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -74,16 +75,26 @@ pub struct VHost {
     /// Direct reply-to consumers: opaque key → (channel, connection inbox).
     reply_consumers: Mutex<HashMap<String, (u16, Outbox)>>,
     topology: Mutex<()>,
+    /// Where durable definitions go (None: nothing is kept across restarts).
+    store: Option<Arc<dyn Store>>,
+    /// Where message writes go, once per connection read burst.
+    pub committer: Option<Arc<Committer>>,
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Arc<Self> {
+    pub fn new(
+        name: &str,
+        store: Option<Arc<dyn Store>>,
+        committer: Option<Arc<Committer>>,
+    ) -> Arc<Self> {
         let vh = VHost {
             name: name.to_string(),
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             reply_consumers: Mutex::new(HashMap::new()),
             topology: Mutex::new(()),
+            store,
+            committer,
         };
         {
             let mut ex = vh.exchanges_mut();
@@ -112,6 +123,77 @@ impl VHost {
     }
     fn serialize(&self) -> std::sync::MutexGuard<'_, ()> {
         self.topology.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_definition(&self, def: Definition) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.put_definition(&def) {
+                tracing::error!(error = %e, ?def, "cannot store definition");
+            }
+        }
+    }
+
+    fn delete_definition(&self, def: Definition) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.delete_definition(&def) {
+                tracing::error!(error = %e, ?def, "cannot delete definition");
+            }
+        }
+    }
+
+    fn exchange_definition(&self, x: &Exchange) -> Option<Definition> {
+        (x.durable && !x.name.is_empty() && !x.name.starts_with("amq.")).then(|| {
+            Definition::Exchange {
+                vhost: self.name.clone(),
+                name: x.name.clone(),
+                kind: x.kind.as_str().to_string(),
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: x.arguments.clone(),
+            }
+        })
+    }
+
+    fn queue_definition(&self, q: &Queue) -> Option<Definition> {
+        q.config.store_key.as_ref().map(|_| Definition::Queue {
+            vhost: self.name.clone(),
+            name: q.config.name.clone(),
+            auto_delete: q.config.auto_delete,
+            arguments: q.config.arguments.clone(),
+        })
+    }
+
+    /// A binding is kept across restarts when both its ends are.
+    fn binding_definition(&self, source: &Exchange, b: &Binding) -> Option<Definition> {
+        let dest_durable = match &b.destination {
+            Destination::Queue(q) => q.config.store_key.is_some(),
+            Destination::Exchange(name) => self.exchange(name).is_some_and(|x| x.durable),
+        };
+        self.binding_definition_with(source, b, dest_durable)
+    }
+
+    fn binding_definition_with(
+        &self,
+        source: &Exchange,
+        b: &Binding,
+        dest_durable: bool,
+    ) -> Option<Definition> {
+        if !source.durable || !dest_durable || self.store.is_none() {
+            return None;
+        }
+        let kind = if b.destination.is_queue() {
+            "queue"
+        } else {
+            "exchange"
+        };
+        Some(Definition::Binding {
+            vhost: self.name.clone(),
+            source: source.name.clone(),
+            destination_kind: kind.to_string(),
+            destination: b.destination.name().to_string(),
+            routing_key: b.routing_key.clone(),
+            arguments: b.arguments.clone(),
+        })
     }
 
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
@@ -218,6 +300,9 @@ impl VHost {
             d.internal,
             d.arguments.clone(),
         );
+        if let Some(def) = self.exchange_definition(&x) {
+            self.put_definition(def);
+        }
         self.exchanges_mut().insert(d.name.clone(), x);
         Ok(())
     }
@@ -248,16 +333,33 @@ impl VHost {
         Ok(())
     }
 
-    /// Drop an exchange and every binding to it; cascades to auto-delete exchanges.
+    /// Drop an exchange and every binding from or to it; cascades to auto-delete exchanges.
     fn remove_exchange(&self, name: &str) {
-        self.exchanges_mut().remove(name);
-        self.remove_bindings_to(&Destination::Exchange(name.to_string()));
+        let Some(x) = self.exchanges_mut().remove(name) else {
+            return;
+        };
+        for b in x.bindings() {
+            if let Some(def) = self.binding_definition(&x, &b) {
+                self.delete_definition(def);
+            }
+        }
+        if let Some(def) = self.exchange_definition(&x) {
+            self.delete_definition(def);
+        }
+        self.remove_bindings_to(&Destination::Exchange(name.to_string()), x.durable);
     }
 
-    fn remove_bindings_to(&self, dest: &Destination) {
+    /// Unbind a deleted queue or exchange everywhere (`durable`: whether it was stored).
+    fn remove_bindings_to(&self, dest: &Destination, durable: bool) {
         let mut emptied = Vec::new();
         for x in self.exchanges() {
-            if x.remove_destination(dest) > 0 && x.auto_delete && x.binding_count() == 0 {
+            let removed = x.remove_destination(dest);
+            for b in &removed {
+                if let Some(def) = self.binding_definition_with(&x, b, durable) {
+                    self.delete_definition(def);
+                }
+            }
+            if !removed.is_empty() && x.auto_delete && x.binding_count() == 0 {
                 emptied.push(x.name.clone());
             }
         }
@@ -324,6 +426,8 @@ impl VHost {
             return Ok(q);
         }
         validate_queue_args(&d.arguments)?;
+        // Exclusive queues die with their connection, so they are never stored (errata §30).
+        let stored = d.durable && !d.exclusive && self.store.is_some();
         let q = Queue::new(QueueConfig {
             name: d.name.clone(),
             vhost: self.name.clone(),
@@ -331,7 +435,11 @@ impl VHost {
             exclusive_owner: d.exclusive.then_some(conn_id),
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
+            store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
         });
+        if let Some(def) = self.queue_definition(&q) {
+            self.put_definition(def);
+        }
         self.queues_mut().insert(d.name.clone(), q.clone());
         Ok(q)
     }
@@ -343,6 +451,7 @@ impl VHost {
         if_unused: bool,
         if_empty: bool,
         conn_id: u64,
+        ops: &mut Vec<Op>,
     ) -> AmqpResult<u32> {
         let _g = self.serialize();
         let Some(q) = self.queue(name) else {
@@ -361,28 +470,32 @@ impl VHost {
                 self.name
             )));
         }
-        Ok(self.remove_queue(&q))
+        Ok(self.remove_queue(&q, ops))
     }
 
-    fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+    fn remove_queue(&self, q: &Arc<Queue>, ops: &mut Vec<Op>) -> u32 {
         {
             let mut qs = self.queues_mut();
-            if qs.get(q.name()).is_some_and(|x| Arc::ptr_eq(x, q)) {
-                qs.remove(q.name());
+            if !qs.get(q.name()).is_some_and(|x| Arc::ptr_eq(x, q)) {
+                return 0; // already gone (or replaced by a namesake)
             }
+            qs.remove(q.name());
         }
-        self.remove_bindings_to(&Destination::Queue(q.clone()));
-        q.mark_deleted()
+        self.remove_bindings_to(&Destination::Queue(q.clone()), q.config.store_key.is_some());
+        if let Some(def) = self.queue_definition(q) {
+            self.delete_definition(def);
+        }
+        q.mark_deleted(ops)
     }
 
     /// Delete a queue that lost its last consumer (auto-delete) if it is still that queue.
-    pub fn auto_delete_queue(&self, q: &Arc<Queue>) {
+    pub fn auto_delete_queue(&self, q: &Arc<Queue>, ops: &mut Vec<Op>) {
         let _g = self.serialize();
-        self.remove_queue(q);
+        self.remove_queue(q, ops);
     }
 
     /// Delete the exclusive queues of a closing connection.
-    pub fn connection_closed(&self, conn_id: u64) {
+    pub fn connection_closed(&self, conn_id: u64, ops: &mut Vec<Op>) {
         let owned: Vec<Arc<Queue>> = self
             .queues()
             .into_iter()
@@ -390,7 +503,7 @@ impl VHost {
             .collect();
         let _g = self.serialize();
         for q in owned {
-            self.remove_queue(&q);
+            self.remove_queue(&q, ops);
         }
     }
 
@@ -416,11 +529,7 @@ impl VHost {
         let x = self.bindable_source(exchange)?;
         let q = self.queue_for(queue, conn_id)?;
         check_binding_args(&x, arguments)?;
-        x.bind(Binding {
-            destination: Destination::Queue(q),
-            routing_key: key.to_string(),
-            arguments: arguments.clone(),
-        });
+        self.add_binding(&x, Destination::Queue(q), key, arguments);
         Ok(())
     }
 
@@ -450,11 +559,12 @@ impl VHost {
         let src = self.bindable_source(source)?;
         let dst = self.bindable_source(destination)?;
         check_binding_args(&src, arguments)?;
-        src.bind(Binding {
-            destination: Destination::Exchange(dst.name.clone()),
-            routing_key: key.to_string(),
-            arguments: arguments.clone(),
-        });
+        self.add_binding(
+            &src,
+            Destination::Exchange(dst.name.clone()),
+            key,
+            arguments,
+        );
         Ok(())
     }
 
@@ -484,14 +594,103 @@ impl VHost {
         key: &str,
         arguments: &FieldTable,
     ) {
-        let removed = x.unbind(&Binding {
+        let b = Binding {
             destination,
             routing_key: key.to_string(),
             arguments: arguments.clone(),
-        });
-        if removed && x.auto_delete && x.binding_count() == 0 {
+        };
+        if !x.unbind(&b) {
+            return;
+        }
+        if let Some(def) = self.binding_definition(x, &b) {
+            self.delete_definition(def);
+        }
+        if x.auto_delete && x.binding_count() == 0 {
             self.remove_exchange(&x.name);
         }
+    }
+
+    fn add_binding(
+        &self,
+        x: &Arc<Exchange>,
+        destination: Destination,
+        key: &str,
+        arguments: &FieldTable,
+    ) {
+        let b = Binding {
+            destination,
+            routing_key: key.to_string(),
+            arguments: arguments.clone(),
+        };
+        let def = self.binding_definition(x, &b);
+        if x.bind(b) {
+            if let Some(def) = def {
+                self.put_definition(def);
+            }
+        }
+    }
+
+    /// Re-create a stored definition at boot (without writing it back).
+    pub fn restore(&self, def: &Definition) -> AmqpResult<()> {
+        match def {
+            Definition::Exchange {
+                name,
+                kind,
+                auto_delete,
+                internal,
+                arguments,
+                ..
+            } => {
+                let kind = ExchangeKind::parse(kind).ok_or_else(|| {
+                    AmqpError::internal_error(format!(
+                        "stored exchange '{name}' has unknown type '{kind}'"
+                    ))
+                })?;
+                let x = Exchange::new(name, kind, true, *auto_delete, *internal, arguments.clone());
+                self.exchanges_mut().insert(name.clone(), x);
+            }
+            Definition::Queue {
+                name,
+                auto_delete,
+                arguments,
+                ..
+            } => {
+                let q = Queue::new(QueueConfig {
+                    name: name.clone(),
+                    vhost: self.name.clone(),
+                    durable: true,
+                    exclusive_owner: None,
+                    auto_delete: *auto_delete,
+                    arguments: arguments.clone(),
+                    store_key: Some(crate::store::queue_key(&self.name, name)),
+                });
+                self.queues_mut().insert(name.clone(), q);
+            }
+            Definition::Binding {
+                source,
+                destination_kind,
+                destination,
+                routing_key,
+                arguments,
+                ..
+            } => {
+                let src = self.exchange_for(source)?;
+                let dest = if destination_kind == "queue" {
+                    let q = self
+                        .queue(destination)
+                        .ok_or_else(|| AmqpError::no_queue(destination, &self.name))?;
+                    Destination::Queue(q)
+                } else {
+                    Destination::Exchange(self.exchange_for(destination)?.name.clone())
+                };
+                src.bind(Binding {
+                    destination: dest,
+                    routing_key: routing_key.clone(),
+                    arguments: arguments.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Register a direct reply-to consumer; returns the opaque key for reply_to rewriting.
@@ -513,7 +712,7 @@ impl VHost {
 
     /// Route a message published to `exchange` (404 if it does not exist). Follows
     /// exchange-to-exchange bindings and alternate exchanges; every queue appears once.
-    pub fn route(&self, exchange: &str, message: &Arc<Message>) -> AmqpResult<Routed> {
+    pub fn route(&self, exchange: &str, message: &Message) -> AmqpResult<Routed> {
         let mut routed = Routed::default();
         let key = message.routing_key.as_str();
         if exchange.is_empty() {
@@ -528,7 +727,7 @@ impl VHost {
                     routed.replied = outbox
                         .send(Outbound::Reply {
                             channel,
-                            message: message.clone(),
+                            message: Arc::new(message.shallow_clone()),
                         })
                         .is_ok();
                 }

@@ -23,6 +23,14 @@ struct Args {
     /// Largest accepted message body in bytes (RabbitMQ 3.x default: 128 MiB).
     #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 134_217_728)]
     max_message_size: u64,
+    /// Keep everything in memory: nothing is written to the data directory, nothing survives a
+    /// restart.
+    #[arg(long, env = "WARREN_IN_MEMORY")]
+    in_memory: bool,
+    /// Skip the fdatasync after each group commit: faster, and confirmed messages still survive
+    /// a crash of the process (kill -9), but not a power loss or kernel crash.
+    #[arg(long, env = "WARREN_NO_SYNC")]
+    no_sync: bool,
     /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     heartbeat: u16,
@@ -47,6 +55,8 @@ fn main() -> std::process::ExitCode {
         bind: args.bind,
         port: args.port,
         data_dir: Some(args.data_dir),
+        in_memory: args.in_memory,
+        sync: !args.no_sync,
         max_message_size: args.max_message_size,
         heartbeat: args.heartbeat,
         ..Config::default()
@@ -77,7 +87,13 @@ fn main() -> std::process::ExitCode {
             Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
             Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
         }
-        let broker = warren::Broker::new(config);
+        let broker = match warren::Broker::new(config) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         warren::server::run(listener, broker, shutdown_signal()).await;
         tracing::info!("stopped");
         std::process::ExitCode::SUCCESS

@@ -5,6 +5,7 @@ use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::queue::{Consumer, Credit, Delivery, Queue};
+use crate::store::Op;
 use crate::vhost::REPLY_TO;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::Arc;
@@ -46,7 +47,7 @@ impl Channel {
                 }
                 if let Some(info) = self.consumers.remove(tag) {
                     if info.queue.remove_consumer(cx.conn.id, self.id, tag) {
-                        cx.conn.vhost.auto_delete_queue(&info.queue);
+                        cx.conn.vhost.auto_delete_queue(&info.queue, cx.ops);
                     }
                 }
                 if !c.nowait {
@@ -93,21 +94,21 @@ impl Channel {
                 Ok(())
             }
             M::Recover(r) => {
-                self.recover(r.requeue)?;
+                self.recover(r.requeue, cx)?;
                 cx.send(self.id, AMQPClass::Basic(M::RecoverOk(basic::RecoverOk {})));
                 Ok(())
             }
-            M::RecoverAsync(r) => self.recover(r.requeue),
+            M::RecoverAsync(r) => self.recover(r.requeue, cx),
             _ => Err(AmqpError::command_invalid("unimplemented method")),
         }
     }
 
-    fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+    fn recover(&mut self, requeue: bool, cx: &mut Cx<'_>) -> AmqpResult<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let all = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(all.into_values());
+        self.requeue_unacked(all.into_values(), cx.ops);
         Ok(())
     }
 
@@ -209,7 +210,9 @@ impl Channel {
             })),
         );
         crate::codec::write_content(cx.out, self.id, &m.properties, &m.body, cx.conn.frame_max);
-        if !g.no_ack {
+        if g.no_ack {
+            q.settle([entry], cx.ops);
+        } else {
             self.unacked.insert(
                 tag,
                 Unacked {
@@ -269,7 +272,7 @@ impl Channel {
         cx: &mut Cx<'_>,
     ) {
         match how {
-            Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u)),
+            Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u), cx.ops),
             Settle::Ack | Settle::Discard => {
                 let mut channel_reopened = false;
                 for (_, u) in entries {
@@ -279,6 +282,7 @@ impl Channel {
                         }
                         channel_reopened |= self.channel_credit.release(1);
                     }
+                    u.queue.settle([u.entry], cx.ops);
                 }
                 if channel_reopened {
                     for c in self.consumers.values() {
@@ -327,39 +331,58 @@ impl Channel {
             };
             properties = properties.with_reply_to(format!("{REPLY_TO}.{token}").into());
         }
-        let message = Arc::new(Message {
-            exchange: exchange.to_string(),
-            routing_key: publish.routing_key.to_string(),
+        let message = Message::new(
+            exchange.to_string(),
+            publish.routing_key.to_string(),
             properties,
             body,
-        });
+        );
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, publish.mandatory));
             return Ok(());
         }
-        self.route_and_enqueue(message, publish.mandatory, cx)?;
+        let ticket = self.route_and_enqueue(message, publish.mandatory, cx)?;
         if let Some(c) = self.confirm.as_mut() {
-            c.last_seq += 1;
-            let count = c.pending.map_or(0, |(_, n)| n);
-            c.pending = Some((c.last_seq, count + 1));
+            c.published(ticket);
         }
         Ok(())
     }
 
+    /// Route, store (persistent messages reaching durable queues), enqueue, and return
+    /// unroutable mandatory messages. Returns the committer ticket a confirm must wait for.
     pub(super) fn route_and_enqueue(
         &mut self,
-        message: Arc<Message>,
+        mut message: Message,
         mandatory: bool,
         cx: &mut Cx<'_>,
-    ) -> AmqpResult<()> {
+    ) -> AmqpResult<Option<u64>> {
         let routed = match cx.conn.vhost.route(&message.exchange, &message) {
             Ok(r) => r,
             // The exchange went away between publish and commit: the message is unroutable.
             Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
             Err(e) => return Err(e),
         };
+        let mut ticket = None;
+        if message.persistent() {
+            let stored = routed
+                .queues
+                .iter()
+                .filter(|q| q.config.store_key.is_some())
+                .count();
+            if let (Some(committer), true) = (&cx.conn.vhost.committer, stored > 0) {
+                message.store_id = committer.next_message_id();
+                message.store_refs =
+                    std::sync::atomic::AtomicU32::new(u32::try_from(stored).unwrap_or(u32::MAX));
+                cx.ops.push(Op::PutMessage(
+                    message.store_id,
+                    crate::store::record::encode(&message),
+                ));
+                ticket = Some(cx.ticket);
+            }
+        }
+        let message = Arc::new(message);
         for q in &routed.queues {
-            q.publish([message.clone()]);
+            q.publish([message.clone()], cx.ops);
         }
         if routed.is_empty() && mandatory {
             cx.send(
@@ -379,7 +402,7 @@ impl Channel {
                 cx.conn.frame_max,
             );
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Write a queue's delivery out, or hand it back if its consumer is gone.
@@ -390,7 +413,7 @@ impl Channel {
                 d.credit.release(1);
                 self.channel_credit.release(1);
             }
-            d.queue.requeue([d.entry]);
+            d.queue.requeue([d.entry], cx.ops);
             return;
         }
         let tag = self.next_tag();
@@ -401,7 +424,9 @@ impl Channel {
             &d.entry.message,
             cx,
         );
-        if !d.no_ack {
+        if d.no_ack {
+            d.queue.settle([d.entry], cx.ops);
+        } else {
             self.unacked.insert(
                 tag,
                 Unacked {

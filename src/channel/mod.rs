@@ -10,8 +10,9 @@ pub use assembler::{Assembler, Content, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::connection::ConnInfo;
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::{Credit, Queue, QueuedMessage};
+use crate::store::Op;
 use amq_protocol::protocol::AMQPClass;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// What a handler may touch beyond its own channel.
@@ -21,6 +22,10 @@ pub struct Cx<'a> {
     pub out: &'a mut Vec<u8>,
     /// Queues whose consumers regained credit; kicked once at the end of the read burst.
     pub kicks: &'a mut Vec<Arc<Queue>>,
+    /// Storage writes of this burst, submitted to the committer once at its end.
+    pub ops: &'a mut Vec<Op>,
+    /// The ticket the committer will report when this burst's writes are durable.
+    pub ticket: u64,
 }
 
 impl Cx<'_> {
@@ -50,12 +55,43 @@ pub struct ConsumerInfo {
     pub no_ack: bool,
 }
 
+/// Publisher-confirm bookkeeping. A tag is confirmed once it and every tag before it are
+/// enqueued and, for stored messages, durable; acks go out as one basic.ack(multiple) over
+/// such a contiguous run, so a fast transient confirm never covers a slower persistent one.
 #[derive(Debug, Default)]
 pub struct ConfirmState {
-    /// Sequence number of the last publish (confirm tags start at 1).
-    pub last_seq: u64,
-    /// Highest tag confirmed but not yet acked to the client, and how many that covers.
-    pub pending: Option<(u64, u64)>,
+    /// Tag of the last publish (confirm tags start at 1).
+    last_seq: u64,
+    /// Highest tag acked to the client.
+    acked_upto: u64,
+    /// Stored publishes waiting for durability: (tag, committer ticket), in tag order.
+    waiting: VecDeque<(u64, u64)>,
+}
+
+impl ConfirmState {
+    pub fn published(&mut self, ticket: Option<u64>) {
+        self.last_seq += 1;
+        if let Some(t) = ticket {
+            self.waiting.push_back((self.last_seq, t));
+        }
+    }
+
+    /// The ack to send now given the durable ticket, as (tag, multiple).
+    pub fn ready(&mut self, durable: u64) -> Option<(u64, bool)> {
+        while self.waiting.front().is_some_and(|&(_, t)| t <= durable) {
+            self.waiting.pop_front();
+        }
+        let upto = match self.waiting.front() {
+            Some(&(tag, _)) => tag - 1,
+            None => self.last_seq,
+        };
+        if upto <= self.acked_upto {
+            return None;
+        }
+        let multiple = upto - self.acked_upto > 1;
+        self.acked_upto = upto;
+        Some((upto, multiple))
+    }
 }
 
 #[derive(Debug)]
@@ -71,8 +107,8 @@ pub struct Channel {
     prefetch: u32,
     /// basic.qos global=true: one budget shared by every consumer on the channel.
     channel_credit: Arc<Credit>,
-    pub confirm: Option<ConfirmState>,
-    pub tx: Option<tx::TxState>,
+    pub(crate) confirm: Option<ConfirmState>,
+    pub(crate) tx: Option<tx::TxState>,
     /// Queue named by the last queue.declare, for methods that pass an empty queue name.
     last_queue: Option<String>,
     /// Direct reply-to: the consumer tag and the routing token for this channel.
@@ -168,12 +204,12 @@ impl Channel {
 
     /// The channel is going away (closed by either side, or its connection): requeue what the
     /// client never acknowledged and cancel its consumers.
-    pub fn teardown(&mut self, conn: &ConnInfo) {
+    pub fn teardown(&mut self, conn: &ConnInfo, ops: &mut Vec<Op>) {
         let unacked = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(unacked.into_values());
+        self.requeue_unacked(unacked.into_values(), ops);
         for (tag, c) in self.consumers.drain() {
             if c.queue.remove_consumer(conn.id, self.id, &tag) {
-                conn.vhost.auto_delete_queue(&c.queue);
+                conn.vhost.auto_delete_queue(&c.queue, ops);
             }
         }
         if let Some((_, token)) = self.reply_to.take() {
@@ -184,7 +220,7 @@ impl Channel {
     }
 
     /// Requeue deliveries to their queues, grouped per queue, in tag order.
-    fn requeue_unacked(&mut self, entries: impl IntoIterator<Item = Unacked>) {
+    fn requeue_unacked(&mut self, entries: impl IntoIterator<Item = Unacked>, ops: &mut Vec<Op>) {
         let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
         for u in entries {
             if let Some(c) = &u.credit {
@@ -197,23 +233,41 @@ impl Channel {
             }
         }
         for (q, v) in groups {
-            q.requeue(v);
+            q.requeue(v, ops);
         }
     }
 
-    /// Flush coalesced publisher confirms: one basic.ack per read burst.
-    pub fn flush_confirms(&mut self, out: &mut Vec<u8>) {
-        if let Some((tag, count)) = self.confirm.as_mut().and_then(|c| c.pending.take()) {
+    /// Flush coalesced publisher confirms: at most one basic.ack per read burst or commit.
+    pub fn flush_confirms(&mut self, out: &mut Vec<u8>, durable_ticket: u64) {
+        if let Some((tag, multiple)) = self.confirm.as_mut().and_then(|c| c.ready(durable_ticket)) {
             crate::codec::write_method(
                 out,
                 self.id,
                 AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Ack(
                     amq_protocol::protocol::basic::Ack {
                         delivery_tag: tag,
-                        multiple: count > 1,
+                        multiple,
                     },
                 )),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConfirmState;
+
+    #[test]
+    fn confirms_cover_only_contiguous_durable_runs() {
+        let mut c = ConfirmState::default();
+        c.published(None); // 1 transient
+        c.published(Some(5)); // 2 stored, ticket 5
+        c.published(None); // 3 transient
+        assert_eq!(c.ready(4), Some((1, false)));
+        assert_eq!(c.ready(4), None);
+        assert_eq!(c.ready(5), Some((3, true)));
+        c.published(None);
+        assert_eq!(c.ready(5), Some((4, false)));
     }
 }

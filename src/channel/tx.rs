@@ -5,11 +5,10 @@ use super::{Channel, ConfirmState, Cx, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use amq_protocol::protocol::{confirm, tx, AMQPClass};
-use std::sync::Arc;
 
 #[derive(Default)]
 pub struct TxState {
-    pub(super) publishes: Vec<(Arc<Message>, bool)>,
+    pub(super) publishes: Vec<(Message, bool)>,
     pub(super) settles: Vec<(Vec<(u64, Unacked)>, Settle)>,
 }
 

@@ -14,6 +14,7 @@ use crate::channel::{Channel, Cx};
 use crate::codec::{self, Frame};
 use crate::error::AmqpError;
 use crate::queue::{Outbound, Outbox, Queue};
+use crate::store::{Op, Submission};
 use crate::vhost::VHost;
 use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
@@ -32,6 +33,20 @@ const READ_BUFFER: usize = 64 * 1024;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Inbox items handled per wake, so a flood of deliveries cannot starve reading.
 const INBOX_BATCH: usize = 512;
+
+/// A handler context over the connection's disjoint fields (a macro, so `self.channels` can
+/// stay borrowed at the same time).
+macro_rules! cx {
+    ($c:expr) => {
+        Cx {
+            conn: &$c.info,
+            out: &mut $c.out,
+            kicks: &mut $c.kicks,
+            ops: &mut $c.ops,
+            ticket: $c.next_ticket,
+        }
+    };
+}
 
 /// What the client said it understands (client-properties.capabilities).
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,6 +83,11 @@ struct Connection {
     channels: HashMap<u16, Channel>,
     out: Vec<u8>,
     kicks: Vec<Arc<Queue>>,
+    /// Storage writes of the current burst.
+    ops: Vec<Op>,
+    /// Ticket of the next submission to the committer, and the highest one reported durable.
+    next_ticket: u64,
+    durable_ticket: u64,
     state: State,
 }
 
@@ -114,11 +134,15 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         channels: HashMap::new(),
         out: Vec::with_capacity(READ_BUFFER),
         kicks: Vec::new(),
+        ops: Vec::new(),
+        next_ticket: 1,
+        durable_ticket: 0,
         state: State::Running,
     };
     c.run(stream, rbuf, inbox, heartbeat).await;
     c.teardown_channels();
-    c.info.vhost.connection_closed(id);
+    c.info.vhost.connection_closed(id, &mut c.ops);
+    c.submit_ops();
     broker.unregister(id);
     tracing::info!("connection closed");
 }
@@ -255,7 +279,7 @@ impl Connection {
                 if !d.no_ack {
                     d.credit.release(1);
                 }
-                d.queue.requeue([d.entry]);
+                d.queue.requeue([d.entry], &mut self.ops);
             }
         }
     }
@@ -283,11 +307,30 @@ impl Connection {
     }
 
     fn after_burst(&mut self) {
-        for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.out);
-        }
         for q in self.kicks.drain(..) {
             q.kick();
+        }
+        self.submit_ops();
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.out, self.durable_ticket);
+        }
+    }
+
+    /// Hand this burst's storage writes to the committer, which reports back with the ticket.
+    fn submit_ops(&mut self) {
+        if self.ops.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.ops);
+        match &self.info.vhost.committer {
+            Some(committer) => {
+                committer.submit(Submission {
+                    ops,
+                    notify: Some((self.info.outbox.clone(), self.next_ticket)),
+                });
+                self.next_ticket += 1;
+            }
+            None => tracing::error!("storage writes without a store"),
         }
     }
 
@@ -344,11 +387,7 @@ impl Connection {
         if channel.closing {
             return Ok(());
         }
-        let mut cx = Cx {
-            conn: &self.info,
-            out: &mut self.out,
-            kicks: &mut self.kicks,
-        };
+        let mut cx = cx!(self);
         match f(channel, &mut cx) {
             Err(e) if !e.closes_connection() => {
                 self.close_channel(ch, e);
@@ -433,7 +472,7 @@ impl Connection {
             }
             AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                 if let Some(mut c) = self.channels.remove(&ch) {
-                    c.teardown(&self.info);
+                    c.teardown(&self.info, &mut self.ops);
                 }
                 self.send(
                     ch,
@@ -459,11 +498,7 @@ impl Connection {
             )
             .on(class_id, method_id)),
             other => {
-                let mut cx = Cx {
-                    conn: &self.info,
-                    out: &mut self.out,
-                    kicks: &mut self.kicks,
-                };
+                let mut cx = cx!(self);
                 match channel.handle_method(other, &mut cx) {
                     Err(e) if !e.closes_connection() => {
                         self.close_channel(ch, e);
@@ -483,9 +518,9 @@ impl Connection {
     fn close_channel(&mut self, ch: u16, e: AmqpError) {
         tracing::debug!(channel = ch, error = %e, "closing channel");
         if let Some(c) = self.channels.get_mut(&ch) {
-            c.teardown(&self.info);
+            c.teardown(&self.info, &mut self.ops);
             c.closing = true;
-            c.flush_confirms(&mut self.out);
+            c.flush_confirms(&mut self.out, self.durable_ticket);
         }
         self.send(
             ch,
@@ -511,7 +546,7 @@ impl Connection {
 
     fn teardown_channels(&mut self) {
         for (_, mut c) in self.channels.drain() {
-            c.teardown(&self.info);
+            c.teardown(&self.info, &mut self.ops);
         }
     }
 
@@ -526,28 +561,20 @@ impl Connection {
                 }
                 match self.channels.get_mut(&d.channel) {
                     Some(channel) => {
-                        let mut cx = Cx {
-                            conn: &self.info,
-                            out: &mut self.out,
-                            kicks: &mut self.kicks,
-                        };
+                        let mut cx = cx!(self);
                         channel.deliver(d, &mut cx);
                     }
                     None => {
                         if !d.no_ack {
                             d.credit.release(1);
                         }
-                        d.queue.requeue([d.entry]);
+                        d.queue.requeue([d.entry], &mut self.ops);
                     }
                 }
             }
             Outbound::Reply { channel, message } => {
                 if let Some(c) = self.channels.get_mut(&channel) {
-                    let mut cx = Cx {
-                        conn: &self.info,
-                        out: &mut self.out,
-                        kicks: &mut self.kicks,
-                    };
+                    let mut cx = cx!(self);
                     c.deliver_reply(&message, &mut cx);
                 }
             }
@@ -556,16 +583,15 @@ impl Connection {
                 consumer_tag,
             } => {
                 if let Some(c) = self.channels.get_mut(&channel) {
-                    let mut cx = Cx {
-                        conn: &self.info,
-                        out: &mut self.out,
-                        kicks: &mut self.kicks,
-                    };
+                    let mut cx = cx!(self);
                     c.consumer_cancelled(&consumer_tag, &mut cx);
                 }
             }
             Outbound::ForceClose(reason) => {
                 self.close_connection(AmqpError::connection_forced(reason));
+            }
+            Outbound::Durable(ticket) => {
+                self.durable_ticket = self.durable_ticket.max(ticket);
             }
         }
     }

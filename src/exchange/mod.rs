@@ -203,37 +203,38 @@ impl Exchange {
         removed > 0
     }
 
-    /// Remove every binding to `dest` (a deleted queue or exchange); returns how many.
-    pub fn remove_destination(&self, dest: &Destination) -> usize {
+    /// Remove every binding to `dest` (a deleted queue or exchange); returns them.
+    pub fn remove_destination(&self, dest: &Destination) -> Vec<Binding> {
         let mut b = self.write();
-        let mut removed = 0;
+        let mut removed = Vec::new();
+        let mut take = |v: &mut Vec<Binding>| {
+            let (gone, keep): (Vec<Binding>, Vec<Binding>) = std::mem::take(v)
+                .into_iter()
+                .partition(|x| x.destination.same(dest));
+            *v = keep;
+            removed.extend(gone);
+        };
         match self.kind {
             ExchangeKind::Direct => {
                 b.direct.retain(|_, v| {
-                    let before = v.len();
-                    v.retain(|x| !x.destination.same(dest));
-                    removed += before - v.len();
+                    take(v);
                     !v.is_empty()
                 });
             }
             ExchangeKind::Topic => {
-                let keys: Vec<String> = b
+                let gone: Vec<Binding> = b
                     .all_topic()
                     .into_iter()
                     .filter(|x| x.destination.same(dest))
-                    .map(|x| x.routing_key)
                     .collect();
-                for k in keys {
-                    removed += b.topic.remove(&k, |x| x.destination.same(dest));
+                for x in &gone {
+                    b.topic.remove(&x.routing_key, |y| y.same(x));
                 }
+                removed.extend(gone);
             }
-            _ => {
-                let before = b.list.len();
-                b.list.retain(|x| !x.destination.same(dest));
-                removed = before - b.list.len();
-            }
+            _ => take(&mut b.list),
         }
-        b.count -= removed;
+        b.count -= removed.len();
         removed
     }
 

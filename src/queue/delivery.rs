@@ -34,4 +34,6 @@ pub enum Outbound {
     },
     /// Close the connection with 320 CONNECTION_FORCED (shutdown or operator request).
     ForceClose(String),
+    /// The committer made this connection's submissions durable up to this ticket.
+    Durable(u64),
 }

@@ -12,6 +12,7 @@ pub use delivery::{Delivery, Outbound, Outbox};
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
+use crate::store::{Op, QueueKey};
 use amq_protocol::types::FieldTable;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +35,9 @@ pub struct QueueConfig {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// Set for durable queues when the broker has a store: persistent messages are indexed
+    /// under this key.
+    pub store_key: Option<QueueKey>,
 }
 
 #[derive(Debug)]
@@ -99,15 +103,28 @@ impl Queue {
         self.lock().deleted
     }
 
-    /// Enqueue a batch of messages and hand what consumers can take to them.
-    pub fn publish(self: &Arc<Self>, messages: impl IntoIterator<Item = Arc<Message>>) {
+    /// Enqueue a batch of messages and hand what consumers can take to them. Stored messages
+    /// get an index entry in `ops`.
+    pub fn publish(
+        self: &Arc<Self>,
+        messages: impl IntoIterator<Item = Arc<Message>>,
+        ops: &mut Vec<Op>,
+    ) {
         let mut st = self.lock();
         if st.deleted {
+            for m in messages {
+                if m.release_store_ref() {
+                    ops.push(Op::DeleteMessage(m.store_id));
+                }
+            }
             return;
         }
         for message in messages {
             let seq = st.next_seq;
             st.next_seq += 1;
+            if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
+                ops.push(Op::Index(key.clone(), seq, message.store_id));
+            }
             st.ready.push_back(QueuedMessage {
                 seq,
                 message,
@@ -118,9 +135,16 @@ impl Queue {
     }
 
     /// Put unacknowledged messages back in their original positions, marked redelivered.
-    pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = QueuedMessage>) {
+    pub fn requeue(
+        self: &Arc<Self>,
+        entries: impl IntoIterator<Item = QueuedMessage>,
+        ops: &mut Vec<Op>,
+    ) {
         let mut st = self.lock();
         if st.deleted {
+            for e in entries {
+                self.forget(&e, true, ops);
+            }
             return;
         }
         for mut entry in entries {
@@ -174,6 +198,47 @@ impl Queue {
         }
     }
 
+    /// Restore recovered messages (in position order) at boot, marked redelivered: they may
+    /// have been delivered before the restart.
+    pub fn restore(&self, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
+        let mut st = self.lock();
+        for (seq, message) in entries {
+            st.ready.push_back(QueuedMessage {
+                seq,
+                message,
+                redelivered: true,
+            });
+            st.next_seq = st.next_seq.max(seq + 1);
+        }
+    }
+
+    /// Messages that left the queue for good (acked, rejected without requeue, auto-acked):
+    /// remove their index entries and, with the last reference, their records.
+    pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, ops: &mut Vec<Op>) {
+        if self.config.store_key.is_none() {
+            return;
+        }
+        let deleted = self.lock().deleted;
+        for e in entries {
+            self.forget(&e, deleted, ops);
+        }
+    }
+
+    fn forget(&self, e: &QueuedMessage, queue_deleted: bool, ops: &mut Vec<Op>) {
+        let Some(key) = &self.config.store_key else {
+            return;
+        };
+        if e.message.store_id == 0 {
+            return;
+        }
+        if !queue_deleted {
+            ops.push(Op::Unindex(key.clone(), e.seq));
+        }
+        if e.message.release_store_ref() {
+            ops.push(Op::DeleteMessage(e.message.store_id));
+        }
+    }
+
     /// basic.get: the head message and how many remain ready.
     pub fn get(&self) -> Option<(QueuedMessage, u32)> {
         let mut st = self.lock();
@@ -183,10 +248,12 @@ impl Queue {
     }
 
     /// Drop every ready message; unacknowledged ones are not touched (as in RabbitMQ).
-    pub fn purge(&self) -> u32 {
+    pub fn purge(&self, ops: &mut Vec<Op>) -> u32 {
         let mut st = self.lock();
         let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        st.ready.clear();
+        for e in std::mem::take(&mut st.ready) {
+            self.forget(&e, false, ops);
+        }
         n
     }
 
@@ -219,14 +286,19 @@ impl Queue {
     }
 
     /// Mark deleted: returns how many ready messages went with it and tells every consumer.
-    pub fn mark_deleted(&self) -> u32 {
+    pub fn mark_deleted(&self, ops: &mut Vec<Op>) -> u32 {
         let mut st = self.lock();
         if st.deleted {
             return 0;
         }
         st.deleted = true;
         let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        st.ready.clear();
+        if let Some(key) = &self.config.store_key {
+            ops.push(Op::DropQueue(key.clone()));
+        }
+        for e in std::mem::take(&mut st.ready) {
+            self.forget(&e, true, ops);
+        }
         for c in st.consumers.drain(..) {
             let _ = c.outbox.send(Outbound::Cancel {
                 channel: c.channel,
@@ -243,12 +315,12 @@ mod tests {
     use tokio::sync::mpsc;
 
     fn msg(n: u8) -> Arc<Message> {
-        Arc::new(Message {
-            exchange: String::new(),
-            routing_key: "q".into(),
-            properties: Default::default(),
-            body: bytes::Bytes::from(vec![n]),
-        })
+        Arc::new(Message::new(
+            String::new(),
+            "q".into(),
+            Default::default(),
+            bytes::Bytes::from(vec![n]),
+        ))
     }
 
     fn queue() -> Arc<Queue> {
@@ -259,16 +331,17 @@ mod tests {
             exclusive_owner: None,
             auto_delete: false,
             arguments: Default::default(),
+            store_key: None,
         })
     }
 
     #[test]
     fn requeue_restores_original_order() {
         let q = queue();
-        q.publish((0..4).map(msg));
+        q.publish((0..4).map(msg), &mut Vec::new());
         let a = q.get().expect("a").0;
         let b = q.get().expect("b").0;
-        q.requeue([b, a]);
+        q.requeue([b, a], &mut Vec::new());
         let order: Vec<u8> =
             std::iter::from_fn(|| q.get().map(|(m, _)| m.message.body[0])).collect();
         assert_eq!(order, vec![0, 1, 2, 3]);
@@ -291,7 +364,7 @@ mod tests {
             })
             .expect("consumer");
         }
-        q.publish((0..6).map(msg));
+        q.publish((0..6).map(msg), &mut Vec::new());
         let mut tags = Vec::new();
         while let Ok(Outbound::Deliver(d)) = rx.try_recv() {
             tags.push(d.consumer_tag.to_string());

@@ -1,0 +1,83 @@
+//! `MemoryStore`: the same contract as the sled store, kept in memory. Used for `--in-memory`
+//! runs and embedded test brokers, and as the model the sled store is checked against.
+
+use super::{Batch, Definition, QueueKey, Recovered, Store};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    definitions: BTreeMap<Vec<u8>, Definition>,
+    queues: BTreeMap<QueueKey, BTreeMap<u64, u64>>,
+    messages: BTreeMap<u64, Vec<u8>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_definition(&self, def: &Definition) -> io::Result<()> {
+        self.lock().definitions.insert(def.key(), def.clone());
+        Ok(())
+    }
+
+    fn delete_definition(&self, def: &Definition) -> io::Result<()> {
+        self.lock().definitions.remove(&def.key());
+        Ok(())
+    }
+
+    fn commit(&self, batch: &Batch) -> io::Result<()> {
+        let mut s = self.lock();
+        for q in &batch.dropped_queues {
+            s.queues.remove(q);
+        }
+        for (id, data) in &batch.messages {
+            s.messages.insert(*id, data.clone());
+        }
+        for ((q, seq), id) in &batch.index_puts {
+            s.queues.entry(q.clone()).or_default().insert(*seq, *id);
+        }
+        for (q, seq) in &batch.index_removes {
+            if let Some(entries) = s.queues.get_mut(q) {
+                entries.remove(seq);
+            }
+        }
+        for id in &batch.message_deletes {
+            s.messages.remove(id);
+        }
+        Ok(())
+    }
+
+    fn recover(&self) -> io::Result<Recovered> {
+        let mut s = self.lock();
+        let referenced: std::collections::HashSet<u64> = s
+            .queues
+            .values()
+            .flat_map(|e| e.values().copied())
+            .collect();
+        s.messages.retain(|id, _| referenced.contains(id));
+        let messages = s.messages.clone();
+        for entries in s.queues.values_mut() {
+            entries.retain(|_, id| messages.contains_key(id));
+        }
+        s.queues.retain(|_, e| !e.is_empty());
+        Ok(Recovered {
+            definitions: s.definitions.values().cloned().collect(),
+            queues: s
+                .queues
+                .iter()
+                .map(|(q, e)| (q.clone(), e.iter().map(|(a, b)| (*a, *b)).collect()))
+                .collect(),
+            messages,
+        })
+    }
+}

@@ -1,0 +1,251 @@
+//! `SledStore`: definitions and persistent messages in sled 0.34.
+//!
+//! sled's `flush` ends in sync_file_range, which promises nothing after a crash (man 2
+//! sync_file_range; PERFORMANCE-NOTES §7), so each commit is followed by fdatasync of sled's
+//! data file. Values above ~128 KiB would go to blob files sled does not sync; message records
+//! are therefore cut into 64 KiB chunks. Keys are big-endian integers so they sort.
+
+use super::{Batch, Definition, QueueKey, Recovered, Store};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const CHUNK: usize = 64 * 1024;
+const QUEUE_TREE_PREFIX: &[u8] = b"q\0";
+
+#[derive(Debug)]
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    definitions: sled::Tree,
+    messages: sled::Tree,
+    queues: Mutex<HashMap<QueueKey, sled::Tree>>,
+    /// sled's log file, fdatasync'd after each flush; None with --no-sync.
+    data_file: Option<File>,
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what} in data directory {}: {e}", path.display()))
+}
+
+fn tree_name(q: &str) -> Vec<u8> {
+    let mut n = QUEUE_TREE_PREFIX.to_vec();
+    n.extend_from_slice(q.as_bytes());
+    n
+}
+
+fn chunk_key(id: u64, chunk: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+impl SledStore {
+    /// Open (or create) the store in `path`. Fails with a clear error when another process
+    /// holds the directory or it cannot be read; never resets it.
+    pub fn open(path: &Path, sync: bool) -> io::Result<SledStore> {
+        std::fs::create_dir_all(path).map_err(|e| err(path, "cannot create", e))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io)
+                    if io.kind() == io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    err(
+                        path,
+                        "cannot lock the store (is another warren using it?)",
+                        e,
+                    )
+                }
+                e => err(path, "cannot open the store", e),
+            })?;
+        let definitions = db
+            .open_tree("definitions")
+            .map_err(|e| err(path, "cannot open definitions", e))?;
+        let messages = db
+            .open_tree("messages")
+            .map_err(|e| err(path, "cannot open messages", e))?;
+        let data_file = if sync {
+            Some(
+                File::open(path.join("db"))
+                    .map_err(|e| err(path, "cannot open sled's data file", e))?,
+            )
+        } else {
+            None
+        };
+        Ok(SledStore {
+            path: path.to_path_buf(),
+            db,
+            definitions,
+            messages,
+            queues: Mutex::new(HashMap::new()),
+            data_file,
+        })
+    }
+
+    fn queue_tree(&self, q: &QueueKey) -> io::Result<sled::Tree> {
+        let mut trees = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = trees.get(q) {
+            return Ok(t.clone());
+        }
+        let t = self
+            .db
+            .open_tree(tree_name(q))
+            .map_err(|e| self.err("cannot open queue", e))?;
+        trees.insert(q.clone(), t.clone());
+        Ok(t)
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> io::Error {
+        err(&self.path, what, e)
+    }
+
+    fn delete_message(&self, id: u64) -> io::Result<()> {
+        for kv in self.messages.scan_prefix(id.to_be_bytes()) {
+            let (k, _) = kv.map_err(|e| self.err("read failed", e))?;
+            self.messages
+                .remove(k)
+                .map_err(|e| self.err("write failed", e))?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.db.flush().map_err(|e| self.err("flush failed", e))?;
+        if let Some(f) = &self.data_file {
+            f.sync_data().map_err(|e| self.err("fdatasync failed", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn put_definition(&self, def: &Definition) -> io::Result<()> {
+        let json = serde_json::to_vec(def).map_err(|e| self.err("cannot encode definition", e))?;
+        self.definitions
+            .insert(def.key(), json)
+            .map_err(|e| self.err("write failed", e))?;
+        Ok(())
+    }
+
+    fn delete_definition(&self, def: &Definition) -> io::Result<()> {
+        self.definitions
+            .remove(def.key())
+            .map_err(|e| self.err("write failed", e))?;
+        Ok(())
+    }
+
+    fn commit(&self, batch: &Batch) -> io::Result<()> {
+        for q in &batch.dropped_queues {
+            self.queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(q);
+            self.db
+                .drop_tree(tree_name(q))
+                .map_err(|e| self.err("cannot drop queue", e))?;
+        }
+        for (id, data) in &batch.messages {
+            let chunks = data.chunks(CHUNK).enumerate();
+            for (i, chunk) in chunks {
+                let n = u32::try_from(i).map_err(|e| self.err("message too large", e))?;
+                self.messages
+                    .insert(chunk_key(*id, n), chunk)
+                    .map_err(|e| self.err("write failed", e))?;
+            }
+            if data.is_empty() {
+                self.messages
+                    .insert(chunk_key(*id, 0), &[][..])
+                    .map_err(|e| self.err("write failed", e))?;
+            }
+        }
+        for ((q, seq), id) in &batch.index_puts {
+            self.queue_tree(q)?
+                .insert(seq.to_be_bytes(), &id.to_be_bytes())
+                .map_err(|e| self.err("write failed", e))?;
+        }
+        for (q, seq) in &batch.index_removes {
+            self.queue_tree(q)?
+                .remove(seq.to_be_bytes())
+                .map_err(|e| self.err("write failed", e))?;
+        }
+        for id in &batch.message_deletes {
+            self.delete_message(*id)?;
+        }
+        self.sync()
+    }
+
+    fn recover(&self) -> io::Result<Recovered> {
+        let mut out = Recovered::default();
+        for kv in self.definitions.iter() {
+            let (_, v) = kv.map_err(|e| self.err("cannot read definitions", e))?;
+            let def: Definition =
+                serde_json::from_slice(&v).map_err(|e| self.err("corrupt definition", e))?;
+            out.definitions.push(def);
+        }
+        let mut referenced = HashSet::new();
+        for name in self.db.tree_names() {
+            let Some(q) = name.strip_prefix(QUEUE_TREE_PREFIX) else {
+                continue;
+            };
+            let key: QueueKey = String::from_utf8_lossy(q).into_owned().into();
+            let tree = self.queue_tree(&key)?;
+            let mut entries = Vec::new();
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(|e| self.err("cannot read queue index", e))?;
+                match (be_u64(&k), be_u64(&v)) {
+                    (Some(seq), Some(id)) => {
+                        referenced.insert(id);
+                        entries.push((seq, id));
+                    }
+                    _ => return Err(self.err("corrupt queue index", format!("{key:?}"))),
+                }
+            }
+            if !entries.is_empty() {
+                out.queues.insert(key, entries);
+            }
+        }
+        let mut messages: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut orphans = Vec::new();
+        for kv in self.messages.iter() {
+            let (k, v) = kv.map_err(|e| self.err("cannot read messages", e))?;
+            let id = be_u64(&k).ok_or_else(|| self.err("corrupt message key", ""))?;
+            if referenced.contains(&id) {
+                messages.entry(id).or_default().extend_from_slice(&v);
+            } else if orphans.last() != Some(&id) {
+                orphans.push(id);
+            }
+        }
+        // Half-written publishes (a record whose index entries never landed) and records whose
+        // last reference was removed before a crash.
+        for id in orphans {
+            self.delete_message(id)?;
+        }
+        // Index entries whose record is missing cannot be delivered; drop them.
+        for (q, entries) in out.queues.iter_mut() {
+            let tree = self.queue_tree(q)?;
+            entries.retain(|(seq, id)| {
+                let keep = messages.contains_key(id);
+                if !keep {
+                    let _ = tree.remove(seq.to_be_bytes());
+                }
+                keep
+            });
+        }
+        out.queues.retain(|_, e| !e.is_empty());
+        out.messages = messages;
+        self.sync()?;
+        Ok(out)
+    }
+}
