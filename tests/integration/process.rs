@@ -4,11 +4,87 @@ use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// A `warren` process on its own port and data directory.
+pub struct Warren {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Warren {
+    pub async fn start(dir: &std::path::Path, extra: &[&str]) -> Warren {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn warren");
+        let w = Warren { child, port };
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(w.addr()).await.is_ok() {
+                return w;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("warren did not start listening");
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Wait for the process to exit; its exit code.
+    pub async fn wait(&mut self) -> Option<i32> {
+        for _ in 0..1000 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    pub async fn stop(mut self) {
+        self.signal("-TERM");
+        self.wait().await;
+    }
+
+    pub async fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Warren {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("warren-test-{}", uniq(tag)))
 }
 
 #[tokio::test]
@@ -16,44 +92,13 @@ async fn sigterm_closes_connections_with_320_and_exits_0() {
     if external() {
         return;
     }
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("warren-test-{}", uniq("data")));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn warren");
-    let addr = format!("127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(up, "warren did not start listening");
+    let dir = temp_dir("data");
+    let mut w = Warren::start(&dir, &[]).await;
     assert!(dir.is_dir(), "the data directory is created");
-    let mut raw = Raw::open_at(&addr).await;
+    let mut raw = Raw::open_at(&w.addr()).await;
     raw.open_channel(1).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    w.signal("-TERM");
     assert_eq!(raw.expect_close().await, (0, 320, 0, 0));
-    let mut exited = None;
-    for _ in 0..500 {
-        if let Some(s) = child.try_wait().expect("wait") {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let _ = child.kill();
+    assert_eq!(w.wait().await, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(exited.and_then(|s| s.code()), Some(0));
 }
