@@ -135,22 +135,25 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
         }
     }
     let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(rec.messages.len());
-    for (id, data) in &rec.messages {
-        let d = store::record::decode(data).ok_or_else(|| {
+    // Consume the records as they are decoded, so boot does not hold every message twice.
+    for (id, data) in rec.messages {
+        let d = store::record::decode(&data).ok_or_else(|| {
             io::Error::other(format!("stored message {id} is corrupt; refusing to start"))
         })?;
         let mut m = Message::new(d.exchange, d.routing_key, d.properties, d.body);
-        m.store_id = *id;
-        m.store_refs = AtomicU32::new(refs.get(id).copied().unwrap_or(0));
-        messages.insert(*id, Arc::new(m));
-        committer.reserve_ids_above(*id);
+        m.store_id = id;
+        m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
+        messages.insert(id, Arc::new(m));
+        committer.reserve_ids_above(id);
     }
+    let by_key: HashMap<store::QueueKey, Arc<crate::queue::Queue>> = vhost
+        .queues()
+        .into_iter()
+        .filter_map(|q| q.config.store_key.clone().map(|k| (k, q)))
+        .collect();
     let mut ops = Vec::new();
     for (key, entries) in rec.queues {
-        let queue = vhost
-            .queues()
-            .into_iter()
-            .find(|q| q.config.store_key.as_ref() == Some(&key));
+        let queue = by_key.get(&key);
         let restored = entries
             .iter()
             .filter_map(|(seq, id)| messages.get(id).map(|m| (*seq, m.clone())));

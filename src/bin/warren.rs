@@ -38,13 +38,16 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let args = Args::parse();
-    if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
+    if args.in_memory {
+        // Nothing is written: the data directory is neither created nor opened.
+    } else if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
         eprintln!(
             "warren: cannot create data directory {}: {e}",
             args.data_dir.display()

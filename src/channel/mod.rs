@@ -109,6 +109,8 @@ pub struct Channel {
     channel_credit: Arc<Credit>,
     pub(crate) confirm: Option<ConfirmState>,
     pub(crate) tx: Option<tx::TxState>,
+    /// tx.commit-ok held back until this committer ticket is durable.
+    commit_wait: Option<u64>,
     /// Queue named by the last queue.declare, for methods that pass an empty queue name.
     last_queue: Option<String>,
     /// Direct reply-to: the consumer tag and the routing token for this channel.
@@ -128,6 +130,7 @@ impl Channel {
             channel_credit: Credit::new(0),
             confirm: None,
             tx: None,
+            commit_wait: None,
             last_queue: None,
             reply_to: None,
         }
@@ -239,6 +242,16 @@ impl Channel {
 
     /// Flush coalesced publisher confirms: at most one basic.ack per read burst or commit.
     pub fn flush_confirms(&mut self, out: &mut Vec<u8>, durable_ticket: u64) {
+        if self.commit_wait.is_some_and(|t| t <= durable_ticket) {
+            self.commit_wait = None;
+            crate::codec::write_method(
+                out,
+                self.id,
+                AMQPClass::Tx(amq_protocol::protocol::tx::AMQPMethod::CommitOk(
+                    amq_protocol::protocol::tx::CommitOk {},
+                )),
+            );
+        }
         if let Some((tag, multiple)) = self.confirm.as_mut().and_then(|c| c.ready(durable_ticket)) {
             crate::codec::write_method(
                 out,

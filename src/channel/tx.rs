@@ -44,13 +44,18 @@ impl Channel {
                         "channel is not transactional",
                     ));
                 };
+                let mut wait = None;
                 for (message, mandatory) in state.publishes {
-                    self.route_and_enqueue(message, mandatory, cx)?;
+                    wait = wait.max(self.route_and_enqueue(message, mandatory, cx)?);
                 }
                 for (entries, how) in state.settles {
                     self.apply_settle(entries, how, cx);
                 }
-                cx.send(self.id, AMQPClass::Tx(M::CommitOk(tx::CommitOk {})));
+                match wait {
+                    // commit-ok is a promise too: it waits until stored messages are durable.
+                    Some(ticket) => self.commit_wait = Some(ticket),
+                    None => cx.send(self.id, AMQPClass::Tx(M::CommitOk(tx::CommitOk {}))),
+                }
             }
             M::Rollback(_) => {
                 let Some(state) = self.tx.replace(TxState::default()) else {

@@ -557,3 +557,36 @@ async fn space_is_reclaimed_after_acks() {
     w.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn committed_transactions_survive_restart() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("txrestart");
+    let w = Warren::start(&dir, &[]).await;
+    {
+        let (_c, ch) = open(&w).await;
+        ch.queue_declare(
+            "txq".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("q");
+        ch.tx_select().await.expect("select");
+        publish_props(&ch, "", "txq", b"committed", persistent()).await;
+        ch.tx_commit().await.expect("commit");
+        publish_props(&ch, "", "txq", b"rolled back", persistent()).await;
+        ch.tx_rollback().await.expect("rollback");
+        w.kill9().await;
+    }
+    let w = Warren::start(&dir, &[]).await;
+    let (_c, ch) = open(&w).await;
+    assert_eq!(drain(&ch, "txq").await, vec!["committed"]);
+    w.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
