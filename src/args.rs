@@ -102,10 +102,14 @@ pub fn assert_equivalent(
             _ => false,
         };
         if !same {
+            // RabbitMQ 3.10 quotes bare values when both sides have one, and spells out
+            // value and type when one side is missing.
+            let (received, current) = match (r, c) {
+                (Some(a), Some(b)) => (format!("'{}'", render(a)), format!("'{}'", render(b))),
+                _ => (describe(r), describe(c)),
+            };
             return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': received {} but current is {}",
-                describe(r),
-                describe(c)
+                "inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': received {received} but current is {current}"
             )));
         }
     }

@@ -17,6 +17,8 @@ pub struct Message {
     pub store_id: u64,
     /// Durable queues still holding the stored record; the last to let go deletes it.
     pub store_refs: AtomicU32,
+    /// The per-message TTL from the `expiration` property, in ms (validated on publish).
+    pub expiration_ms: Option<u64>,
 }
 
 impl Message {
@@ -26,6 +28,10 @@ impl Message {
         properties: AMQPProperties,
         body: Bytes,
     ) -> Self {
+        let expiration_ms = properties
+            .expiration()
+            .as_ref()
+            .and_then(|e| parse_expiration(e.as_str()).ok());
         Message {
             exchange,
             routing_key,
@@ -33,6 +39,7 @@ impl Message {
             body,
             store_id: 0,
             store_refs: AtomicU32::new(0),
+            expiration_ms,
         }
     }
 
@@ -54,5 +61,15 @@ impl Message {
             self.properties.clone(),
             self.body.clone(),
         )
+    }
+}
+
+/// The `expiration` property: a non-negative integer of milliseconds, as a string. The error is
+/// RabbitMQ's explanation (`no_integer`, `{value_negative,N}`).
+pub fn parse_expiration(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("{{value_negative,{n}}}")),
+        Ok(n) => u64::try_from(n).map_err(|_| "no_integer".to_string()),
+        Err(_) => Err("no_integer".to_string()),
     }
 }

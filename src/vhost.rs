@@ -7,11 +7,12 @@ use crate::args;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
+use crate::queue::{Effects, QueueArgs, Sink};
 use crate::queue::{Outbound, Outbox, Queue, QueueConfig};
 use crate::store::{Committer, Definition, Op, Store};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 /// The pseudo-queue of direct reply-to.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -30,6 +31,7 @@ const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
     "x-queue-mode",
     "x-single-active-consumer",
     "x-queue-type",
+    "x-delivery-limit",
 ];
 
 #[derive(Debug, Clone)]
@@ -67,8 +69,29 @@ impl Routed {
     }
 }
 
+fn builtin_exchanges() -> HashMap<String, Arc<Exchange>> {
+    [
+        ("", ExchangeKind::Direct),
+        ("amq.direct", ExchangeKind::Direct),
+        ("amq.fanout", ExchangeKind::Fanout),
+        ("amq.topic", ExchangeKind::Topic),
+        ("amq.headers", ExchangeKind::Headers),
+        ("amq.match", ExchangeKind::Headers),
+    ]
+    .into_iter()
+    .map(|(n, k)| {
+        (
+            n.to_string(),
+            Exchange::new(n, k, true, false, false, FieldTable::default()),
+        )
+    })
+    .collect()
+}
+
 #[derive(Debug)]
 pub struct VHost {
+    /// Handed (weakly) to queues as their `Sink`.
+    me: Weak<VHost>,
     pub name: String,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
@@ -87,32 +110,16 @@ impl VHost {
         store: Option<Arc<dyn Store>>,
         committer: Option<Arc<Committer>>,
     ) -> Arc<Self> {
-        let vh = VHost {
+        Arc::new_cyclic(|me| VHost {
+            me: me.clone(),
             name: name.to_string(),
-            exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             reply_consumers: Mutex::new(HashMap::new()),
             topology: Mutex::new(()),
             store,
             committer,
-        };
-        {
-            let mut ex = vh.exchanges_mut();
-            for (n, k) in [
-                ("", ExchangeKind::Direct),
-                ("amq.direct", ExchangeKind::Direct),
-                ("amq.fanout", ExchangeKind::Fanout),
-                ("amq.topic", ExchangeKind::Topic),
-                ("amq.headers", ExchangeKind::Headers),
-                ("amq.match", ExchangeKind::Headers),
-            ] {
-                ex.insert(
-                    n.to_string(),
-                    Exchange::new(n, k, true, false, false, FieldTable::default()),
-                );
-            }
-        }
-        Arc::new(vh)
+            exchanges: RwLock::new(builtin_exchanges()),
+        })
     }
 
     fn exchanges_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Exchange>>> {
@@ -423,20 +430,34 @@ impl VHost {
                 &d.name,
                 &self.name,
             )?;
+            q.touch();
             return Ok(q);
         }
-        validate_queue_args(&d.arguments)?;
+        let args = QueueArgs::parse(
+            &d.arguments,
+            &crate::queue::args::DeclareContext {
+                name: &d.name,
+                vhost: &self.name,
+                durable: d.durable,
+                exclusive: d.exclusive,
+                auto_delete: d.auto_delete,
+            },
+        )?;
         // Exclusive queues die with their connection, so they are never stored (errata §30).
         let stored = d.durable && !d.exclusive && self.store.is_some();
-        let q = Queue::new(QueueConfig {
-            name: d.name.clone(),
-            vhost: self.name.clone(),
-            durable: d.durable,
-            exclusive_owner: d.exclusive.then_some(conn_id),
-            auto_delete: d.auto_delete,
-            arguments: d.arguments.clone(),
-            store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
-        });
+        let q = Queue::new(
+            QueueConfig {
+                name: d.name.clone(),
+                vhost: self.name.clone(),
+                durable: d.durable,
+                exclusive_owner: d.exclusive.then_some(conn_id),
+                auto_delete: d.auto_delete,
+                arguments: d.arguments.clone(),
+                args,
+                store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
+            },
+            Some(self.sink()),
+        );
         if let Some(def) = self.queue_definition(&q) {
             self.put_definition(def);
         }
@@ -451,7 +472,7 @@ impl VHost {
         if_unused: bool,
         if_empty: bool,
         conn_id: u64,
-        ops: &mut Vec<Op>,
+        fx: &mut Effects,
     ) -> AmqpResult<u32> {
         let _g = self.serialize();
         let Some(q) = self.queue(name) else {
@@ -470,10 +491,10 @@ impl VHost {
                 self.name
             )));
         }
-        Ok(self.remove_queue(&q, ops))
+        Ok(self.remove_queue(&q, fx))
     }
 
-    fn remove_queue(&self, q: &Arc<Queue>, ops: &mut Vec<Op>) -> u32 {
+    fn remove_queue(&self, q: &Arc<Queue>, fx: &mut Effects) -> u32 {
         {
             let mut qs = self.queues_mut();
             if !qs.get(q.name()).is_some_and(|x| Arc::ptr_eq(x, q)) {
@@ -485,17 +506,17 @@ impl VHost {
         if let Some(def) = self.queue_definition(q) {
             self.delete_definition(def);
         }
-        q.mark_deleted(ops)
+        q.mark_deleted(fx)
     }
 
     /// Delete a queue that lost its last consumer (auto-delete) if it is still that queue.
-    pub fn auto_delete_queue(&self, q: &Arc<Queue>, ops: &mut Vec<Op>) {
+    pub fn auto_delete_queue(&self, q: &Arc<Queue>, fx: &mut Effects) {
         let _g = self.serialize();
-        self.remove_queue(q, ops);
+        self.remove_queue(q, fx);
     }
 
     /// Delete the exclusive queues of a closing connection.
-    pub fn connection_closed(&self, conn_id: u64, ops: &mut Vec<Op>) {
+    pub fn connection_closed(&self, conn_id: u64, fx: &mut Effects) {
         let owned: Vec<Arc<Queue>> = self
             .queues()
             .into_iter()
@@ -503,7 +524,7 @@ impl VHost {
             .collect();
         let _g = self.serialize();
         for q in owned {
-            self.remove_queue(&q, ops);
+            self.remove_queue(&q, fx);
         }
     }
 
@@ -655,15 +676,19 @@ impl VHost {
                 arguments,
                 ..
             } => {
-                let q = Queue::new(QueueConfig {
-                    name: name.clone(),
-                    vhost: self.name.clone(),
-                    durable: true,
-                    exclusive_owner: None,
-                    auto_delete: *auto_delete,
-                    arguments: arguments.clone(),
-                    store_key: Some(crate::store::queue_key(&self.name, name)),
-                });
+                let q = Queue::new(
+                    QueueConfig {
+                        name: name.clone(),
+                        vhost: self.name.clone(),
+                        durable: true,
+                        exclusive_owner: None,
+                        auto_delete: *auto_delete,
+                        arguments: arguments.clone(),
+                        args: QueueArgs::parse_lenient(arguments),
+                        store_key: Some(crate::store::queue_key(&self.name, name)),
+                    },
+                    Some(self.sink()),
+                );
                 self.queues_mut().insert(name.clone(), q);
             }
             Definition::Binding {
@@ -786,35 +811,102 @@ fn check_binding_args(x: &Exchange, arguments: &FieldTable) -> AmqpResult<()> {
     Ok(())
 }
 
-/// Queue arguments whose behaviour Warren does not have yet are refused rather than silently
-/// ignored (a client relying on them must not be misled); unknown x- arguments are accepted
-/// and ignored, as RabbitMQ does.
-fn validate_queue_args(arguments: &FieldTable) -> AmqpResult<()> {
-    const NOT_YET: &[&str] = &[
-        "x-expires",
-        "x-message-ttl",
-        "x-dead-letter-exchange",
-        "x-dead-letter-routing-key",
-        "x-max-length",
-        "x-max-length-bytes",
-        "x-max-priority",
-        "x-overflow",
-        "x-single-active-consumer",
-    ];
-    for key in NOT_YET {
-        if args::get(arguments, key).is_some() {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue argument '{key}' is not supported by this Warren version yet"
-            )));
+impl VHost {
+    fn sink(&self) -> Weak<dyn Sink> {
+        let me: Weak<dyn Sink> = self.me.clone();
+        me
+    }
+
+    /// Enqueue a routed message in its queues, storing it first when it is persistent and
+    /// reaches a durable queue. Returns (stored, rejected by some queue).
+    pub fn enqueue(
+        &self,
+        mut message: Message,
+        queues: &[Arc<Queue>],
+        fx: &mut Effects,
+    ) -> (bool, bool) {
+        let mut stored = false;
+        if message.persistent() {
+            let durable = queues
+                .iter()
+                .filter(|q| q.config.store_key.is_some())
+                .count();
+            if let (Some(committer), true) = (&self.committer, durable > 0) {
+                message.store_id = committer.next_message_id();
+                message.store_refs =
+                    std::sync::atomic::AtomicU32::new(u32::try_from(durable).unwrap_or(u32::MAX));
+                fx.ops.push(Op::PutMessage(
+                    message.store_id,
+                    crate::store::record::encode(&message),
+                ));
+                stored = true;
+            }
+        }
+        let message = Arc::new(message);
+        let mut rejected = false;
+        for q in queues {
+            rejected |= !q.publish(message.clone(), fx);
+        }
+        (stored, rejected)
+    }
+
+    /// Route dead letters to their exchanges, dropping copies that would cycle without a
+    /// rejection (rabbit_dead_letter). Dead-lettering can cause more (a full target queue), so
+    /// this runs until nothing is left, with a bound against pathological chains.
+    pub fn route_dead_letters(&self, fx: &mut Effects) {
+        for _ in 0..32 {
+            if fx.dead.is_empty() {
+                return;
+            }
+            for dl in std::mem::take(&mut fx.dead) {
+                // A missing dead-letter exchange drops the message, as in RabbitMQ.
+                let Ok(routed) = self.route(&dl.exchange, &dl.message) else {
+                    continue;
+                };
+                let targets: Vec<Arc<Queue>> = routed
+                    .queues
+                    .into_iter()
+                    .filter(|q| {
+                        !crate::queue::dead_letter::is_cycle(&dl.message, dl.reason, q.name())
+                    })
+                    .collect();
+                self.enqueue(dl.message, &targets, fx);
+            }
+        }
+        if !fx.dead.is_empty() {
+            tracing::warn!(
+                dropped = fx.dead.len(),
+                "dead-letter chain too long; dropping"
+            );
+            fx.dead.clear();
         }
     }
-    if let Some(v) = args::get(arguments, "x-queue-type") {
-        let t = args::as_str(v).unwrap_or_default();
-        if t != "classic" {
-            return Err(AmqpError::precondition_failed(format!(
-                "invalid arg 'x-queue-type': queue type '{t}' is not supported by this Warren version yet"
-            )));
+
+    fn submit(&self, fx: &mut Effects) {
+        self.route_dead_letters(fx);
+        if fx.ops.is_empty() {
+            return;
+        }
+        if let Some(c) = &self.committer {
+            c.submit(crate::store::Submission {
+                ops: std::mem::take(&mut fx.ops),
+                notify: None,
+            });
         }
     }
-    Ok(())
+}
+
+impl Sink for VHost {
+    fn flush(&self, mut fx: Effects) {
+        self.submit(&mut fx);
+    }
+
+    fn expire(&self, queue: &Arc<Queue>) {
+        let mut fx = Effects::default();
+        {
+            let _g = self.serialize();
+            self.remove_queue(queue, &mut fx);
+        }
+        self.submit(&mut fx);
+    }
 }

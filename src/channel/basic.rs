@@ -5,7 +5,7 @@ use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::queue::{Consumer, Credit, Delivery, Queue};
-use crate::store::Op;
+
 use crate::vhost::REPLY_TO;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::Arc;
@@ -13,6 +13,15 @@ use std::sync::Arc;
 /// In-flight window of a no-ack consumer: deliveries sitting in the connection's inbox.
 /// Bounds memory when a no-ack consumer reads slower than publishers write.
 const NO_ACK_WINDOW: u32 = 2000;
+
+/// What became of one publish, for its confirm.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct PublishOutcome {
+    /// Committer ticket the confirm waits for (stored messages).
+    pub ticket: Option<u64>,
+    /// Some queue refused it (x-overflow reject-publish): the confirm is a nack.
+    pub rejected: bool,
+}
 
 pub(super) enum Settle {
     Ack,
@@ -47,7 +56,7 @@ impl Channel {
                 }
                 if let Some(info) = self.consumers.remove(tag) {
                     if info.queue.remove_consumer(cx.conn.id, self.id, tag) {
-                        cx.conn.vhost.auto_delete_queue(&info.queue, cx.ops);
+                        cx.conn.vhost.auto_delete_queue(&info.queue, cx.fx);
                     }
                 }
                 if !c.nowait {
@@ -108,7 +117,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let all = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(all.into_values(), cx.ops);
+        self.requeue_unacked(all.into_values(), cx.fx);
         Ok(())
     }
 
@@ -144,13 +153,17 @@ impl Channel {
                 .add_reply_consumer(self.id, cx.conn.outbox.clone());
             self.reply_to = Some((tag.clone(), token));
         } else {
-            for key in ["x-priority", "x-cancel-on-ha-failover"] {
-                if crate::args::get(&c.arguments, key).is_some() {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "consumer argument '{key}' is not supported by this Warren version yet"
-                    )));
-                }
-            }
+            let priority = match crate::args::get(&c.arguments, "x-priority") {
+                None => 0,
+                Some(v) => crate::args::as_i64(v)
+                    .and_then(|p| i32::try_from(p).ok())
+                    .ok_or_else(|| {
+                        AmqpError::precondition_failed(format!(
+                            "invalid arg 'x-priority' for consumer: {{unacceptable_type,{}}}",
+                            crate::args::type_name(v)
+                        ))
+                    })?,
+            };
             let name = self.queue_name(c.queue.as_str())?;
             let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
             let credit = if c.no_ack {
@@ -158,16 +171,20 @@ impl Channel {
             } else {
                 Credit::new(self.prefetch)
             };
-            q.add_consumer(Consumer {
-                tag: tag.clone(),
-                conn_id: cx.conn.id,
-                channel: self.id,
-                outbox: cx.conn.outbox.clone(),
-                no_ack: c.no_ack,
-                exclusive: c.exclusive,
-                credit,
-                channel_credit: (!c.no_ack).then(|| self.channel_credit.clone()),
-            })?;
+            q.add_consumer(
+                Consumer {
+                    tag: tag.clone(),
+                    conn_id: cx.conn.id,
+                    channel: self.id,
+                    outbox: cx.conn.outbox.clone(),
+                    no_ack: c.no_ack,
+                    exclusive: c.exclusive,
+                    priority,
+                    credit,
+                    channel_credit: (!c.no_ack).then(|| self.channel_credit.clone()),
+                },
+                cx.fx,
+            )?;
             self.consumers.insert(
                 tag.clone(),
                 ConsumerInfo {
@@ -190,7 +207,7 @@ impl Channel {
     fn get(&mut self, g: basic::Get, cx: &mut Cx<'_>) -> AmqpResult<()> {
         let name = self.queue_name(g.queue.as_str())?;
         let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
-        let Some((entry, left)) = q.get() else {
+        let Some((entry, left)) = q.get(cx.fx)? else {
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -211,7 +228,7 @@ impl Channel {
         );
         crate::codec::write_content(cx.out, self.id, &m.properties, &m.body, cx.conn.frame_max);
         if g.no_ack {
-            q.settle([entry], cx.ops);
+            q.settle([entry], cx.fx);
         } else {
             self.unacked.insert(
                 tag,
@@ -272,8 +289,9 @@ impl Channel {
         cx: &mut Cx<'_>,
     ) {
         match how {
-            Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u), cx.ops),
+            Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u), cx.fx),
             Settle::Ack | Settle::Discard => {
+                let discard = matches!(how, Settle::Discard);
                 let mut channel_reopened = false;
                 for (_, u) in entries {
                     if let Some(c) = &u.credit {
@@ -282,7 +300,11 @@ impl Channel {
                         }
                         channel_reopened |= self.channel_credit.release(1);
                     }
-                    u.queue.settle([u.entry], cx.ops);
+                    if discard {
+                        u.queue.discard([u.entry], cx.fx);
+                    } else {
+                        u.queue.settle([u.entry], cx.fx);
+                    }
                 }
                 if channel_reopened {
                     for c in self.consumers.values() {
@@ -331,6 +353,13 @@ impl Channel {
             };
             properties = properties.with_reply_to(format!("{REPLY_TO}.{token}").into());
         }
+        if let Some(exp) = properties.expiration() {
+            if let Err(why) = crate::message::parse_expiration(exp.as_str()) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{exp}': {why}"
+                )));
+            }
+        }
         let message = Message::new(
             exchange.to_string(),
             publish.routing_key.to_string(),
@@ -341,9 +370,9 @@ impl Channel {
             tx.publishes.push((message, publish.mandatory));
             return Ok(());
         }
-        let ticket = self.route_and_enqueue(message, publish.mandatory, cx)?;
+        let outcome = self.route_and_enqueue(message, publish.mandatory, cx)?;
         if let Some(c) = self.confirm.as_mut() {
-            c.published(ticket);
+            c.published(outcome.ticket, outcome.rejected);
         }
         Ok(())
     }
@@ -352,39 +381,25 @@ impl Channel {
     /// unroutable mandatory messages. Returns the committer ticket a confirm must wait for.
     pub(super) fn route_and_enqueue(
         &mut self,
-        mut message: Message,
+        message: Message,
         mandatory: bool,
         cx: &mut Cx<'_>,
-    ) -> AmqpResult<Option<u64>> {
-        let routed = match cx.conn.vhost.route(&message.exchange, &message) {
+    ) -> AmqpResult<PublishOutcome> {
+        let vhost = cx.conn.vhost.clone();
+        let routed = match vhost.route(&message.exchange, &message) {
             Ok(r) => r,
             // The exchange went away between publish and commit: the message is unroutable.
             Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
             Err(e) => return Err(e),
         };
-        let mut ticket = None;
-        if message.persistent() {
-            let stored = routed
-                .queues
-                .iter()
-                .filter(|q| q.config.store_key.is_some())
-                .count();
-            if let (Some(committer), true) = (&cx.conn.vhost.committer, stored > 0) {
-                message.store_id = committer.next_message_id();
-                message.store_refs =
-                    std::sync::atomic::AtomicU32::new(u32::try_from(stored).unwrap_or(u32::MAX));
-                cx.ops.push(Op::PutMessage(
-                    message.store_id,
-                    crate::store::record::encode(&message),
-                ));
-                ticket = Some(cx.ticket);
-            }
+        if !routed.queues.is_empty() {
+            let (stored, rejected) = vhost.enqueue(message, &routed.queues, cx.fx);
+            return Ok(PublishOutcome {
+                ticket: stored.then_some(cx.ticket),
+                rejected,
+            });
         }
-        let message = Arc::new(message);
-        for q in &routed.queues {
-            q.publish([message.clone()], cx.ops);
-        }
-        if routed.is_empty() && mandatory {
+        if !routed.replied && mandatory {
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
@@ -402,7 +417,7 @@ impl Channel {
                 cx.conn.frame_max,
             );
         }
-        Ok(ticket)
+        Ok(PublishOutcome::default())
     }
 
     /// Write a queue's delivery out, or hand it back if its consumer is gone.
@@ -413,7 +428,7 @@ impl Channel {
                 d.credit.release(1);
                 self.channel_credit.release(1);
             }
-            d.queue.requeue([d.entry], cx.ops);
+            d.queue.requeue([d.entry], cx.fx);
             return;
         }
         let tag = self.next_tag();
@@ -425,7 +440,7 @@ impl Channel {
             cx,
         );
         if d.no_ack {
-            d.queue.settle([d.entry], cx.ops);
+            d.queue.settle([d.entry], cx.fx);
         } else {
             self.unacked.insert(
                 tag,

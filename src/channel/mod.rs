@@ -9,8 +9,8 @@ pub use assembler::{Assembler, Content, DEFAULT_MAX_MESSAGE_SIZE};
 
 use crate::connection::ConnInfo;
 use crate::error::{AmqpError, AmqpResult};
+use crate::queue::Effects;
 use crate::queue::{Credit, Queue, QueuedMessage};
-use crate::store::Op;
 use amq_protocol::protocol::AMQPClass;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,8 +22,8 @@ pub struct Cx<'a> {
     pub out: &'a mut Vec<u8>,
     /// Queues whose consumers regained credit; kicked once at the end of the read burst.
     pub kicks: &'a mut Vec<Arc<Queue>>,
-    /// Storage writes of this burst, submitted to the committer once at its end.
-    pub ops: &'a mut Vec<Op>,
+    /// Storage writes and dead letters of this burst, handled once at its end.
+    pub fx: &'a mut Effects,
     /// The ticket the committer will report when this burst's writes are durable.
     pub ticket: u64,
 }
@@ -57,40 +57,63 @@ pub struct ConsumerInfo {
 
 /// Publisher-confirm bookkeeping. A tag is confirmed once it and every tag before it are
 /// enqueued and, for stored messages, durable; acks go out as one basic.ack(multiple) over
-/// such a contiguous run, so a fast transient confirm never covers a slower persistent one.
+/// such a contiguous run, so a fast transient confirm never covers a slower persistent one. A
+/// nack (a queue refused the message) breaks the run and goes out on its own.
 #[derive(Debug, Default)]
 pub struct ConfirmState {
     /// Tag of the last publish (confirm tags start at 1).
     last_seq: u64,
-    /// Highest tag acked to the client.
+    /// Highest tag settled (acked or nacked) to the client.
     acked_upto: u64,
-    /// Stored publishes waiting for durability: (tag, committer ticket), in tag order.
-    waiting: VecDeque<(u64, u64)>,
+    /// Publishes that are not a plain immediate ack, in tag order: (tag, ticket to wait for,
+    /// nack).
+    special: VecDeque<(u64, Option<u64>, bool)>,
+}
+
+/// One confirm frame to send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confirm {
+    Ack { tag: u64, multiple: bool },
+    Nack { tag: u64 },
 }
 
 impl ConfirmState {
-    pub fn published(&mut self, ticket: Option<u64>) {
+    pub fn published(&mut self, ticket: Option<u64>, nack: bool) {
         self.last_seq += 1;
-        if let Some(t) = ticket {
-            self.waiting.push_back((self.last_seq, t));
+        if ticket.is_some() || nack {
+            self.special.push_back((self.last_seq, ticket, nack));
         }
     }
 
-    /// The ack to send now given the durable ticket, as (tag, multiple).
-    pub fn ready(&mut self, durable: u64) -> Option<(u64, bool)> {
-        while self.waiting.front().is_some_and(|&(_, t)| t <= durable) {
-            self.waiting.pop_front();
+    /// The confirms to send now, given the durable ticket.
+    pub fn ready(&mut self, durable: u64) -> Vec<Confirm> {
+        let mut out = Vec::new();
+        loop {
+            // Ack everything up to the next special tag (or the end).
+            let upto = self
+                .special
+                .front()
+                .map_or(self.last_seq, |&(tag, _, _)| tag - 1);
+            if upto > self.acked_upto {
+                out.push(Confirm::Ack {
+                    tag: upto,
+                    multiple: upto - self.acked_upto > 1,
+                });
+                self.acked_upto = upto;
+            }
+            let Some(&(tag, ticket, nack)) = self.special.front() else {
+                return out;
+            };
+            if ticket.is_some_and(|t| t > durable) {
+                return out;
+            }
+            self.special.pop_front();
+            if nack {
+                out.push(Confirm::Nack { tag });
+                self.acked_upto = tag;
+            }
+            // A durable stored message simply joins the next ack run.
         }
-        let upto = match self.waiting.front() {
-            Some(&(tag, _)) => tag - 1,
-            None => self.last_seq,
-        };
-        if upto <= self.acked_upto {
-            return None;
-        }
-        let multiple = upto - self.acked_upto > 1;
-        self.acked_upto = upto;
-        Some((upto, multiple))
     }
 }
 
@@ -207,12 +230,12 @@ impl Channel {
 
     /// The channel is going away (closed by either side, or its connection): requeue what the
     /// client never acknowledged and cancel its consumers.
-    pub fn teardown(&mut self, conn: &ConnInfo, ops: &mut Vec<Op>) {
+    pub fn teardown(&mut self, conn: &ConnInfo, fx: &mut Effects) {
         let unacked = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(unacked.into_values(), ops);
+        self.requeue_unacked(unacked.into_values(), fx);
         for (tag, c) in self.consumers.drain() {
             if c.queue.remove_consumer(conn.id, self.id, &tag) {
-                conn.vhost.auto_delete_queue(&c.queue, ops);
+                conn.vhost.auto_delete_queue(&c.queue, fx);
             }
         }
         if let Some((_, token)) = self.reply_to.take() {
@@ -223,7 +246,7 @@ impl Channel {
     }
 
     /// Requeue deliveries to their queues, grouped per queue, in tag order.
-    fn requeue_unacked(&mut self, entries: impl IntoIterator<Item = Unacked>, ops: &mut Vec<Op>) {
+    fn requeue_unacked(&mut self, entries: impl IntoIterator<Item = Unacked>, fx: &mut Effects) {
         let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
         for u in entries {
             if let Some(c) = &u.credit {
@@ -236,12 +259,13 @@ impl Channel {
             }
         }
         for (q, v) in groups {
-            q.requeue(v, ops);
+            q.requeue(v, fx);
         }
     }
 
     /// Flush coalesced publisher confirms: at most one basic.ack per read burst or commit.
     pub fn flush_confirms(&mut self, out: &mut Vec<u8>, durable_ticket: u64) {
+        use amq_protocol::protocol::basic;
         if self.commit_wait.is_some_and(|t| t <= durable_ticket) {
             self.commit_wait = None;
             crate::codec::write_method(
@@ -252,35 +276,68 @@ impl Channel {
                 )),
             );
         }
-        if let Some((tag, multiple)) = self.confirm.as_mut().and_then(|c| c.ready(durable_ticket)) {
-            crate::codec::write_method(
-                out,
-                self.id,
-                AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Ack(
-                    amq_protocol::protocol::basic::Ack {
-                        delivery_tag: tag,
-                        multiple,
-                    },
-                )),
-            );
+        let Some(confirm) = self.confirm.as_mut() else {
+            return;
+        };
+        for c in confirm.ready(durable_ticket) {
+            let method = match c {
+                Confirm::Ack { tag, multiple } => basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: tag,
+                    multiple,
+                }),
+                Confirm::Nack { tag } => basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: tag,
+                    multiple: false,
+                    requeue: false,
+                }),
+            };
+            crate::codec::write_method(out, self.id, AMQPClass::Basic(method));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ConfirmState;
+    use super::{Confirm, ConfirmState};
 
     #[test]
     fn confirms_cover_only_contiguous_durable_runs() {
         let mut c = ConfirmState::default();
-        c.published(None); // 1 transient
-        c.published(Some(5)); // 2 stored, ticket 5
-        c.published(None); // 3 transient
-        assert_eq!(c.ready(4), Some((1, false)));
-        assert_eq!(c.ready(4), None);
-        assert_eq!(c.ready(5), Some((3, true)));
-        c.published(None);
-        assert_eq!(c.ready(5), Some((4, false)));
+        c.published(None, false); // 1 transient
+        c.published(Some(5), false); // 2 stored, ticket 5
+        c.published(None, false); // 3 transient
+        assert_eq!(
+            c.ready(4),
+            vec![Confirm::Ack {
+                tag: 1,
+                multiple: false
+            }]
+        );
+        assert_eq!(c.ready(4), vec![]);
+        assert_eq!(
+            c.ready(5),
+            vec![Confirm::Ack {
+                tag: 3,
+                multiple: true
+            }]
+        );
+        c.published(None, false); // 4
+        c.published(None, true); // 5 nacked
+        c.published(None, false); // 6
+        c.published(None, false); // 7
+        assert_eq!(
+            c.ready(5),
+            vec![
+                Confirm::Ack {
+                    tag: 4,
+                    multiple: false
+                },
+                Confirm::Nack { tag: 5 },
+                Confirm::Ack {
+                    tag: 7,
+                    multiple: true
+                },
+            ]
+        );
     }
 }

@@ -154,7 +154,7 @@ impl Channel {
             M::Purge(p) => {
                 let name = self.queue_name(&strip_cr_lf(p.queue.as_str()))?;
                 let q = vh.queue_for(&name, conn_id)?;
-                let n = q.purge(cx.ops);
+                let n = q.purge(cx.fx);
                 if !p.nowait {
                     cx.send(
                         self.id,
@@ -164,7 +164,7 @@ impl Channel {
             }
             M::Delete(d) => {
                 let name = self.queue_name(&strip_cr_lf(d.queue.as_str()))?;
-                let n = vh.delete_queue(&name, d.if_unused, d.if_empty, conn_id, cx.ops)?;
+                let n = vh.delete_queue(&name, d.if_unused, d.if_empty, conn_id, cx.fx)?;
                 if !d.nowait {
                     cx.send(
                         self.id,

@@ -46,7 +46,7 @@ impl Channel {
                 };
                 let mut wait = None;
                 for (message, mandatory) in state.publishes {
-                    wait = wait.max(self.route_and_enqueue(message, mandatory, cx)?);
+                    wait = wait.max(self.route_and_enqueue(message, mandatory, cx)?.ticket);
                 }
                 for (entries, how) in state.settles {
                     self.apply_settle(entries, how, cx);

@@ -13,8 +13,8 @@ pub use handshake::server_properties;
 use crate::channel::{Channel, Cx};
 use crate::codec::{self, Frame};
 use crate::error::AmqpError;
-use crate::queue::{Outbound, Outbox, Queue};
-use crate::store::{Op, Submission};
+use crate::queue::{Effects, Outbound, Outbox, Queue};
+use crate::store::Submission;
 use crate::vhost::VHost;
 use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
@@ -42,7 +42,7 @@ macro_rules! cx {
             conn: &$c.info,
             out: &mut $c.out,
             kicks: &mut $c.kicks,
-            ops: &mut $c.ops,
+            fx: &mut $c.fx,
             ticket: $c.next_ticket,
         }
     };
@@ -83,8 +83,8 @@ struct Connection {
     channels: HashMap<u16, Channel>,
     out: Vec<u8>,
     kicks: Vec<Arc<Queue>>,
-    /// Storage writes of the current burst.
-    ops: Vec<Op>,
+    /// Storage writes and dead letters of the current burst.
+    fx: Effects,
     /// Ticket of the next submission to the committer, and the highest one reported durable.
     next_ticket: u64,
     durable_ticket: u64,
@@ -134,14 +134,14 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         channels: HashMap::new(),
         out: Vec::with_capacity(READ_BUFFER),
         kicks: Vec::new(),
-        ops: Vec::new(),
+        fx: Effects::default(),
         next_ticket: 1,
         durable_ticket: 0,
         state: State::Running,
     };
     c.run(stream, rbuf, inbox, heartbeat).await;
     c.teardown_channels();
-    c.info.vhost.connection_closed(id, &mut c.ops);
+    c.info.vhost.connection_closed(id, &mut c.fx);
     c.submit_ops();
     broker.unregister(id);
     tracing::info!("connection closed");
@@ -279,7 +279,7 @@ impl Connection {
                 if !d.no_ack {
                     d.credit.release(1);
                 }
-                d.queue.requeue([d.entry], &mut self.ops);
+                d.queue.requeue([d.entry], &mut self.fx);
             }
         }
     }
@@ -307,8 +307,8 @@ impl Connection {
     }
 
     fn after_burst(&mut self) {
-        for q in self.kicks.drain(..) {
-            q.kick();
+        for q in std::mem::take(&mut self.kicks) {
+            q.kick(&mut self.fx);
         }
         self.submit_ops();
         for ch in self.channels.values_mut() {
@@ -318,10 +318,11 @@ impl Connection {
 
     /// Hand this burst's storage writes to the committer, which reports back with the ticket.
     fn submit_ops(&mut self) {
-        if self.ops.is_empty() {
+        self.info.vhost.route_dead_letters(&mut self.fx);
+        if self.fx.ops.is_empty() {
             return;
         }
-        let ops = std::mem::take(&mut self.ops);
+        let ops = std::mem::take(&mut self.fx.ops);
         match &self.info.vhost.committer {
             Some(committer) => {
                 committer.submit(Submission {
@@ -472,7 +473,7 @@ impl Connection {
             }
             AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                 if let Some(mut c) = self.channels.remove(&ch) {
-                    c.teardown(&self.info, &mut self.ops);
+                    c.teardown(&self.info, &mut self.fx);
                 }
                 self.send(
                     ch,
@@ -518,7 +519,7 @@ impl Connection {
     fn close_channel(&mut self, ch: u16, e: AmqpError) {
         tracing::debug!(channel = ch, error = %e, "closing channel");
         if let Some(c) = self.channels.get_mut(&ch) {
-            c.teardown(&self.info, &mut self.ops);
+            c.teardown(&self.info, &mut self.fx);
             c.closing = true;
             c.flush_confirms(&mut self.out, self.durable_ticket);
         }
@@ -546,7 +547,7 @@ impl Connection {
 
     fn teardown_channels(&mut self) {
         for (_, mut c) in self.channels.drain() {
-            c.teardown(&self.info, &mut self.ops);
+            c.teardown(&self.info, &mut self.fx);
         }
     }
 
@@ -568,7 +569,7 @@ impl Connection {
                         if !d.no_ack {
                             d.credit.release(1);
                         }
-                        d.queue.requeue([d.entry], &mut self.ops);
+                        d.queue.requeue([d.entry], &mut self.fx);
                     }
                 }
             }

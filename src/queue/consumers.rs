@@ -69,6 +69,8 @@ pub struct Consumer {
     pub outbox: Outbox,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// x-priority: consumers with higher priority get messages first.
+    pub priority: i32,
     /// Per-consumer prefetch (basic.qos global=false), or the no-ack inbox window.
     pub credit: Arc<Credit>,
     /// Per-channel prefetch (basic.qos global=true), shared by all the channel's consumers.

@@ -1,21 +1,30 @@
-//! A queue: ready messages in order, its consumers, and delivery to them.
+//! A queue: ready messages in order (per priority), its consumers, and delivery to them; TTL,
+//! length limits and dead-lettering decisions.
 //!
 //! State sits behind one short-held mutex per queue (never a global lock, never held across an
 //! `.await`): the publishing connection enqueues and dispatches in one call chain, as LavinMQ
 //! does, with no task hop per message. Deliveries go up through each consumer's `Outbox`.
+//! Whatever must happen outside the lock (storage writes, dead letters to route) is appended
+//! to the caller's `Effects`.
 
+pub mod args;
 pub mod consumers;
+pub mod dead_letter;
 pub mod delivery;
+mod ready;
+mod timer;
 
+pub use args::{Overflow, QueueArgs, QueueType};
 pub use consumers::{Consumer, Credit};
+pub use dead_letter::{DeadLetter, Reason};
 pub use delivery::{Delivery, Outbound, Outbox};
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::store::{Op, QueueKey};
 use amq_protocol::types::FieldTable;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use ready::Ready;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// A message sitting in (or out on delivery from) one queue.
 #[derive(Debug, Clone)]
@@ -24,6 +33,25 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// Expiry in ms since the epoch (the lower of queue TTL and per-message expiration).
+    pub expires_at: Option<u64>,
+    /// Times the message came back unacknowledged (quorum queues report it as x-delivery-count).
+    pub delivery_count: u32,
+}
+
+/// What queue operations leave for the caller to do once the queue lock is released.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub ops: Vec<Op>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// Where a queue's own timer sends what it produced (the vhost, which routes dead letters and
+/// submits storage writes). The queue holds it weakly: it never keeps its vhost alive.
+pub trait Sink: Send + Sync {
+    fn flush(&self, fx: Effects);
+    /// x-expires: the queue was unused for its lifetime.
+    fn expire(&self, queue: &Arc<Queue>);
 }
 
 #[derive(Debug, Clone)]
@@ -35,38 +63,80 @@ pub struct QueueConfig {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    pub args: QueueArgs,
     /// Set for durable queues when the broker has a store: persistent messages are indexed
     /// under this key.
     pub store_key: Option<QueueKey>,
 }
 
-#[derive(Debug)]
 pub struct Queue {
     pub config: QueueConfig,
     state: Mutex<State>,
+    sink: Option<Weak<dyn Sink>>,
+    /// Wakes the timer task when an earlier deadline appears.
+    wake: Arc<tokio::sync::Notify>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Queue({})", self.config.name)
+    }
+}
+
+#[derive(Debug)]
 struct State {
-    ready: VecDeque<QueuedMessage>,
+    ready: Ready,
     next_seq: u64,
     consumers: Vec<Consumer>,
     /// Round-robin position in `consumers`.
     cursor: usize,
     had_consumers: bool,
     deleted: bool,
+    /// Last consume, cancel, get or redeclare (ms since the epoch), for x-expires.
+    last_used: u64,
+    timer_running: bool,
+    /// The deadline the timer task sleeps until, if any.
+    timer_deadline: Option<u64>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl Queue {
-    pub fn new(config: QueueConfig) -> Arc<Self> {
-        Arc::new(Queue {
+    pub fn new(config: QueueConfig, sink: Option<Weak<dyn Sink>>) -> Arc<Self> {
+        let q = Arc::new(Queue {
+            state: Mutex::new(State {
+                ready: Ready::new(config.args.max_priority),
+                next_seq: 0,
+                consumers: Vec::new(),
+                cursor: 0,
+                had_consumers: false,
+                deleted: false,
+                last_used: now_ms(),
+                timer_running: false,
+                timer_deadline: None,
+            }),
             config,
-            state: Mutex::new(State::default()),
-        })
+            sink,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
+        if q.config.args.expires.is_some() {
+            let mut st = q.lock();
+            q.ensure_timer(&mut st);
+        }
+        q
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    pub fn is_quorum(&self) -> bool {
+        self.config.args.queue_type == QueueType::Quorum
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -103,73 +173,174 @@ impl Queue {
         self.lock().deleted
     }
 
-    /// Enqueue a batch of messages and hand what consumers can take to them. Stored messages
-    /// get an index entry in `ops`.
-    pub fn publish(
-        self: &Arc<Self>,
-        messages: impl IntoIterator<Item = Arc<Message>>,
-        ops: &mut Vec<Op>,
-    ) {
+    /// A redeclare counts as use for x-expires.
+    pub fn touch(&self) {
+        self.lock().last_used = now_ms();
+    }
+
+    fn expiry_for(&self, m: &Message, now: u64) -> Option<u64> {
+        let ttl = match (self.config.args.message_ttl, m.expiration_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ttl.map(|t| now.saturating_add(t))
+    }
+
+    /// Enqueue one message and hand it to a consumer if one can take it. Returns false when
+    /// the queue refused it (x-overflow reject-publish*), which the publisher sees as a nack.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>, fx: &mut Effects) -> bool {
         let mut st = self.lock();
         if st.deleted {
-            for m in messages {
-                if m.release_store_ref() {
-                    ops.push(Op::DeleteMessage(m.store_id));
-                }
+            self.forget_message(&message, true, None, fx);
+            return true;
+        }
+        let a = &self.config.args;
+        let full = a.max_length.is_some_and(|m| st.ready.len() as u64 >= m)
+            || a.max_length_bytes
+                .is_some_and(|m| st.ready.bytes() + message.body.len() as u64 > m);
+        if full && a.overflow != Overflow::DropHead {
+            if a.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(&message, Reason::Maxlen, fx);
             }
+            self.forget_message(&message, true, None, fx);
+            return false;
+        }
+        let now = now_ms();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
+            fx.ops.push(Op::Index(key.clone(), seq, message.store_id));
+        }
+        let expires_at = self.expiry_for(&message, now);
+        st.ready.push_back(QueuedMessage {
+            seq,
+            message,
+            redelivered: false,
+            expires_at,
+            delivery_count: 0,
+        });
+        self.dispatch(&mut st, fx);
+        self.enforce_max_length(&mut st, fx);
+        // TTL 0: whatever a consumer could not take at once expires now.
+        self.expire(&mut st, now, fx);
+        if let Some(at) = expires_at {
+            if st.timer_deadline.is_none_or(|d| at < d) {
+                self.ensure_timer(&mut st);
+                self.wake.notify_one();
+            }
+        }
+        true
+    }
+
+    fn enforce_max_length(&self, st: &mut State, fx: &mut Effects) {
+        let a = &self.config.args;
+        loop {
+            let over = a.max_length.is_some_and(|m| st.ready.len() as u64 > m)
+                || a.max_length_bytes.is_some_and(|m| st.ready.bytes() > m);
+            if !over {
+                return;
+            }
+            let Some(head) = st.ready.pop_front() else {
+                return;
+            };
+            self.dead_letter(&head.message, Reason::Maxlen, fx);
+            self.forget(&head, false, fx);
+        }
+    }
+
+    /// Remove expired messages from the level heads (RabbitMQ expires at the head only).
+    fn expire(&self, st: &mut State, now: u64, fx: &mut Effects) {
+        for e in st
+            .ready
+            .take_expired_heads(|e| e.expires_at.is_some_and(|t| t <= now))
+        {
+            self.dead_letter(&e.message, Reason::Expired, fx);
+            self.forget(&e, false, fx);
+        }
+    }
+
+    fn dead_letter(&self, m: &Arc<Message>, reason: Reason, fx: &mut Effects) {
+        let Some(dlx) = &self.config.args.dead_letter_exchange else {
             return;
-        }
-        for message in messages {
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
-                ops.push(Op::Index(key.clone(), seq, message.store_id));
-            }
-            st.ready.push_back(QueuedMessage {
-                seq,
-                message,
-                redelivered: false,
-            });
-        }
-        self.dispatch(&mut st);
+        };
+        fx.dead.push(dead_letter::dead_letter(
+            m,
+            &self.config.name,
+            reason,
+            dlx,
+            self.config.args.dead_letter_routing_key.as_deref(),
+            now_ms() / 1000,
+        ));
     }
 
     /// Put unacknowledged messages back in their original positions, marked redelivered.
+    /// Quorum queues count the return and dead-letter past x-delivery-limit.
     pub fn requeue(
         self: &Arc<Self>,
         entries: impl IntoIterator<Item = QueuedMessage>,
-        ops: &mut Vec<Op>,
+        fx: &mut Effects,
     ) {
         let mut st = self.lock();
-        if st.deleted {
-            for e in entries {
-                self.forget(&e, true, ops);
-            }
-            return;
-        }
         for mut entry in entries {
+            if st.deleted {
+                self.forget(&entry, true, fx);
+                continue;
+            }
             entry.redelivered = true;
-            // Most requeues land at or near the head; search from there.
-            let pos = st.ready.partition_point(|m| m.seq < entry.seq);
-            st.ready.insert(pos, entry);
+            if self.is_quorum() {
+                entry.delivery_count += 1;
+                if self
+                    .config
+                    .args
+                    .delivery_limit
+                    .is_some_and(|l| u64::from(entry.delivery_count) > l)
+                {
+                    self.dead_letter(&entry.message, Reason::DeliveryLimit, fx);
+                    self.forget(&entry, false, fx);
+                    continue;
+                }
+            }
+            st.ready.insert_by_seq(entry);
         }
-        self.dispatch(&mut st);
+        self.dispatch(&mut st, fx);
     }
 
     /// Deliver again after consumers regained credit.
-    pub fn kick(self: &Arc<Self>) {
+    pub fn kick(self: &Arc<Self>, fx: &mut Effects) {
         let mut st = self.lock();
-        self.dispatch(&mut st);
+        self.dispatch(&mut st, fx);
     }
 
-    fn dispatch(self: &Arc<Self>, st: &mut State) {
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
-            let n = st.consumers.len();
-            let start = st.cursor % n;
-            let Some(idx) = (0..n)
+    /// The consumer that gets the next message: highest priority first, round robin among
+    /// equals; with single-active-consumer only the earliest registered one.
+    fn pick_consumer(st: &State, sac: bool) -> Option<usize> {
+        let n = st.consumers.len();
+        if sac {
+            return (n > 0 && st.consumers[0].try_acquire()).then_some(0);
+        }
+        let mut priorities: Vec<i32> = st.consumers.iter().map(|c| c.priority).collect();
+        priorities.sort_unstable_by(|a, b| b.cmp(a));
+        priorities.dedup();
+        let start = st.cursor % n.max(1);
+        priorities.into_iter().find_map(|p| {
+            (0..n)
                 .map(|i| (start + i) % n)
-                .find(|&i| st.consumers[i].try_acquire())
-            else {
+                .find(|&i| st.consumers[i].priority == p && st.consumers[i].try_acquire())
+        })
+    }
+
+    fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        let now = now_ms();
+        while !st.ready.is_empty() && !st.consumers.is_empty() {
+            if st
+                .ready
+                .front()
+                .is_some_and(|e| e.expires_at.is_some_and(|t| t < now))
+            {
+                self.expire(st, now, fx);
+                continue;
+            }
+            let Some(idx) = Self::pick_consumer(st, self.config.args.single_active_consumer) else {
                 return;
             };
             let Some(entry) = st.ready.pop_front() else {
@@ -200,64 +371,98 @@ impl Queue {
 
     /// Restore recovered messages (in position order) at boot, marked redelivered: they may
     /// have been delivered before the restart.
-    pub fn restore(&self, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
+    pub fn restore(self: &Arc<Self>, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
         let mut st = self.lock();
+        let now = now_ms();
+        let mut any_expiry = false;
         for (seq, message) in entries {
+            let expires_at = self.expiry_for(&message, now);
+            any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {
                 seq,
                 message,
                 redelivered: true,
+                expires_at,
+                delivery_count: 0,
             });
             st.next_seq = st.next_seq.max(seq + 1);
         }
+        if any_expiry {
+            self.ensure_timer(&mut st);
+        }
     }
 
-    /// Messages that left the queue for good (acked, rejected without requeue, auto-acked):
-    /// remove their index entries and, with the last reference, their records.
-    pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, ops: &mut Vec<Op>) {
+    /// Messages that left the queue for good (acked, or auto-acked on delivery).
+    pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
         if self.config.store_key.is_none() {
             return;
         }
         let deleted = self.lock().deleted;
         for e in entries {
-            self.forget(&e, deleted, ops);
+            self.forget(&e, deleted, fx);
         }
     }
 
-    fn forget(&self, e: &QueuedMessage, queue_deleted: bool, ops: &mut Vec<Op>) {
+    /// Rejected without requeue: dead-letter (reason rejected) and let go.
+    pub fn discard(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
+        let deleted = self.lock().deleted;
+        for e in entries {
+            self.dead_letter(&e.message, Reason::Rejected, fx);
+            self.forget(&e, deleted, fx);
+        }
+    }
+
+    fn forget(&self, e: &QueuedMessage, queue_deleted: bool, fx: &mut Effects) {
+        self.forget_message(&e.message, queue_deleted, Some(e.seq), fx);
+    }
+
+    /// Drop this queue's hold on a stored message: its index entry (unless the whole index
+    /// went with the queue) and, with the last reference, the record.
+    fn forget_message(&self, m: &Message, queue_deleted: bool, seq: Option<u64>, fx: &mut Effects) {
         let Some(key) = &self.config.store_key else {
             return;
         };
-        if e.message.store_id == 0 {
+        if m.store_id == 0 {
             return;
         }
-        if !queue_deleted {
-            ops.push(Op::Unindex(key.clone(), e.seq));
+        if let (false, Some(seq)) = (queue_deleted, seq) {
+            fx.ops.push(Op::Unindex(key.clone(), seq));
         }
-        if e.message.release_store_ref() {
-            ops.push(Op::DeleteMessage(e.message.store_id));
+        if m.release_store_ref() {
+            fx.ops.push(Op::DeleteMessage(m.store_id));
         }
     }
 
     /// basic.get: the head message and how many remain ready.
-    pub fn get(&self) -> Option<(QueuedMessage, u32)> {
+    pub fn get(&self, fx: &mut Effects) -> AmqpResult<Option<(QueuedMessage, u32)>> {
         let mut st = self.lock();
-        let entry = st.ready.pop_front()?;
+        if self.is_quorum() && self.config.args.single_active_consumer && !st.consumers.is_empty() {
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain access to queue '{}' in vhost '{}'. basic.get operations are not \
+                 supported by quorum queues with single active consumer",
+                self.config.name, self.config.vhost
+            )));
+        }
+        st.last_used = now_ms();
+        self.expire(&mut st, now_ms(), fx);
+        let Some(entry) = st.ready.pop_front() else {
+            return Ok(None);
+        };
         let left = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        Some((entry, left))
+        Ok(Some((entry, left)))
     }
 
     /// Drop every ready message; unacknowledged ones are not touched (as in RabbitMQ).
-    pub fn purge(&self, ops: &mut Vec<Op>) -> u32 {
+    pub fn purge(&self, fx: &mut Effects) -> u32 {
         let mut st = self.lock();
-        let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        for e in std::mem::take(&mut st.ready) {
-            self.forget(&e, false, ops);
+        let all = st.ready.drain();
+        for e in &all {
+            self.forget(e, false, fx);
         }
-        n
+        u32::try_from(all.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> AmqpResult<()> {
+    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer, fx: &mut Effects) -> AmqpResult<()> {
         let mut st = self.lock();
         if st.deleted {
             return Err(AmqpError::no_queue(&self.config.name, &self.config.vhost));
@@ -271,33 +476,38 @@ impl Queue {
         }
         st.consumers.push(consumer);
         st.had_consumers = true;
-        self.dispatch(&mut st);
+        st.last_used = now_ms();
+        self.dispatch(&mut st, fx);
         Ok(())
     }
 
     /// Remove one consumer; returns true when an auto-delete queue just lost its last one.
-    pub fn remove_consumer(&self, conn_id: u64, channel: u16, tag: &str) -> bool {
+    pub fn remove_consumer(self: &Arc<Self>, conn_id: u64, channel: u16, tag: &str) -> bool {
         let mut st = self.lock();
         let before = st.consumers.len();
         st.consumers
             .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
         let removed = st.consumers.len() != before;
+        st.last_used = now_ms();
+        if removed && st.consumers.is_empty() && self.config.args.expires.is_some() {
+            self.wake.notify_one();
+        }
         removed && self.config.auto_delete && st.consumers.is_empty() && st.had_consumers
     }
 
     /// Mark deleted: returns how many ready messages went with it and tells every consumer.
-    pub fn mark_deleted(&self, ops: &mut Vec<Op>) -> u32 {
+    pub fn mark_deleted(&self, fx: &mut Effects) -> u32 {
         let mut st = self.lock();
         if st.deleted {
             return 0;
         }
         st.deleted = true;
-        let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        let all = st.ready.drain();
         if let Some(key) = &self.config.store_key {
-            ops.push(Op::DropQueue(key.clone()));
+            fx.ops.push(Op::DropQueue(key.clone()));
         }
-        for e in std::mem::take(&mut st.ready) {
-            self.forget(&e, true, ops);
+        for e in &all {
+            self.forget(e, true, fx);
         }
         for c in st.consumers.drain(..) {
             let _ = c.outbox.send(Outbound::Cancel {
@@ -305,71 +515,10 @@ impl Queue {
                 consumer_tag: c.tag.clone(),
             });
         }
-        n
+        self.wake.notify_one();
+        u32::try_from(all.len()).unwrap_or(u32::MAX)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::sync::mpsc;
-
-    fn msg(n: u8) -> Arc<Message> {
-        Arc::new(Message::new(
-            String::new(),
-            "q".into(),
-            Default::default(),
-            bytes::Bytes::from(vec![n]),
-        ))
-    }
-
-    fn queue() -> Arc<Queue> {
-        Queue::new(QueueConfig {
-            name: "q".into(),
-            vhost: "/".into(),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            arguments: Default::default(),
-            store_key: None,
-        })
-    }
-
-    #[test]
-    fn requeue_restores_original_order() {
-        let q = queue();
-        q.publish((0..4).map(msg), &mut Vec::new());
-        let a = q.get().expect("a").0;
-        let b = q.get().expect("b").0;
-        q.requeue([b, a], &mut Vec::new());
-        let order: Vec<u8> =
-            std::iter::from_fn(|| q.get().map(|(m, _)| m.message.body[0])).collect();
-        assert_eq!(order, vec![0, 1, 2, 3]);
-    }
-
-    #[test]
-    fn round_robin_respects_prefetch() {
-        let q = queue();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        for tag in ["a", "b"] {
-            q.add_consumer(Consumer {
-                tag: tag.into(),
-                conn_id: 1,
-                channel: 1,
-                outbox: tx.clone(),
-                no_ack: false,
-                exclusive: false,
-                credit: Credit::new(2),
-                channel_credit: None,
-            })
-            .expect("consumer");
-        }
-        q.publish((0..6).map(msg), &mut Vec::new());
-        let mut tags = Vec::new();
-        while let Ok(Outbound::Deliver(d)) = rx.try_recv() {
-            tags.push(d.consumer_tag.to_string());
-        }
-        assert_eq!(tags, vec!["a", "b", "a", "b"]);
-        assert_eq!(q.message_count(), 2);
-    }
-}
+mod tests;
