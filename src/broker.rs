@@ -163,6 +163,14 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
                 report.messages += entries.len();
                 q.restore(restored);
             }
+            None if entries.iter().all(|(pos, id)| {
+                messages
+                    .get(id)
+                    .is_some_and(|m| vhost.restore_delayed(&key, *pos, m.clone()))
+            }) =>
+            {
+                report.messages += entries.len();
+            }
             None => {
                 // Index of a queue deleted just before a crash: its messages go too.
                 ops.push(Op::DropQueue(key.clone()));

@@ -61,11 +61,13 @@ pub struct Routed {
     pub queues: Vec<Arc<Queue>>,
     /// Delivered straight to a direct reply-to consumer.
     pub replied: bool,
+    /// Held by a delayed exchange until this time (ms since the epoch).
+    pub delayed: Option<(Arc<Exchange>, u64)>,
 }
 
 impl Routed {
     pub fn is_empty(&self) -> bool {
-        self.queues.is_empty() && !self.replied
+        self.queues.is_empty() && !self.replied && self.delayed.is_none()
     }
 }
 
@@ -153,7 +155,7 @@ impl VHost {
             Definition::Exchange {
                 vhost: self.name.clone(),
                 name: x.name.clone(),
-                kind: x.kind.as_str().to_string(),
+                kind: x.type_name().to_string(),
                 auto_delete: x.auto_delete,
                 internal: x.internal,
                 arguments: x.arguments.clone(),
@@ -266,7 +268,13 @@ impl VHost {
                 d.name
             )));
         }
-        let Some(kind) = ExchangeKind::parse(&d.kind) else {
+        let Some((kind, delayed)) = crate::exchange::resolve_type(&d.kind, &d.arguments) else {
+            if d.kind == crate::exchange::DELAYED_TYPE {
+                // The plugin's check (rabbit_exchange_type_delayed_message:validate/1).
+                return Err(AmqpError::precondition_failed(
+                    "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                ));
+            }
             // RabbitMQ 3.10 answers an unknown type with a connection error.
             return Err(AmqpError::command_invalid(format!(
                 "unknown exchange type '{}'",
@@ -278,8 +286,8 @@ impl VHost {
             let ineq = |k: &str, r: &dyn std::fmt::Display, c: &dyn std::fmt::Display| {
                 Err(args::inequivalent(k, "exchange", &d.name, &self.name, r, c))
             };
-            if x.kind != kind {
-                return ineq("type", &d.kind, &x.kind.as_str());
+            if x.type_name() != d.kind || x.kind != kind {
+                return ineq("type", &d.kind, &x.type_name());
             }
             if x.durable != d.durable {
                 return ineq("durable", &d.durable, &x.durable);
@@ -293,13 +301,18 @@ impl VHost {
             return args::assert_equivalent(
                 &d.arguments,
                 &x.arguments,
-                &["alternate-exchange"],
+                &["alternate-exchange", "x-delayed-type"],
                 "exchange",
                 &d.name,
                 &self.name,
             );
         }
-        let x = Exchange::new(
+        let new = if delayed {
+            Exchange::new_delayed
+        } else {
+            Exchange::new
+        };
+        let x = new(
             &d.name,
             kind,
             d.durable,
@@ -345,6 +358,19 @@ impl VHost {
         let Some(x) = self.exchanges_mut().remove(name) else {
             return;
         };
+        if let Some(d) = &x.delayed {
+            let mut fx = Effects::default();
+            let held = d.drain();
+            if held.values().any(|m| m.store_id != 0) {
+                fx.ops.push(Op::DropQueue(delayed_key(&self.name, name)));
+            }
+            for m in held.values() {
+                if m.release_store_ref() {
+                    fx.ops.push(Op::DeleteMessage(m.store_id));
+                }
+            }
+            self.submit(&mut fx);
+        }
         for b in x.bindings() {
             if let Some(def) = self.binding_definition(&x, &b) {
                 self.delete_definition(def);
@@ -662,12 +688,25 @@ impl VHost {
                 arguments,
                 ..
             } => {
-                let kind = ExchangeKind::parse(kind).ok_or_else(|| {
-                    AmqpError::internal_error(format!(
-                        "stored exchange '{name}' has unknown type '{kind}'"
-                    ))
-                })?;
-                let x = Exchange::new(name, kind, true, *auto_delete, *internal, arguments.clone());
+                let (routing, delayed) = crate::exchange::resolve_type(kind, arguments)
+                    .ok_or_else(|| {
+                        AmqpError::internal_error(format!(
+                            "stored exchange '{name}' has unknown type '{kind}'"
+                        ))
+                    })?;
+                let new = if delayed {
+                    Exchange::new_delayed
+                } else {
+                    Exchange::new
+                };
+                let x = new(
+                    name,
+                    routing,
+                    true,
+                    *auto_delete,
+                    *internal,
+                    arguments.clone(),
+                );
                 self.exchanges_mut().insert(name.clone(), x);
             }
             Definition::Queue {
@@ -762,6 +801,19 @@ impl VHost {
             return Ok(routed);
         }
         let first = self.exchange_for(exchange)?;
+        if first.delayed.is_some() {
+            if let Some(delay) = crate::exchange::delayed::delay_of(message) {
+                routed.delayed = Some((first, crate::queue::now_ms().saturating_add(delay)));
+                return Ok(routed);
+            }
+        }
+        Ok(self.route_from(first, message))
+    }
+
+    /// Route through `first` and on (e2e bindings, alternate exchanges), without delaying.
+    fn route_from(&self, first: Arc<Exchange>, message: &Message) -> Routed {
+        let mut routed = Routed::default();
+        let key = message.routing_key.as_str();
         let headers = message.properties.headers().as_ref();
         let mut visited: Vec<String> = Vec::new();
         let mut pending = vec![first];
@@ -792,7 +844,124 @@ impl VHost {
                 }
             }
         }
-        Ok(routed)
+        routed
+    }
+
+    /// Hold a delayed message in its exchange (stored first when persistent on a durable
+    /// exchange). Returns whether it was stored, for the publisher's confirm.
+    pub fn hold_delayed(
+        &self,
+        x: &Arc<Exchange>,
+        mut message: Message,
+        due: u64,
+        fx: &mut Effects,
+    ) -> bool {
+        let Some(delayed) = &x.delayed else {
+            return false;
+        };
+        let mut stored = false;
+        if let (true, true, Some(committer)) = (message.persistent(), x.durable, &self.committer) {
+            message.store_id = committer.next_message_id();
+            message.store_refs = std::sync::atomic::AtomicU32::new(1);
+            fx.ops.push(Op::PutMessage(
+                message.store_id,
+                crate::store::record::encode(&message),
+            ));
+            stored = true;
+        }
+        let id = message.store_id;
+        let pos = delayed.hold(Arc::new(message), due);
+        if stored {
+            fx.ops
+                .push(Op::Index(delayed_key(&self.name, &x.name), pos, id));
+        }
+        self.start_delay_timer(x);
+        stored
+    }
+
+    /// Put back a delayed message found in the store at boot.
+    pub fn restore_delayed(
+        &self,
+        key: &crate::store::QueueKey,
+        position: u64,
+        message: Arc<Message>,
+    ) -> bool {
+        let Some(x) = self
+            .exchanges()
+            .into_iter()
+            .find(|x| x.delayed.is_some() && delayed_key(&self.name, &x.name) == *key)
+        else {
+            return false;
+        };
+        if let Some(d) = &x.delayed {
+            d.restore(position, message);
+        }
+        self.start_delay_timer(&x);
+        true
+    }
+
+    fn start_delay_timer(&self, x: &Arc<Exchange>) {
+        let Some(d) = &x.delayed else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if d.start_timer() {
+            handle.spawn(delay_timer(self.me.clone(), x.clone()));
+        } else {
+            d.wake.notify_one();
+        }
+    }
+
+    /// Route the messages of `x` that are due.
+    fn release_due(&self, x: &Arc<Exchange>) {
+        let Some(d) = &x.delayed else { return };
+        let mut fx = Effects::default();
+        for (pos, m) in d.take_due(crate::queue::now_ms()) {
+            let routed = self.route_from(x.clone(), &m);
+            // A fresh record for the queues it reaches; the held one goes.
+            self.enqueue(m.shallow_clone(), &routed.queues, &mut fx);
+            if m.store_id != 0 {
+                fx.ops
+                    .push(Op::Unindex(delayed_key(&self.name, &x.name), pos));
+                if m.release_store_ref() {
+                    fx.ops.push(Op::DeleteMessage(m.store_id));
+                }
+            }
+        }
+        self.submit(&mut fx);
+    }
+}
+
+/// Storage key under which a delayed exchange's held messages are indexed.
+pub fn delayed_key(vhost: &str, exchange: &str) -> crate::store::QueueKey {
+    format!("\u{1}delayed\0{vhost}\0{exchange}").into()
+}
+
+/// One task per delayed exchange holding messages: sleep until the earliest is due.
+async fn delay_timer(vhost: Weak<VHost>, x: Arc<Exchange>) {
+    let Some(delayed) = &x.delayed else { return };
+    loop {
+        let wake = delayed.wake.clone();
+        let notified = wake.notified();
+        match delayed.next_due() {
+            Some(due) => {
+                let ms = due.saturating_sub(crate::queue::now_ms());
+                if ms > 0 {
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(ms), notified).await;
+                }
+            }
+            None => notified.await,
+        }
+        let Some(vh) = vhost.upgrade() else { return };
+        // The exchange was deleted (or replaced): its held messages went with it.
+        if !vh
+            .exchange(&x.name)
+            .is_some_and(|cur| Arc::ptr_eq(&cur, &x))
+        {
+            return;
+        }
+        vh.release_due(&x);
     }
 }
 

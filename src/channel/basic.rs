@@ -226,7 +226,12 @@ impl Channel {
                 message_count: left,
             })),
         );
-        crate::codec::write_content(cx.out, self.id, &m.properties, &m.body, cx.conn.frame_max);
+        write_message(
+            cx,
+            self.id,
+            &m,
+            q.is_quorum().then_some(entry.delivery_count),
+        );
         if g.no_ack {
             q.settle([entry], cx.fx);
         } else {
@@ -386,12 +391,21 @@ impl Channel {
         cx: &mut Cx<'_>,
     ) -> AmqpResult<PublishOutcome> {
         let vhost = cx.conn.vhost.clone();
-        let routed = match vhost.route(&message.exchange, &message) {
+        let mut routed = match vhost.route(&message.exchange, &message) {
             Ok(r) => r,
             // The exchange went away between publish and commit: the message is unroutable.
             Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
             Err(e) => return Err(e),
         };
+        if let Some((x, due)) = routed.delayed.take() {
+            // Held, not routed: mandatory is not honoured for delayed messages (as in the
+            // plugin); the confirm waits only for the hold to be stored.
+            let stored = vhost.hold_delayed(&x, message, due, cx.fx);
+            return Ok(PublishOutcome {
+                ticket: stored.then_some(cx.ticket),
+                rejected: false,
+            });
+        }
         if !routed.queues.is_empty() {
             let (stored, rejected) = vhost.enqueue(message, &routed.queues, cx.fx);
             return Ok(PublishOutcome {
@@ -432,11 +446,13 @@ impl Channel {
             return;
         }
         let tag = self.next_tag();
+        let delivery_count = d.queue.is_quorum().then_some(d.entry.delivery_count);
         self.write_deliver(
             &d.consumer_tag,
             tag,
             d.entry.redelivered,
             &d.entry.message,
+            delivery_count,
             cx,
         );
         if d.no_ack {
@@ -462,10 +478,18 @@ impl Channel {
             return;
         }
         let tag = self.next_tag();
-        self.write_deliver(&ctag, tag, false, message, cx);
+        self.write_deliver(&ctag, tag, false, message, None, cx);
     }
 
-    fn write_deliver(&self, ctag: &str, tag: u64, redelivered: bool, m: &Message, cx: &mut Cx<'_>) {
+    fn write_deliver(
+        &self,
+        ctag: &str,
+        tag: u64,
+        redelivered: bool,
+        m: &Message,
+        delivery_count: Option<u32>,
+        cx: &mut Cx<'_>,
+    ) {
         cx.send(
             self.id,
             AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
@@ -476,7 +500,7 @@ impl Channel {
                 routing_key: m.routing_key.as_str().into(),
             })),
         );
-        crate::codec::write_content(cx.out, self.id, &m.properties, &m.body, cx.conn.frame_max);
+        write_message(cx, self.id, m, delivery_count);
     }
 
     /// A queue this channel consumed from was deleted (server-initiated cancel).
@@ -497,5 +521,24 @@ impl Channel {
 
     pub fn has_consumer_on(&self, q: &Arc<Queue>) -> bool {
         self.consumers.values().any(|c| Arc::ptr_eq(&c.queue, q))
+    }
+}
+
+/// Content frames of a delivery. Quorum queues tell consumers how often a message came back
+/// (x-delivery-count), on a copy of the properties so the shared message stays untouched.
+fn write_message(cx: &mut Cx<'_>, channel: u16, m: &Message, delivery_count: Option<u32>) {
+    match delivery_count {
+        Some(n) if n > 0 => {
+            let mut headers = m.properties.headers().clone().unwrap_or_default();
+            headers.insert(
+                "x-delivery-count".into(),
+                amq_protocol::types::AMQPValue::LongLongInt(i64::from(n)),
+            );
+            let props = m.properties.clone().with_headers(headers);
+            crate::codec::write_content(cx.out, channel, &props, &m.body, cx.conn.frame_max);
+        }
+        _ => {
+            crate::codec::write_content(cx.out, channel, &m.properties, &m.body, cx.conn.frame_max)
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Exchanges, their bindings, and routing by exchange type.
 
+pub mod delayed;
 pub mod headers;
 pub mod topic;
 
@@ -36,6 +37,18 @@ impl ExchangeKind {
             Self::Headers => "headers",
         }
     }
+}
+
+/// The delayed-message exchange type (RabbitMQ plugin name).
+pub const DELAYED_TYPE: &str = "x-delayed-message";
+
+/// Resolve a declared type and its arguments: (routing kind, delayed?). None if unknown.
+pub fn resolve_type(kind: &str, arguments: &FieldTable) -> Option<(ExchangeKind, bool)> {
+    if kind == DELAYED_TYPE {
+        let inner = crate::args::get(arguments, "x-delayed-type").and_then(crate::args::as_str)?;
+        return ExchangeKind::parse(&inner).map(|k| (k, true));
+    }
+    ExchangeKind::parse(kind).map(|k| (k, false))
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +102,10 @@ struct Bindings {
 #[derive(Debug)]
 pub struct Exchange {
     pub name: String,
+    /// How bindings route (for x-delayed-message: its x-delayed-type).
     pub kind: ExchangeKind,
+    /// Set for x-delayed-message exchanges: the messages they hold.
+    pub delayed: Option<delayed::Delayed>,
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,
@@ -109,12 +125,43 @@ impl Exchange {
         Arc::new(Exchange {
             name: name.to_string(),
             kind,
+            delayed: None,
             durable,
             auto_delete,
             internal,
             arguments,
             bindings: RwLock::new(Bindings::default()),
         })
+    }
+
+    /// An x-delayed-message exchange routing as `kind` once messages are due.
+    pub fn new_delayed(
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Arc<Self> {
+        Arc::new(Exchange {
+            name: name.to_string(),
+            kind,
+            delayed: Some(delayed::Delayed::default()),
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            bindings: RwLock::new(Bindings::default()),
+        })
+    }
+
+    /// The type as declared.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed.is_some() {
+            DELAYED_TYPE
+        } else {
+            self.kind.as_str()
+        }
     }
 
     /// The alternate exchange named by the `alternate-exchange` argument.

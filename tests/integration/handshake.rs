@@ -55,8 +55,7 @@ async fn start_advertises_rabbitmq_shaped_properties() {
     }
     if !external() {
         assert_eq!(props.get("product"), Some(&s("Warren")));
-        // Not advertised until they work (queue semantics / resource alarms).
-        assert!(!caps.contains_key("consumer_priorities"));
+        // Not advertised until it works (resource alarms).
         assert!(!caps.contains_key("connection.blocked"));
     }
 }

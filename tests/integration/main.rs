@@ -12,6 +12,7 @@ mod persistence;
 mod process;
 mod queues;
 mod routing;
+mod semantics;
 mod store_model;
 mod tx;
 mod wire;

@@ -4,7 +4,7 @@ use crate::common::ops::*;
 use crate::common::*;
 use crate::process::{temp_dir, Warren};
 use lapin::options::*;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
 async fn open(w: &Warren) -> (Connection, lapin::Channel) {
@@ -588,6 +588,111 @@ async fn committed_transactions_survive_restart() {
     let w = Warren::start(&dir, &[]).await;
     let (_c, ch) = open(&w).await;
     assert_eq!(drain(&ch, "txq").await, vec!["committed"]);
+    w.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn dead_letters_and_delayed_messages_survive_restart() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("dlxrestart");
+    let w = Warren::start(&dir, &[]).await;
+    {
+        let (_c, ch) = open(&w).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("dl-target".into(), durable, FieldTable::default())
+            .await
+            .expect("dlq");
+        ch.queue_declare(
+            "dl-source".into(),
+            durable,
+            table(&[
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s("dl-target")),
+            ]),
+        )
+        .await
+        .expect("src");
+        ch.basic_publish(
+            "".into(),
+            "dl-source".into(),
+            BasicPublishOptions::default(),
+            b"dead",
+            persistent(),
+        )
+        .await
+        .expect("pub")
+        .await
+        .expect("confirm");
+        let m = ch
+            .basic_get("dl-source".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("m");
+        ch.basic_reject(m.delivery_tag, BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+        ch.exchange_declare(
+            "dx-delay".into(),
+            ExchangeKind::Custom("x-delayed-message".into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            table(&[("x-delayed-type", s("fanout"))]),
+        )
+        .await
+        .expect("delayed");
+        ch.queue_declare("delay-target".into(), durable, FieldTable::default())
+            .await
+            .expect("target");
+        bind(&ch, "delay-target", "dx-delay", "", FieldTable::default()).await;
+        let props = persistent().with_headers(table(&[("x-delay", AMQPValue::LongInt(1500))]));
+        ch.basic_publish(
+            "dx-delay".into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            b"delayed",
+            props,
+        )
+        .await
+        .expect("pub")
+        .await
+        .expect("confirm");
+        // A queue round trip makes sure the reject was processed before the kill.
+        passive_queue(&ch, "dl-target").await.expect("dlq");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        w.kill9().await;
+    }
+    let w = Warren::start(&dir, &[]).await;
+    let (_c, ch) = open(&w).await;
+    assert_eq!(
+        drain(&ch, "dl-source").await,
+        Vec::<String>::new(),
+        "not in two places"
+    );
+    assert_eq!(drain(&ch, "dl-target").await, vec!["dead"]);
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = drain(&ch, "delay-target").await;
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        got,
+        vec!["delayed"],
+        "the delayed message is routed after the restart"
+    );
     w.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
