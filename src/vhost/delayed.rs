@@ -1,0 +1,123 @@
+//! Delayed messages of x-delayed-message exchanges: holding, storing, and the timer that
+//! routes them when due.
+
+use super::*;
+
+impl VHost {
+    /// Hold a delayed message in its exchange (stored first when persistent on a durable
+    /// exchange). Returns whether it was stored, for the publisher's confirm.
+    pub fn hold_delayed(
+        &self,
+        x: &Arc<Exchange>,
+        mut message: Message,
+        due: u64,
+        fx: &mut Effects,
+    ) -> bool {
+        let Some(delayed) = &x.delayed else {
+            return false;
+        };
+        let mut stored = false;
+        if let (true, true, Some(committer)) = (message.persistent(), x.durable, &self.committer) {
+            message.store_id = committer.next_message_id();
+            message.store_refs = std::sync::atomic::AtomicU32::new(1);
+            fx.ops.push(Op::PutMessage(
+                message.store_id,
+                crate::store::record::encode(&message),
+            ));
+            stored = true;
+        }
+        let id = message.store_id;
+        let pos = delayed.hold(Arc::new(message), due);
+        if stored {
+            fx.ops
+                .push(Op::Index(delayed_key(&self.name, &x.name), pos, id));
+        }
+        self.start_delay_timer(x);
+        stored
+    }
+
+    /// Put back a delayed message found in the store at boot.
+    pub fn restore_delayed(
+        &self,
+        key: &crate::store::QueueKey,
+        position: u64,
+        message: Arc<Message>,
+    ) -> bool {
+        let Some(x) = self
+            .exchanges()
+            .into_iter()
+            .find(|x| x.delayed.is_some() && delayed_key(&self.name, &x.name) == *key)
+        else {
+            return false;
+        };
+        if let Some(d) = &x.delayed {
+            d.restore(position, message);
+        }
+        self.start_delay_timer(&x);
+        true
+    }
+
+    pub(super) fn start_delay_timer(&self, x: &Arc<Exchange>) {
+        let Some(d) = &x.delayed else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if d.start_timer() {
+            handle.spawn(delay_timer(self.me.clone(), x.clone()));
+        } else {
+            d.wake.notify_one();
+        }
+    }
+
+    /// Route the messages of `x` that are due.
+    pub(super) fn release_due(&self, x: &Arc<Exchange>) {
+        let Some(d) = &x.delayed else { return };
+        let mut fx = Effects::default();
+        for (pos, m) in d.take_due(crate::queue::now_ms()) {
+            let routed = self.route_from(x.clone(), &m);
+            // A fresh record for the queues it reaches; the held one goes.
+            self.enqueue(m.shallow_clone(), &routed.queues, &mut fx);
+            if m.store_id != 0 {
+                fx.ops
+                    .push(Op::Unindex(delayed_key(&self.name, &x.name), pos));
+                if m.release_store_ref() {
+                    fx.ops.push(Op::DeleteMessage(m.store_id));
+                }
+            }
+        }
+        self.submit(&mut fx);
+    }
+}
+
+/// Storage key under which a delayed exchange's held messages are indexed.
+pub fn delayed_key(vhost: &str, exchange: &str) -> crate::store::QueueKey {
+    format!("\u{1}delayed\0{vhost}\0{exchange}").into()
+}
+
+/// One task per delayed exchange holding messages: sleep until the earliest is due.
+async fn delay_timer(vhost: Weak<VHost>, x: Arc<Exchange>) {
+    let Some(delayed) = &x.delayed else { return };
+    loop {
+        let wake = delayed.wake.clone();
+        let notified = wake.notified();
+        match delayed.next_due() {
+            Some(due) => {
+                let ms = due.saturating_sub(crate::queue::now_ms());
+                if ms > 0 {
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(ms), notified).await;
+                }
+            }
+            None => notified.await,
+        }
+        let Some(vh) = vhost.upgrade() else { return };
+        // The exchange was deleted (or replaced): its held messages went with it.
+        if !vh
+            .exchange(&x.name)
+            .is_some_and(|cur| Arc::ptr_eq(&cur, &x))
+        {
+            return;
+        }
+        vh.release_due(&x);
+    }
+}

@@ -1,0 +1,203 @@
+//! A virtual host: its exchanges, queues and bindings, and routing of published messages.
+//!
+//! Registries are `RwLock`ed maps read in short sections on the publish path; topology changes
+//! are serialized by one `topology` mutex that publishing never takes.
+
+mod definitions;
+mod delayed;
+mod routing;
+mod topology;
+
+pub use delayed::delayed_key;
+
+use crate::args;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::message::Message;
+use crate::queue::{Effects, Outbound, Outbox, Queue, QueueArgs, QueueConfig, Sink};
+use crate::store::{Committer, Definition, Op, Store};
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+/// The pseudo-queue of direct reply-to.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+#[derive(Debug, Clone)]
+pub struct ExchangeDecl {
+    pub name: String,
+    pub kind: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueDecl {
+    pub name: String,
+    /// Named by the server (amq.gen-…), so exempt from the reserved-prefix check.
+    pub server_named: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// Where a publish went.
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub queues: Vec<Arc<Queue>>,
+    /// Delivered straight to a direct reply-to consumer.
+    pub replied: bool,
+    /// Held by a delayed exchange until this time (ms since the epoch).
+    pub delayed: Option<(Arc<Exchange>, u64)>,
+}
+
+impl Routed {
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty() && !self.replied && self.delayed.is_none()
+    }
+}
+
+fn builtin_exchanges() -> HashMap<String, Arc<Exchange>> {
+    [
+        ("", ExchangeKind::Direct),
+        ("amq.direct", ExchangeKind::Direct),
+        ("amq.fanout", ExchangeKind::Fanout),
+        ("amq.topic", ExchangeKind::Topic),
+        ("amq.headers", ExchangeKind::Headers),
+        ("amq.match", ExchangeKind::Headers),
+    ]
+    .into_iter()
+    .map(|(n, k)| {
+        (
+            n.to_string(),
+            Exchange::new(n, k, true, false, false, FieldTable::default()),
+        )
+    })
+    .collect()
+}
+
+#[derive(Debug)]
+pub struct VHost {
+    /// Handed (weakly) to queues as their `Sink`.
+    me: Weak<VHost>,
+    pub name: String,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Direct reply-to consumers: opaque key → (channel, connection inbox).
+    reply_consumers: Mutex<HashMap<String, (u16, Outbox)>>,
+    topology: Mutex<()>,
+    /// Where durable definitions go (None: nothing is kept across restarts).
+    store: Option<Arc<dyn Store>>,
+    /// Where message writes go, once per connection read burst.
+    pub committer: Option<Arc<Committer>>,
+}
+
+impl VHost {
+    pub fn new(
+        name: &str,
+        store: Option<Arc<dyn Store>>,
+        committer: Option<Arc<Committer>>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| VHost {
+            me: me.clone(),
+            name: name.to_string(),
+            queues: RwLock::new(HashMap::new()),
+            reply_consumers: Mutex::new(HashMap::new()),
+            topology: Mutex::new(()),
+            store,
+            committer,
+            exchanges: RwLock::new(builtin_exchanges()),
+        })
+    }
+
+    pub(super) fn exchanges_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Exchange>>> {
+        self.exchanges.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn queues_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Queue>>> {
+        self.queues.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn serialize(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.topology.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A queue the connection may use (404 if missing, 405 if another's exclusive queue).
+    pub fn queue_for(&self, name: &str, conn_id: u64) -> AmqpResult<Arc<Queue>> {
+        let q = self
+            .queue(name)
+            .ok_or_else(|| AmqpError::no_queue(name, &self.name))?;
+        q.check_access(conn_id)?;
+        Ok(q)
+    }
+
+    pub fn exchange_for(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchange(name)
+            .ok_or_else(|| AmqpError::no_exchange(name, &self.name))
+    }
+
+    /// Register a direct reply-to consumer; returns the opaque key for reply_to rewriting.
+    pub fn add_reply_consumer(&self, channel: u16, outbox: Outbox) -> String {
+        let key = crate::names::random_token(24);
+        self.reply_consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), (channel, outbox));
+        key
+    }
+
+    pub fn remove_reply_consumer(&self, key: &str) {
+        self.reply_consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    pub(super) fn sink(&self) -> Weak<dyn Sink> {
+        let me: Weak<dyn Sink> = self.me.clone();
+        me
+    }
+}

@@ -1,0 +1,172 @@
+//! Routing a published message to queues (e2e bindings, alternate exchanges, direct reply-to),
+//! enqueueing (storing persistent messages first), and routing dead letters.
+
+use super::*;
+
+impl VHost {
+    /// Route a message published to `exchange` (404 if it does not exist). Follows
+    /// exchange-to-exchange bindings and alternate exchanges; every queue appears once.
+    pub fn route(&self, exchange: &str, message: &Message) -> AmqpResult<Routed> {
+        let mut routed = Routed::default();
+        let key = message.routing_key.as_str();
+        if exchange.is_empty() {
+            if let Some(token) = key.strip_prefix(REPLY_TO_PREFIX) {
+                let target = self
+                    .reply_consumers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(token)
+                    .cloned();
+                if let Some((channel, outbox)) = target {
+                    routed.replied = outbox
+                        .send(Outbound::Reply {
+                            channel,
+                            message: Arc::new(message.shallow_clone()),
+                        })
+                        .is_ok();
+                }
+            } else if let Some(q) = self.queue(key) {
+                routed.queues.push(q);
+            }
+            return Ok(routed);
+        }
+        let first = self.exchange_for(exchange)?;
+        if first.delayed.is_some() {
+            if let Some(delay) = crate::exchange::delayed::delay_of(message) {
+                routed.delayed = Some((first, crate::queue::now_ms().saturating_add(delay)));
+                return Ok(routed);
+            }
+        }
+        Ok(self.route_from(first, message))
+    }
+
+    /// Route through `first` and on (e2e bindings, alternate exchanges), without delaying.
+    pub(super) fn route_from(&self, first: Arc<Exchange>, message: &Message) -> Routed {
+        let mut routed = Routed::default();
+        let key = message.routing_key.as_str();
+        let headers = message.properties.headers().as_ref();
+        let mut visited: Vec<String> = Vec::new();
+        let mut pending = vec![first];
+        while let Some(x) = pending.pop() {
+            if visited.iter().any(|v| *v == x.name) {
+                continue;
+            }
+            visited.push(x.name.clone());
+            let mut any = false;
+            x.route(key, headers, &mut |d| {
+                any = true;
+                match d {
+                    Destination::Queue(q) => {
+                        if !routed.queues.iter().any(|r| Arc::ptr_eq(r, q)) {
+                            routed.queues.push(q.clone());
+                        }
+                    }
+                    Destination::Exchange(name) => {
+                        if let Some(next) = self.exchange(name) {
+                            pending.push(next);
+                        }
+                    }
+                }
+            });
+            if !any {
+                if let Some(ae) = x.alternate().and_then(|n| self.exchange(&n)) {
+                    pending.push(ae);
+                }
+            }
+        }
+        routed
+    }
+
+    /// Enqueue a routed message in its queues, storing it first when it is persistent and
+    /// reaches a durable queue. Returns (stored, rejected by some queue).
+    pub fn enqueue(
+        &self,
+        mut message: Message,
+        queues: &[Arc<Queue>],
+        fx: &mut Effects,
+    ) -> (bool, bool) {
+        let mut stored = false;
+        if message.persistent() {
+            let durable = queues
+                .iter()
+                .filter(|q| q.config.store_key.is_some())
+                .count();
+            if let (Some(committer), true) = (&self.committer, durable > 0) {
+                message.store_id = committer.next_message_id();
+                message.store_refs =
+                    std::sync::atomic::AtomicU32::new(u32::try_from(durable).unwrap_or(u32::MAX));
+                fx.ops.push(Op::PutMessage(
+                    message.store_id,
+                    crate::store::record::encode(&message),
+                ));
+                stored = true;
+            }
+        }
+        let message = Arc::new(message);
+        let mut rejected = false;
+        for q in queues {
+            rejected |= !q.publish(message.clone(), fx);
+        }
+        (stored, rejected)
+    }
+
+    /// Route dead letters to their exchanges, dropping copies that would cycle without a
+    /// rejection (rabbit_dead_letter). Dead-lettering can cause more (a full target queue), so
+    /// this runs until nothing is left, with a bound against pathological chains.
+    pub fn route_dead_letters(&self, fx: &mut Effects) {
+        for _ in 0..32 {
+            if fx.dead.is_empty() {
+                return;
+            }
+            for dl in std::mem::take(&mut fx.dead) {
+                // A missing dead-letter exchange drops the message, as in RabbitMQ.
+                let Ok(routed) = self.route(&dl.exchange, &dl.message) else {
+                    continue;
+                };
+                let targets: Vec<Arc<Queue>> = routed
+                    .queues
+                    .into_iter()
+                    .filter(|q| {
+                        !crate::queue::dead_letter::is_cycle(&dl.message, dl.reason, q.name())
+                    })
+                    .collect();
+                self.enqueue(dl.message, &targets, fx);
+            }
+        }
+        if !fx.dead.is_empty() {
+            tracing::warn!(
+                dropped = fx.dead.len(),
+                "dead-letter chain too long; dropping"
+            );
+            fx.dead.clear();
+        }
+    }
+
+    pub(super) fn submit(&self, fx: &mut Effects) {
+        self.route_dead_letters(fx);
+        if fx.ops.is_empty() {
+            return;
+        }
+        if let Some(c) = &self.committer {
+            c.submit(crate::store::Submission {
+                ops: std::mem::take(&mut fx.ops),
+                notify: None,
+            });
+        }
+    }
+}
+
+impl Sink for VHost {
+    fn flush(&self, mut fx: Effects) {
+        self.submit(&mut fx);
+    }
+
+    fn expire(&self, queue: &Arc<Queue>) {
+        let mut fx = Effects::default();
+        {
+            let _g = self.serialize();
+            self.remove_queue(queue, &mut fx);
+        }
+        self.submit(&mut fx);
+    }
+}
