@@ -20,20 +20,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = match std::env::var("WARREN_URL") {
         Ok(u) => u,
         Err(_) => {
-            embedded = warren::start(warren::Config { port: 0, ..Default::default() }).await?;
+            embedded = warren::start(warren::Config {
+                port: 0,
+                ..Default::default()
+            })
+            .await?;
             embedded.url()
         }
     };
     let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     let mut xargs = FieldTable::default();
-    xargs.insert("x-delayed-type".into(), AMQPValue::LongString("direct".into()));
-    ch.exchange_declare(EXCHANGE.into(), ExchangeKind::Custom("x-delayed-message".into()), ExchangeDeclareOptions::default(), xargs).await?;
-    ch.queue_declare(WORK.into(), QueueDeclareOptions::default(), FieldTable::default()).await?;
-    ch.queue_bind(WORK.into(), EXCHANGE.into(), "job".into(), QueueBindOptions::default(), FieldTable::default()).await?;
-    ch.basic_publish(EXCHANGE.into(), "job".into(), BasicPublishOptions::default(), b"flaky job", BasicProperties::default()).await?;
+    xargs.insert(
+        "x-delayed-type".into(),
+        AMQPValue::LongString("direct".into()),
+    );
+    ch.exchange_declare(
+        EXCHANGE.into(),
+        ExchangeKind::Custom("x-delayed-message".into()),
+        ExchangeDeclareOptions::default(),
+        xargs,
+    )
+    .await?;
+    ch.queue_declare(
+        WORK.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_bind(
+        WORK.into(),
+        EXCHANGE.into(),
+        "job".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.basic_publish(
+        EXCHANGE.into(),
+        "job".into(),
+        BasicPublishOptions::default(),
+        b"flaky job",
+        BasicProperties::default(),
+    )
+    .await?;
     let started = Instant::now();
-    let mut consumer = ch.basic_consume(WORK.into(), "worker".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            WORK.into(),
+            "worker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     while let Some(delivery) = consumer.next().await {
         let d = delivery?;
         let attempt = d
@@ -44,20 +83,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(0);
         if attempt < 2 {
             let delay = 100 * 2i64.pow(attempt as u32);
-            println!("{:>5} ms  attempt {attempt} failed; retrying in {delay} ms", started.elapsed().as_millis());
+            println!(
+                "{:>5} ms  attempt {attempt} failed; retrying in {delay} ms",
+                started.elapsed().as_millis()
+            );
             let mut headers = FieldTable::default();
             headers.insert("x-attempt".into(), AMQPValue::LongLongInt(attempt + 1));
             headers.insert("x-delay".into(), AMQPValue::LongLongInt(delay));
-            ch.basic_publish(EXCHANGE.into(), "job".into(), BasicPublishOptions::default(), &d.data, BasicProperties::default().with_headers(headers)).await?;
+            ch.basic_publish(
+                EXCHANGE.into(),
+                "job".into(),
+                BasicPublishOptions::default(),
+                &d.data,
+                BasicProperties::default().with_headers(headers),
+            )
+            .await?;
             d.acker.ack(BasicAckOptions::default()).await?;
         } else {
-            println!("{:>5} ms  attempt {attempt} succeeded: {}", started.elapsed().as_millis(), String::from_utf8_lossy(&d.data));
+            println!(
+                "{:>5} ms  attempt {attempt} succeeded: {}",
+                started.elapsed().as_millis(),
+                String::from_utf8_lossy(&d.data)
+            );
             d.acker.ack(BasicAckOptions::default()).await?;
             break;
         }
     }
-    ch.queue_delete(WORK.into(), QueueDeleteOptions::default()).await?;
-    ch.exchange_delete(EXCHANGE.into(), ExchangeDeleteOptions::default()).await?;
+    ch.queue_delete(WORK.into(), QueueDeleteOptions::default())
+        .await?;
+    ch.exchange_delete(EXCHANGE.into(), ExchangeDeleteOptions::default())
+        .await?;
     conn.close(200, "done".into()).await?;
     Ok(())
 }

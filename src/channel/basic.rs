@@ -414,6 +414,11 @@ impl Channel {
             });
         }
         if !routed.replied && mandatory {
+            // Settle earlier confirms first, so the return is followed by its own ack: clients
+            // (lapin among them) pair a return with the next ack they see.
+            if self.tx.is_none() {
+                self.flush_confirms(cx.out, 0);
+            }
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {

@@ -12,6 +12,7 @@ mod persistence;
 mod process;
 mod queues;
 mod routing;
+mod scenarios;
 mod semantics;
 mod store_model;
 mod tx;
