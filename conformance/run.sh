@@ -11,7 +11,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 PORT="${1:-5673}"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+started_rabbitmq=0
+cleanup() {
+    [ "$started_rabbitmq" = 1 ] && "$here/rabbitmq-local.sh" stop "$PORT" >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
 cd "$root"
 
 # Scenarios for Warren-only behaviour (or needing the warren binary) are skipped on RabbitMQ.
@@ -21,7 +26,8 @@ cargo test --test integration --no-run -q 2>/dev/null
 
 run_suite() { # $1 = label, rest = env assignments
     local label="$1"; shift
-    env "$@" cargo test --test integration -- --test-threads=4 2>&1 |
+    # A failing scenario must not stop the run: collect every result.
+    { env "$@" cargo test --test integration -- --test-threads=4 2>&1 || true; } |
         sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\1 \2/p' | sort >"$work/$label"
 }
 
@@ -35,8 +41,10 @@ if [ "${SKIP_RABBITMQ:-0}" != 1 ]; then
         rm -f /usr/sbin/policy-rc.d
     fi
     "$here/rabbitmq-local.sh" start "$PORT" >&2
+    started_rabbitmq=1
     run_suite rabbitmq WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${PORT}/%2f"
     "$here/rabbitmq-local.sh" stop "$PORT" >/dev/null 2>&1 || true
+    started_rabbitmq=0
 else
     : >"$work/rabbitmq"
 fi
