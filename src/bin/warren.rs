@@ -31,6 +31,9 @@ struct Args {
     /// a crash of the process (kill -9), but not a power loss or kernel crash.
     #[arg(long, env = "WARREN_NO_SYNC")]
     no_sync: bool,
+    /// Worker threads (0 = one per CPU; 1 runs everything on one thread).
+    #[arg(long, env = "WARREN_THREADS", default_value_t = 0)]
+    threads: usize,
     /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     heartbeat: u16,
@@ -64,10 +67,19 @@ fn main() -> std::process::ExitCode {
         heartbeat: args.heartbeat,
         ..Config::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warren: cannot start runtime: {e}");

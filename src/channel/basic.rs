@@ -495,15 +495,14 @@ impl Channel {
         delivery_count: Option<u32>,
         cx: &mut Cx<'_>,
     ) {
-        cx.send(
+        crate::codec::write_deliver(
+            cx.out,
             self.id,
-            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
-                consumer_tag: ctag.into(),
-                delivery_tag: tag,
-                redelivered,
-                exchange: m.exchange.as_str().into(),
-                routing_key: m.routing_key.as_str().into(),
-            })),
+            ctag,
+            tag,
+            redelivered,
+            &m.exchange,
+            &m.routing_key,
         );
         write_message(cx, self.id, m, delivery_count);
     }

@@ -178,12 +178,13 @@ impl Queue {
         self.lock().last_used = now_ms();
     }
 
-    fn expiry_for(&self, m: &Message, now: u64) -> Option<u64> {
+    /// When a message enqueued now expires (the clock is read only if some TTL applies).
+    fn expiry_for(&self, m: &Message) -> Option<u64> {
         let ttl = match (self.config.args.message_ttl, m.expiration_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        ttl.map(|t| now.saturating_add(t))
+        ttl.map(|t| now_ms().saturating_add(t))
     }
 
     /// Enqueue one message and hand it to a consumer if one can take it. Returns false when
@@ -205,13 +206,12 @@ impl Queue {
             self.forget_message(&message, true, None, fx);
             return false;
         }
-        let now = now_ms();
         let seq = st.next_seq;
         st.next_seq += 1;
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
             fx.ops.push(Op::Index(key.clone(), seq, message.store_id));
         }
-        let expires_at = self.expiry_for(&message, now);
+        let expires_at = self.expiry_for(&message);
         st.ready.push_back(QueuedMessage {
             seq,
             message,
@@ -221,9 +221,9 @@ impl Queue {
         });
         self.dispatch(&mut st, fx);
         self.enforce_max_length(&mut st, fx);
-        // TTL 0: whatever a consumer could not take at once expires now.
-        self.expire(&mut st, now, fx);
         if let Some(at) = expires_at {
+            // TTL 0: whatever a consumer could not take at once expires now.
+            self.expire(&mut st, now_ms(), fx);
             if st.timer_deadline.is_none_or(|d| at < d) {
                 self.ensure_timer(&mut st);
                 self.wake.notify_one();
@@ -330,15 +330,13 @@ impl Queue {
     }
 
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
-        let now = now_ms();
         while !st.ready.is_empty() && !st.consumers.is_empty() {
-            if st
-                .ready
-                .front()
-                .is_some_and(|e| e.expires_at.is_some_and(|t| t < now))
-            {
-                self.expire(st, now, fx);
-                continue;
+            if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {
+                let now = now_ms();
+                if t < now {
+                    self.expire(st, now, fx);
+                    continue;
+                }
             }
             let Some(idx) = Self::pick_consumer(st, self.config.args.single_active_consumer) else {
                 return;
@@ -373,10 +371,9 @@ impl Queue {
     /// have been delivered before the restart.
     pub fn restore(self: &Arc<Self>, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
         let mut st = self.lock();
-        let now = now_ms();
         let mut any_expiry = false;
         for (seq, message) in entries {
-            let expires_at = self.expiry_for(&message, now);
+            let expires_at = self.expiry_for(&message);
             any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {
                 seq,
