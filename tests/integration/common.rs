@@ -265,6 +265,22 @@ impl Raw {
         }
     }
 
+    /// The peer ends the connection within `secs`: answering a connection.close with close-ok
+    /// as a polite client would, until the socket closes.
+    pub async fn ends_within(&mut self, secs: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, self.recv()).await {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(f)) => f,
+            };
+            if let AMQPFrame::Method(0, AMQPClass::Connection(conn::AMQPMethod::Close(_))) = frame {
+                self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {}))).await;
+            }
+        }
+    }
+
     /// The socket is closed by the peer within `secs`.
     pub async fn closed_within(&mut self, secs: u64) -> bool {
         let mut tmp = [0u8; 4096];

@@ -204,3 +204,47 @@ async fn channel_error_drops_frames_until_close_ok() {
     .await;
     r.open_channel(1).await;
 }
+
+/// Random bytes after a good handshake: the broker answers with a close or drops the socket,
+/// never hangs, and keeps serving other connections.
+#[tokio::test]
+async fn garbage_after_handshake_is_refused_cleanly() {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    for seed in 0..24u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut r = Raw::open().await;
+        r.open_channel(1).await;
+        let mut junk: Vec<u8> = (0..rng.gen_range(1..600)).map(|_| rng.gen()).collect();
+        // Half the time, make it look like a frame header so the parsers get exercised.
+        if seed % 2 == 0 && junk.len() > 8 {
+            junk[0] = [1u8, 2, 3][rng.gen_range(0..3)];
+            junk[1] = 0;
+            junk[2] = 1;
+            let size = (junk.len() - 8) as u32;
+            junk[3..7].copy_from_slice(&size.to_be_bytes());
+            let last = junk.len() - 1;
+            junk[last] = 0xCE;
+        }
+        r.send_bytes(&junk).await;
+        // Then enough 0xFF to complete any partial frame up to frame_max (with a bad frame-end
+        // octet) and to start an invalid one: whatever the junk was, the broker must end up
+        // closing (after connection.close, or by dropping the socket), never hang.
+        r.send_bytes(&vec![0xFF; 140_000]).await;
+        assert!(
+            r.ends_within(10).await,
+            "seed {seed}: connection left open after garbage"
+        );
+    }
+    // The broker is still fine.
+    let (_c, ch) = channel().await;
+    ch.queue_declare(
+        "".into(),
+        lapin::options::QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("broker still serves");
+}
