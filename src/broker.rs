@@ -140,7 +140,12 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
         let d = store::record::decode(&data).ok_or_else(|| {
             io::Error::other(format!("stored message {id} is corrupt; refusing to start"))
         })?;
-        let mut m = Message::new(d.exchange, d.routing_key, d.properties, d.body);
+        let mut m = Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body)
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "stored message {id} has corrupt properties; refusing to start"
+                ))
+            })?;
         m.store_id = id;
         m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
         messages.insert(id, Arc::new(m));

@@ -28,7 +28,8 @@ pub enum Frame {
     /// A method that was decoded but is refused outright (e.g. basic.qos with prefetch_size);
     /// the connection still checks the channel state first, as RabbitMQ does.
     Refused(u16, AmqpError),
-    Header(u16, Box<AMQPContentHeader>),
+    /// A content header, parsed, with its properties also kept in their encoding.
+    Header(u16, Box<AMQPContentHeader>, Bytes),
     Body(u16, Bytes),
     Heartbeat(u16),
 }
@@ -92,7 +93,12 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpE
     match kind {
         FRAME_METHOD => decode_method(channel, &payload).map(Some),
         FRAME_HEADER => match amq_protocol::frame::parsing::parse_content_header(&payload[..]) {
-            Ok((&[], header)) => Ok(Some(Frame::Header(channel, Box::new(header)))),
+            // class (2) + weight (2) + body size (8), then the properties as sent.
+            Ok((&[], header)) => Ok(Some(Frame::Header(
+                channel,
+                Box::new(header),
+                payload.slice(12..),
+            ))),
             _ => Err(AmqpError::frame_error(format!(
                 "cannot decode content header on channel {channel}"
             ))),
@@ -148,37 +154,35 @@ pub fn write_method(out: &mut Vec<u8>, channel: u16, method: AMQPClass) {
     };
 }
 
-/// Append a content header and its body frames, split to fit `frame_max`.
-pub fn write_content(
-    out: &mut Vec<u8>,
-    channel: u16,
-    properties: &AMQPProperties,
-    body: &[u8],
-    frame_max: u32,
-) {
-    // Header frame: written by hand around amq-protocol's property encoder so the properties
-    // need not be cloned into an AMQPFrame for every delivery.
-    let start = out.len();
-    out.push(FRAME_HEADER);
-    out.extend_from_slice(&channel.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(&60u16.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    let buf = std::mem::take(out);
-    let mut buf = match gen_properties(properties)(WriteContext::from(buf)) {
+/// Encode properties (for messages whose properties the broker changed).
+pub fn encode_properties(properties: &AMQPProperties) -> Vec<u8> {
+    match gen_properties(properties)(WriteContext::from(Vec::new())) {
         Ok(ctx) => ctx.into_inner().0,
         Err(e) => {
             tracing::error!(error = %e, "failed to encode properties");
-            Vec::new()
+            vec![0, 0]
         }
-    };
-    let size = buf.len().saturating_sub(start + 7) as u32;
-    if buf.len() >= start + 7 {
-        buf[start + 3..start + 7].copy_from_slice(&size.to_be_bytes());
     }
-    buf.push(FRAME_END);
-    *out = buf;
+}
+
+/// Append a content header (properties already in their AMQP encoding, sent verbatim) and its
+/// body frames, split to fit `frame_max`.
+pub fn write_content(
+    out: &mut Vec<u8>,
+    channel: u16,
+    raw_properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
+    let size = (12 + raw_properties.len()) as u32;
+    out.push(FRAME_HEADER);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&60u16.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(raw_properties);
+    out.push(FRAME_END);
     let chunk = if frame_max == 0 {
         usize::MAX
     } else {
@@ -243,7 +247,7 @@ mod tests {
             .with_content_type("text/plain".into())
             .with_delivery_mode(2);
         let mut out = Vec::new();
-        write_content(&mut out, 3, &props, &[7u8; 10000], 4096);
+        write_content(&mut out, 3, &encode_properties(&props), &[7u8; 10000], 4096);
         let (rest, frame) = parse_frame(&out[..]).expect("header parses");
         match frame {
             AMQPFrame::Header(3, h) => {

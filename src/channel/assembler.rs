@@ -17,6 +17,7 @@ pub enum Assembler {
     Body {
         publish: Publish,
         properties: Box<AMQPProperties>,
+        raw_properties: Bytes,
         size: usize,
         body: BytesMut,
     },
@@ -27,6 +28,8 @@ pub enum Assembler {
 pub struct Content {
     pub publish: Publish,
     pub properties: AMQPProperties,
+    /// The same properties in their AMQP encoding, as they arrived.
+    pub raw_properties: Bytes,
     pub body: Bytes,
 }
 
@@ -55,6 +58,7 @@ impl Assembler {
     pub fn header(
         &mut self,
         header: AMQPContentHeader,
+        raw_properties: Bytes,
         max_size: u64,
     ) -> AmqpResult<Option<Content>> {
         let publish = match std::mem::take(self) {
@@ -90,12 +94,14 @@ impl Assembler {
             return Ok(Some(Content {
                 publish,
                 properties: header.properties,
+                raw_properties,
                 body: Bytes::new(),
             }));
         }
         *self = Assembler::Body {
             publish,
             properties: Box::new(header.properties),
+            raw_properties,
             size,
             // Cap the up-front reservation: the peer's claim is not yet backed by bytes.
             body: BytesMut::with_capacity(size.min(1 << 20)),
@@ -127,11 +133,13 @@ impl Assembler {
             Assembler::Body {
                 publish,
                 properties,
+                raw_properties,
                 body,
                 ..
             } => Ok(Some(Content {
                 publish,
                 properties: *properties,
+                raw_properties,
                 body: body.freeze(),
             })),
             _ => Ok(None),
@@ -156,7 +164,10 @@ mod tests {
         let mut a = Assembler::default();
         assert_eq!(a.body(Bytes::from_static(b"x")).unwrap_err().code(), 505);
         a.start(Publish::default());
-        assert!(a.header(header(4), 100).expect("header").is_none());
+        assert!(a
+            .header(header(4), Bytes::from_static(&[0, 0]), 100)
+            .expect("header")
+            .is_none());
         assert!(a.body(Bytes::from_static(b"ab")).expect("b1").is_none());
         let c = a
             .body(Bytes::from_static(b"cd"))
@@ -165,6 +176,11 @@ mod tests {
         assert_eq!(&c.body[..], b"abcd");
         assert!(a.expecting_method());
         a.start(Publish::default());
-        assert_eq!(a.header(header(101), 100).unwrap_err().code(), 406);
+        assert_eq!(
+            a.header(header(101), Bytes::from_static(&[0, 0]), 100)
+                .unwrap_err()
+                .code(),
+            406
+        );
     }
 }

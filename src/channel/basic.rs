@@ -325,8 +325,10 @@ impl Channel {
         let Content {
             publish,
             mut properties,
+            raw_properties,
             body,
         } = content;
+        let mut rewritten = false;
         let vh = cx.conn.vhost.clone();
         let exchange = publish.exchange.as_str();
         if !exchange.is_empty() {
@@ -357,6 +359,7 @@ impl Channel {
                 ));
             };
             properties = properties.with_reply_to(format!("{REPLY_TO}.{token}").into());
+            rewritten = true;
         }
         if let Some(exp) = properties.expiration() {
             if let Err(why) = crate::message::parse_expiration(exp.as_str()) {
@@ -365,12 +368,22 @@ impl Channel {
                 )));
             }
         }
-        let message = Message::new(
-            exchange.to_string(),
-            publish.routing_key.to_string(),
-            properties,
-            body,
-        );
+        let message = if rewritten {
+            Message::new(
+                exchange.to_string(),
+                publish.routing_key.to_string(),
+                properties,
+                body,
+            )
+        } else {
+            Message::with_raw(
+                exchange.to_string(),
+                publish.routing_key.to_string(),
+                &properties,
+                &raw_properties,
+                body,
+            )
+        };
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, publish.mandatory));
             return Ok(());
@@ -431,7 +444,7 @@ impl Channel {
             crate::codec::write_content(
                 cx.out,
                 self.id,
-                &message.properties,
+                message.raw_properties(),
                 &message.body,
                 cx.conn.frame_max,
             );
@@ -533,16 +546,21 @@ impl Channel {
 fn write_message(cx: &mut Cx<'_>, channel: u16, m: &Message, delivery_count: Option<u32>) {
     match delivery_count {
         Some(n) if n > 0 => {
-            let mut headers = m.properties.headers().clone().unwrap_or_default();
+            let props = m.properties();
+            let mut headers = props.headers().clone().unwrap_or_default();
             headers.insert(
                 "x-delivery-count".into(),
                 amq_protocol::types::AMQPValue::LongLongInt(i64::from(n)),
             );
-            let props = m.properties.clone().with_headers(headers);
+            let props = crate::codec::encode_properties(&props.with_headers(headers));
             crate::codec::write_content(cx.out, channel, &props, &m.body, cx.conn.frame_max);
         }
-        _ => {
-            crate::codec::write_content(cx.out, channel, &m.properties, &m.body, cx.conn.frame_max)
-        }
+        _ => crate::codec::write_content(
+            cx.out,
+            channel,
+            m.raw_properties(),
+            &m.body,
+            cx.conn.frame_max,
+        ),
     }
 }

@@ -213,9 +213,13 @@ impl Channel {
     pub fn header(
         &mut self,
         header: amq_protocol::frame::AMQPContentHeader,
+        raw_properties: bytes::Bytes,
         cx: &mut Cx<'_>,
     ) -> AmqpResult<()> {
-        match self.assembler.header(header, cx.conn.max_message_size)? {
+        match self
+            .assembler
+            .header(header, raw_properties, cx.conn.max_message_size)?
+        {
             Some(content) => self.publish(content, cx).map_err(|e| e.or_on(60, 40)),
             None => Ok(()),
         }

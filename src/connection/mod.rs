@@ -370,7 +370,7 @@ impl Connection {
                         .on(e.class_id, e.method_id)),
                 }
             }
-            Frame::Header(ch, h) => self.content(ch, |c, cx| c.header(*h, cx)),
+            Frame::Header(ch, h, raw) => self.content(ch, |c, cx| c.header(*h, raw, cx)),
             Frame::Body(ch, b) => self.content(ch, |c, cx| c.body(b, cx)),
         }
     }

@@ -29,8 +29,8 @@ pub fn due_of(position: u64) -> u64 {
 
 /// The delay a message asks for: a positive integer `x-delay` header (ms).
 pub fn delay_of(m: &Message) -> Option<u64> {
-    let headers = m.properties.headers().as_ref()?;
-    let v = crate::args::get(headers, "x-delay")?;
+    let headers = m.headers()?;
+    let v = crate::args::get(&headers, "x-delay")?;
     let ms = crate::args::as_i64(v).or_else(|| crate::args::as_str(v)?.trim().parse().ok())?;
     u64::try_from(ms).ok().filter(|ms| *ms > 0)
 }

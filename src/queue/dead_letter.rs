@@ -65,7 +65,7 @@ pub fn dead_letter(
     dlrk: Option<&str>,
     now_secs: u64,
 ) -> DeadLetter {
-    let mut props = m.properties.clone();
+    let mut props = m.properties();
     let mut headers = props.headers().clone().unwrap_or_default();
     let mut list = deaths(Some(&headers));
     let pos = list.iter().position(|t| {
@@ -159,7 +159,7 @@ pub fn is_cycle(message: &Message, reason: Reason, target_queue: &str) -> bool {
     if reason == Reason::Rejected {
         return false;
     }
-    let list = deaths(message.properties.headers().as_ref());
+    let list = deaths(message.headers().as_ref());
     // The new death is already at the front of the list; the cycle runs from there to the
     // earlier death in `target_queue`.
     let Some(pos) = list
@@ -191,8 +191,8 @@ mod tests {
     fn x_death_counts_and_first_death_headers() {
         let m = msg(BasicProperties::default().with_expiration("100".into()));
         let d1 = dead_letter(&m, "q1", Reason::Expired, "dlx", None, 10);
-        assert!(d1.message.properties.expiration().is_none());
-        let h = d1.message.properties.headers().clone().expect("headers");
+        assert!(d1.message.properties().expiration().is_none());
+        let h = d1.message.properties().headers().clone().expect("headers");
         assert_eq!(
             crate::args::get(&h, "x-first-death-reason"),
             Some(&lstr("expired"))
@@ -208,7 +208,7 @@ mod tests {
         let d2 = dead_letter(&m2, "q2", Reason::Rejected, "dlx2", Some("k2"), 11);
         let m3 = Arc::new(d2.message);
         let d3 = dead_letter(&m3, "q1", Reason::Expired, "dlx", None, 12);
-        let list = deaths(d3.message.properties.headers().as_ref());
+        let list = deaths(d3.message.headers().as_ref());
         assert_eq!(list.len(), 2);
         assert_eq!(entry_str(&list[0], "queue").as_deref(), Some("q1"));
         assert_eq!(

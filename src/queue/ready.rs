@@ -23,7 +23,7 @@ impl Ready {
     }
 
     fn level(&self, e: &QueuedMessage) -> usize {
-        let p = usize::from(e.message.properties.priority().unwrap_or(0));
+        let p = usize::from(e.message.priority());
         p.min(self.levels.len() - 1)
     }
 

@@ -1,24 +1,19 @@
-//! The stored form of a message: exchange, routing key, properties in their AMQP encoding
-//! (amq-protocol's generator and parser), and the body.
+//! The stored form of a message: exchange, routing key, properties in their AMQP encoding (as
+//! the message keeps them), and the body.
 
 use crate::message::Message;
-use amq_protocol::frame::WriteContext;
-use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProperties};
 use bytes::Bytes;
 
 const VERSION: u8 = 1;
 
 pub fn encode(m: &Message) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.body.len() + 64);
+    let props = m.raw_properties();
+    let mut out = Vec::with_capacity(m.body.len() + props.len() + 64);
     out.push(VERSION);
     put_str(&mut out, &m.exchange);
     put_str(&mut out, &m.routing_key);
-    let props = match gen_properties(&m.properties)(WriteContext::from(Vec::new())) {
-        Ok(ctx) => ctx.into_inner().0,
-        Err(_) => Vec::new(),
-    };
     out.extend_from_slice(&(props.len() as u32).to_be_bytes());
-    out.extend_from_slice(&props);
+    out.extend_from_slice(props);
     out.extend_from_slice(&m.body);
     out
 }
@@ -34,7 +29,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub struct Decoded {
     pub exchange: String,
     pub routing_key: String,
-    pub properties: AMQPProperties,
+    pub raw_properties: Vec<u8>,
     pub body: Bytes,
 }
 
@@ -49,14 +44,10 @@ pub fn decode(data: &[u8]) -> Option<Decoded> {
     let len = usize::try_from(u32::from_be_bytes(len_bytes)).ok()?;
     let props = rest.get(4..4 + len)?;
     let body = rest.get(4 + len..)?;
-    let properties = match parse_properties(props) {
-        Ok((&[], p)) => p,
-        _ => return None,
-    };
     Some(Decoded {
         exchange,
         routing_key,
-        properties,
+        raw_properties: props.to_vec(),
         body: Bytes::copy_from_slice(body),
     })
 }
@@ -79,14 +70,14 @@ mod tests {
         let m = Message::new(
             "ex".into(),
             "rk".into(),
-            AMQPProperties::default()
+            amq_protocol::protocol::BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_message_id("m1".into()),
             Bytes::from_static(b"body"),
         );
         let d = decode(&encode(&m)).expect("decodes");
         assert_eq!((d.exchange.as_str(), d.routing_key.as_str()), ("ex", "rk"));
-        assert_eq!(d.properties, m.properties);
+        assert_eq!(d.raw_properties, m.raw_properties());
         assert_eq!(&d.body[..], b"body");
         assert!(decode(&[9, 9, 9]).is_none());
     }

@@ -44,16 +44,22 @@ impl VHost {
     pub(super) fn route_from(&self, first: Arc<Exchange>, message: &Message) -> Routed {
         let mut routed = Routed::default();
         let key = message.routing_key.as_str();
-        let headers = message.properties.headers().as_ref();
-        let mut visited: Vec<String> = Vec::new();
+        // Headers are parsed only if a headers exchange is on the way.
+        let mut headers: Option<Option<amq_protocol::types::FieldTable>> = None;
+        let mut visited: Vec<*const Exchange> = Vec::new();
         let mut pending = vec![first];
         while let Some(x) = pending.pop() {
-            if visited.iter().any(|v| *v == x.name) {
+            if visited.contains(&Arc::as_ptr(&x)) {
                 continue;
             }
-            visited.push(x.name.clone());
+            visited.push(Arc::as_ptr(&x));
             let mut any = false;
-            x.route(key, headers, &mut |d| {
+            let h = if x.kind == crate::exchange::ExchangeKind::Headers {
+                headers.get_or_insert_with(|| message.headers()).as_ref()
+            } else {
+                None
+            };
+            x.route(key, h, &mut |d| {
                 any = true;
                 match d {
                     Destination::Queue(q) => {

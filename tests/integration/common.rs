@@ -276,7 +276,11 @@ impl Raw {
                 Ok(Some(f)) => f,
             };
             if let AMQPFrame::Method(0, AMQPClass::Connection(conn::AMQPMethod::Close(_))) = frame {
-                self.send(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {}))).await;
+                self.send(
+                    0,
+                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                )
+                .await;
             }
         }
     }
