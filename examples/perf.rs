@@ -71,6 +71,9 @@ struct Args {
     /// Leave queues and exchange in place at the end (e.g. to measure recovery or memory).
     #[arg(long)]
     keep: bool,
+    /// Extra bindings that never match (to measure routing cost as bindings grow).
+    #[arg(long, default_value_t = 0)]
+    extra_bindings: usize,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -319,7 +322,10 @@ async fn producer(
                 },
             )));
             let body_at = t.len() + 7;
-            t.extend(frame(&AMQPFrame::Body(1, vec![0u8; args.size])));
+            // Body frames fit the negotiated frame_max (131072, minus the 8-byte overhead).
+            for chunk in vec![0u8; args.size].chunks(131_072 - 8) {
+                t.extend(frame(&AMQPFrame::Body(1, chunk.to_vec())));
+            }
             (t, body_at)
         })
         .collect();
@@ -413,6 +419,7 @@ async fn consumer(args: Args, queue: String, stats: Arc<Stats>, stop: Arc<Atomic
     let mut tmp = vec![0u8; 1 << 17];
     let mut acks = Vec::new();
     let mut pos = 0usize;
+    let mut first_body = false;
     while !stop.load(Ordering::Relaxed) {
         // Parse every whole frame in the buffer.
         let mut consumed = 0u64;
@@ -433,7 +440,10 @@ async fn consumer(args: Args, queue: String, stats: Arc<Stats>, stop: Arc<Atomic
                         last_tag = u64::from_be_bytes(t.try_into().unwrap_or([0; 8]));
                     }
                 }
-                3 if p.len() >= 8 => {
+                2 => first_body = true,
+                // Only a message's first body frame carries the timestamp and counts.
+                3 if first_body && p.len() >= 8 => {
+                    first_body = false;
                     let sent = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
                     lat.push(
                         (now_ns().saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32,
@@ -538,6 +548,45 @@ async fn main() -> Res<()> {
             FieldTable::default(),
         )
         .await?;
+    }
+    if args.extra_bindings > 0 {
+        // Patterns that cannot match the k<i> keys producers use.
+        let q = queues[0].clone();
+        let conn = Arc::new(Connection::connect(&args.uri, ConnectionProperties::default()).await?);
+        let mut tasks = Vec::new();
+        for part in 0..8 {
+            let (conn, q, x, n) = (
+                conn.clone(),
+                q.clone(),
+                exchange.clone(),
+                args.extra_bindings,
+            );
+            tasks.push(tokio::spawn(async move {
+                let ch = conn.create_channel().await?;
+                for i in (part..n).step_by(8) {
+                    let key = if i % 2 == 0 {
+                        format!("other.{i}.#")
+                    } else {
+                        format!("other.*.{i}")
+                    };
+                    ch.queue_bind(
+                        q.as_str().into(),
+                        x.as_str().into(),
+                        key.as_str().into(),
+                        QueueBindOptions {
+                            nowait: i % 64 != 0,
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                }
+                ch.close(200, "done".into()).await?;
+                Ok::<(), lapin::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
     }
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
