@@ -55,6 +55,15 @@ pub fn as_i64(v: &AMQPValue) -> Option<i64> {
     })
 }
 
+/// The bytes of a string value, without copying.
+pub fn str_bytes(v: &AMQPValue) -> Option<&[u8]> {
+    match v {
+        AMQPValue::LongString(s) => Some(s.as_bytes()),
+        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
+        _ => None,
+    }
+}
+
 pub fn as_str(v: &AMQPValue) -> Option<String> {
     match v {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
@@ -68,11 +77,12 @@ pub fn get<'a>(table: &'a FieldTable, key: &str) -> Option<&'a AMQPValue> {
 }
 
 /// Equal in RabbitMQ's sense: integers compare by value across widths, strings by bytes.
+/// Allocation-free: the headers exchange calls it per binding per message.
 pub fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
     if let (Some(x), Some(y)) = (as_i64(a), as_i64(b)) {
         return x == y;
     }
-    if let (Some(x), Some(y)) = (as_str(a), as_str(b)) {
+    if let (Some(x), Some(y)) = (str_bytes(a), str_bytes(b)) {
         return x == y;
     }
     a == b

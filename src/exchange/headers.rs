@@ -19,57 +19,15 @@ impl MatchKind {
     pub fn from_args(args: &FieldTable) -> Option<MatchKind> {
         match args.inner().get("x-match") {
             None => Some(MatchKind::All),
-            Some(v) => match str_value(v)? {
-                "all" => Some(MatchKind::All),
-                "any" => Some(MatchKind::Any),
-                "all-with-x" => Some(MatchKind::AllWithX),
-                "any-with-x" => Some(MatchKind::AnyWithX),
+            Some(v) => match crate::args::str_bytes(v)? {
+                b"all" => Some(MatchKind::All),
+                b"any" => Some(MatchKind::Any),
+                b"all-with-x" => Some(MatchKind::AllWithX),
+                b"any-with-x" => Some(MatchKind::AnyWithX),
                 _ => None,
             },
         }
     }
-}
-
-fn str_value(v: &AMQPValue) -> Option<&str> {
-    match v {
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
-        AMQPValue::ShortString(s) => Some(s.as_str()),
-        _ => None,
-    }
-}
-
-fn as_i128(v: &AMQPValue) -> Option<i128> {
-    Some(match v {
-        AMQPValue::ShortShortInt(x) => (*x).into(),
-        AMQPValue::ShortShortUInt(x) => (*x).into(),
-        AMQPValue::ShortInt(x) => (*x).into(),
-        AMQPValue::ShortUInt(x) => (*x).into(),
-        AMQPValue::LongInt(x) => (*x).into(),
-        AMQPValue::LongUInt(x) => (*x).into(),
-        AMQPValue::LongLongInt(x) => (*x).into(),
-        AMQPValue::Timestamp(x) => (*x).into(),
-        _ => return None,
-    })
-}
-
-fn bytes_value(v: &AMQPValue) -> Option<&[u8]> {
-    match v {
-        AMQPValue::LongString(s) => Some(s.as_bytes()),
-        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
-        _ => None,
-    }
-}
-
-/// Values compare equal when they are of the same class (integers with integers, strings with
-/// strings) and equal in value.
-fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
-    if let (Some(x), Some(y)) = (as_i128(a), as_i128(b)) {
-        return x == y;
-    }
-    if let (Some(x), Some(y)) = (bytes_value(a), bytes_value(b)) {
-        return x == y;
-    }
-    a == b
 }
 
 pub fn matches(binding: &FieldTable, headers: Option<&FieldTable>) -> bool {
@@ -86,7 +44,7 @@ pub fn matches(binding: &FieldTable, headers: Option<&FieldTable>) -> bool {
         let ok = match headers.get(k.as_str()) {
             None => false,
             Some(_) if matches!(want, AMQPValue::Void) => true,
-            Some(have) => values_equal(want, have),
+            Some(have) => crate::args::equivalent(want, have),
         };
         if all && !ok {
             return false;

@@ -122,16 +122,8 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Arc<Self> {
-        Arc::new(Exchange {
-            name: name.to_string(),
-            kind,
-            delayed: None,
-            durable,
-            auto_delete,
-            internal,
-            arguments,
-            bindings: RwLock::new(Bindings::default()),
-        })
+        let flags = (durable, auto_delete, internal);
+        Exchange::build(name, kind, None, flags, arguments)
     }
 
     /// An x-delayed-message exchange routing as `kind` once messages are due.
@@ -143,10 +135,27 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Arc<Self> {
+        let flags = (durable, auto_delete, internal);
+        Exchange::build(
+            name,
+            kind,
+            Some(delayed::Delayed::default()),
+            flags,
+            arguments,
+        )
+    }
+
+    fn build(
+        name: &str,
+        kind: ExchangeKind,
+        delayed: Option<delayed::Delayed>,
+        (durable, auto_delete, internal): (bool, bool, bool),
+        arguments: FieldTable,
+    ) -> Arc<Self> {
         Arc::new(Exchange {
             name: name.to_string(),
             kind,
-            delayed: Some(delayed::Delayed::default()),
+            delayed,
             durable,
             auto_delete,
             internal,

@@ -385,6 +385,26 @@ pub mod ops {
         out
     }
 
+    /// basic.get until a message shows up (messages that travel between queues, such as dead
+    /// letters, arrive asynchronously); None after about a second.
+    pub async fn get_within(
+        ch: &Channel,
+        q: &str,
+        no_ack: bool,
+    ) -> Option<lapin::message::BasicGetMessage> {
+        for _ in 0..100 {
+            if let Some(m) = ch
+                .basic_get(q.into(), BasicGetOptions { no_ack })
+                .await
+                .expect("get")
+            {
+                return Some(m);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
         use futures_lite::StreamExt;
         tokio::time::timeout(std::time::Duration::from_secs(5), consumer.next())

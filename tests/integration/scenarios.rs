@@ -464,19 +464,7 @@ async fn closing_the_connection_requeues_unacked() {
         .expect("consume");
     let _d = next(&mut cons).await;
     c2.close(200, "bye".into()).await.expect("close");
-    let mut back = None;
-    for _ in 0..100 {
-        if let Some(m) = ch
-            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("get")
-        {
-            back = Some(m);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let back = back.expect("requeued");
+    let back = get_within(&ch, &q, true).await.expect("requeued");
     assert!(back.delivery.redelivered);
     ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
         .await

@@ -210,15 +210,7 @@ async fn rejected_messages_are_dead_lettered_with_x_death() {
     ch.basic_reject(m.delivery_tag, BasicRejectOptions { requeue: false })
         .await
         .expect("reject");
-    let mut d = None;
-    for _ in 0..50 {
-        if let Some(m) = get_msg(&ch, &dlq).await {
-            d = Some(m);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let d = d.expect("dead-lettered");
+    let d = get_within(&ch, &dlq, true).await.expect("dead-lettered");
     assert_eq!(d.delivery.data, b"bad");
     assert_eq!(d.delivery.routing_key.as_str(), dlq);
     assert_eq!(
@@ -318,19 +310,9 @@ async fn x_death_counts_repeated_deaths() {
     let mut from = a.clone();
     let mut last = None;
     for _ in 0..3 {
-        let mut got = None;
-        for _ in 0..50 {
-            if let Some(m) = ch
-                .basic_get(from.as_str().into(), BasicGetOptions::default())
-                .await
-                .expect("get")
-            {
-                got = Some(m);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let m = got.expect("message bounced");
+        let m = get_within(&ch, &from, false)
+            .await
+            .expect("message bounced");
         ch.basic_reject(m.delivery_tag, BasicRejectOptions { requeue: false })
             .await
             .expect("reject");
@@ -338,15 +320,9 @@ async fn x_death_counts_repeated_deaths() {
         from = if from == a { b.clone() } else { a.clone() };
     }
     // Third pass arrives in `b` again having died in a twice and b once... read it.
-    let mut got = None;
-    for _ in 0..50 {
-        if let Some(m) = get_msg(&ch, &from).await {
-            got = Some(m);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let m = got.expect("after three rejections");
+    let m = get_within(&ch, &from, true)
+        .await
+        .expect("after three rejections");
     let first = death(&m.delivery, 0);
     assert_eq!(str_of(&first, "queue"), a, "most recent death first");
     assert_eq!(count_of(&first), 2);
@@ -691,19 +667,7 @@ async fn quorum_queue_rules_and_delivery_limit() {
     publish(&ch, "", &q, b"poison").await;
     let mut counts = Vec::new();
     for _ in 0..2 {
-        let mut m = None;
-        for _ in 0..100 {
-            if let Some(x) = ch
-                .basic_get(q.as_str().into(), BasicGetOptions::default())
-                .await
-                .expect("get")
-            {
-                m = Some(x);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let m = m.expect("message");
+        let m = get_within(&ch, &q, false).await.expect("message");
         counts.push(
             match m
                 .delivery
@@ -727,15 +691,9 @@ async fn quorum_queue_rules_and_delivery_limit() {
         .expect("nack");
     }
     assert_eq!(counts, vec![0, 1]);
-    let mut d = None;
-    for _ in 0..100 {
-        if let Some(x) = get_msg(&ch, &dlq).await {
-            d = Some(x);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let d = d.expect("dead-lettered past the delivery limit");
+    let d = get_within(&ch, &dlq, true)
+        .await
+        .expect("dead-lettered past the delivery limit");
     assert_eq!(str_of(&death(&d.delivery, 0), "reason"), "delivery_limit");
     cleanup(&ch, &[&q, &dlq]).await;
 }
