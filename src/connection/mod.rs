@@ -249,6 +249,11 @@ impl Connection {
                     self.after_burst();
                 }
                 _ = ticker.tick(), if heartbeat > 0 => {
+                    if pending >= WRITE_HIGH_WATER {
+                        // We stopped reading (back-pressure), so the peer's heartbeats sit
+                        // unread in the socket: silence here says nothing about the peer.
+                        last_read = Instant::now();
+                    }
                     if last_read.elapsed() > hb * 2 {
                         tracing::warn!(timeout_s = heartbeat, "missed heartbeats from client, closing");
                         break;
