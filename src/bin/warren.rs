@@ -87,21 +87,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener =
-            match tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!(
-                        "warren: cannot listen on {}:{}: {e}",
-                        config.bind, config.port
-                    );
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
-        match listener.local_addr() {
-            Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
-            Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
-        }
+        // Open and replay the store first: a store that cannot be opened stops the broker
+        // before it listens, and clients are not accepted while a backlog is recovered.
+        let (bind, port) = (config.bind.clone(), config.port);
         let broker = match warren::Broker::new(config) {
             Ok(b) => b,
             Err(e) => {
@@ -109,6 +97,17 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("warren: cannot listen on {bind}:{port}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
+            Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
+        }
         warren::server::run(listener, broker, shutdown_signal()).await;
         tracing::info!("stopped");
         std::process::ExitCode::SUCCESS

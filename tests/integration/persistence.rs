@@ -696,3 +696,40 @@ async fn dead_letters_and_delayed_messages_survive_restart() {
     w.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn corrupt_store_stops_the_broker_and_keeps_the_files() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("corrupt");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let junk: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("db"), &junk).expect("db");
+    std::fs::write(dir.join("conf"), &junk[..100]).expect("conf");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "--port",
+            &crate::process::free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run warren");
+    assert!(!out.status.success(), "a corrupt store must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&dir.display().to_string()),
+        "error names the directory: {err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("db")).expect("db kept"),
+        junk,
+        "never a silent reset"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
