@@ -169,6 +169,20 @@ impl Message {
     }
 }
 
+/// Sender-selected distribution: the routing keys listed in a `CC` or `BCC` header (an array
+/// of strings), which RabbitMQ routes with in addition to the routing key.
+pub fn listed_keys(headers: &FieldTable, name: &str) -> Vec<String> {
+    match headers.inner().get(name) {
+        Some(amq_protocol::types::AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(crate::args::as_str)
+            .collect(),
+        Some(v) => crate::args::as_str(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
 /// The `expiration` property: a non-negative integer of milliseconds, as a string. The error is
 /// RabbitMQ's explanation (`no_integer`, `{value_negative,N}`).
 pub fn parse_expiration(s: &str) -> Result<u64, String> {

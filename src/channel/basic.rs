@@ -361,6 +361,24 @@ impl Channel {
             properties = properties.with_reply_to(format!("{REPLY_TO}.{token}").into());
             rewritten = true;
         }
+        // Sender-selected distribution: CC and BCC list more routing keys; BCC is removed
+        // before the message goes anywhere.
+        let mut extra_keys = Vec::new();
+        if let Some(headers) = properties.headers() {
+            extra_keys = crate::message::listed_keys(headers, "CC");
+            let bcc = crate::message::listed_keys(headers, "BCC");
+            if headers.contains_key("BCC") {
+                let mut kept = amq_protocol::types::FieldTable::default();
+                for (k, v) in headers.inner() {
+                    if k.as_str() != "BCC" {
+                        kept.insert(k.clone(), v.clone());
+                    }
+                }
+                properties = properties.with_headers(kept);
+                rewritten = true;
+            }
+            extra_keys.extend(bcc);
+        }
         if let Some(exp) = properties.expiration() {
             if let Err(why) = crate::message::parse_expiration(exp.as_str()) {
                 return Err(AmqpError::precondition_failed(format!(
@@ -385,10 +403,10 @@ impl Channel {
             )
         };
         if let Some(tx) = self.tx.as_mut() {
-            tx.publishes.push((message, publish.mandatory));
+            tx.publishes.push((message, publish.mandatory, extra_keys));
             return Ok(());
         }
-        let outcome = self.route_and_enqueue(message, publish.mandatory, cx)?;
+        let outcome = self.route_and_enqueue(message, publish.mandatory, &extra_keys, cx)?;
         if let Some(c) = self.confirm.as_mut() {
             c.published(outcome.ticket, outcome.rejected);
         }
@@ -401,10 +419,11 @@ impl Channel {
         &mut self,
         message: Message,
         mandatory: bool,
+        extra_keys: &[String],
         cx: &mut Cx<'_>,
     ) -> AmqpResult<PublishOutcome> {
         let vhost = cx.conn.vhost.clone();
-        let mut routed = match vhost.route(&message.exchange, &message) {
+        let mut routed = match vhost.route_with(&message.exchange, &message, extra_keys) {
             Ok(r) => r,
             // The exchange went away between publish and commit: the message is unroutable.
             Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),

@@ -8,7 +8,8 @@ use amq_protocol::protocol::{confirm, tx, AMQPClass};
 
 #[derive(Default)]
 pub struct TxState {
-    pub(super) publishes: Vec<(Message, bool)>,
+    /// Buffered publishes: message, mandatory, CC/BCC routing keys.
+    pub(super) publishes: Vec<(Message, bool, Vec<String>)>,
     pub(super) settles: Vec<(Vec<(u64, Unacked)>, Settle)>,
 }
 
@@ -45,8 +46,11 @@ impl Channel {
                     ));
                 };
                 let mut wait = None;
-                for (message, mandatory) in state.publishes {
-                    wait = wait.max(self.route_and_enqueue(message, mandatory, cx)?.ticket);
+                for (message, mandatory, keys) in state.publishes {
+                    wait = wait.max(
+                        self.route_and_enqueue(message, mandatory, &keys, cx)?
+                            .ticket,
+                    );
                 }
                 for (entries, how) in state.settles {
                     self.apply_settle(entries, how, cx);

@@ -29,6 +29,9 @@ impl Reason {
 pub struct DeadLetter {
     pub exchange: String,
     pub routing_key: String,
+    /// Without x-dead-letter-routing-key, the message's CC keys route too (all its original
+    /// keys, as in RabbitMQ).
+    pub extra_keys: Vec<String>,
     pub reason: Reason,
     /// The new message: same body and properties, x-death updated, expiration removed.
     pub message: Message,
@@ -67,6 +70,7 @@ pub fn dead_letter(
 ) -> DeadLetter {
     let mut props = m.properties();
     let mut headers = props.headers().clone().unwrap_or_default();
+    let cc = crate::message::listed_keys(&headers, "CC");
     let mut list = deaths(Some(&headers));
     let pos = list.iter().position(|t| {
         entry_str(t, "queue").as_deref() == Some(queue)
@@ -91,9 +95,13 @@ pub fn dead_letter(
             t.insert("queue".into(), lstr(queue));
             t.insert("time".into(), AMQPValue::Timestamp(now_secs));
             t.insert("exchange".into(), lstr(&m.exchange));
+            let keys: Vec<AMQPValue> = std::iter::once(m.routing_key.as_str())
+                .chain(cc.iter().map(String::as_str))
+                .map(lstr)
+                .collect();
             t.insert(
                 "routing-keys".into(),
-                AMQPValue::FieldArray(FieldArray::from(vec![lstr(&m.routing_key)])),
+                AMQPValue::FieldArray(FieldArray::from(keys)),
             );
             if let Some(exp) = props.expiration() {
                 t.insert("original-expiration".into(), lstr(exp.as_str()));
@@ -120,6 +128,7 @@ pub fn dead_letter(
     DeadLetter {
         exchange: dlx.to_string(),
         routing_key: routing_key.clone(),
+        extra_keys: if dlrk.is_some() { Vec::new() } else { cc },
         reason,
         message: Message::new(dlx.to_string(), routing_key, props, m.body.clone()),
     }

@@ -74,7 +74,7 @@ impl VHost {
         let Some(d) = &x.delayed else { return };
         let mut fx = Effects::default();
         for (pos, m) in d.take_due(crate::queue::now_ms()) {
-            let routed = self.route_from(x.clone(), &m);
+            let routed = self.route_from(x.clone(), &m, &[]);
             // A fresh record for the queues it reaches; the held one goes.
             self.enqueue(m.shallow_clone(), &routed.queues, &mut fx);
             if m.store_id != 0 {

@@ -7,8 +7,29 @@ impl VHost {
     /// Route a message published to `exchange` (404 if it does not exist). Follows
     /// exchange-to-exchange bindings and alternate exchanges; every queue appears once.
     pub fn route(&self, exchange: &str, message: &Message) -> AmqpResult<Routed> {
+        self.route_with(exchange, message, &[])
+    }
+
+    /// Route with extra routing keys besides the message's own (CC/BCC headers, a dead letter's
+    /// original keys); every queue still appears once.
+    pub fn route_with(
+        &self,
+        exchange: &str,
+        message: &Message,
+        extra_keys: &[String],
+    ) -> AmqpResult<Routed> {
         let mut routed = Routed::default();
         let key = message.routing_key.as_str();
+        if exchange.is_empty() && !extra_keys.is_empty() {
+            for k in std::iter::once(key).chain(extra_keys.iter().map(String::as_str)) {
+                if let Some(q) = self.queue(k) {
+                    if !routed.queues.iter().any(|r| Arc::ptr_eq(r, &q)) {
+                        routed.queues.push(q);
+                    }
+                }
+            }
+            return Ok(routed);
+        }
         if exchange.is_empty() {
             if let Some(token) = key.strip_prefix(REPLY_TO_PREFIX) {
                 let target = self
@@ -37,13 +58,17 @@ impl VHost {
                 return Ok(routed);
             }
         }
-        Ok(self.route_from(first, message))
+        Ok(self.route_from(first, message, extra_keys))
     }
 
     /// Route through `first` and on (e2e bindings, alternate exchanges), without delaying.
-    pub(super) fn route_from(&self, first: Arc<Exchange>, message: &Message) -> Routed {
+    pub(super) fn route_from(
+        &self,
+        first: Arc<Exchange>,
+        message: &Message,
+        extra_keys: &[String],
+    ) -> Routed {
         let mut routed = Routed::default();
-        let key = message.routing_key.as_str();
         // Headers are parsed only if a headers exchange is on the way.
         let mut headers: Option<Option<amq_protocol::types::FieldTable>> = None;
         let mut visited: Vec<*const Exchange> = Vec::new();
@@ -59,21 +84,25 @@ impl VHost {
             } else {
                 None
             };
-            x.route(key, h, &mut |d| {
-                any = true;
-                match d {
-                    Destination::Queue(q) => {
-                        if !routed.queues.iter().any(|r| Arc::ptr_eq(r, q)) {
-                            routed.queues.push(q.clone());
+            let keys = std::iter::once(message.routing_key.as_str())
+                .chain(extra_keys.iter().map(String::as_str));
+            for key in keys {
+                x.route(key, h, &mut |d| {
+                    any = true;
+                    match d {
+                        Destination::Queue(q) => {
+                            if !routed.queues.iter().any(|r| Arc::ptr_eq(r, q)) {
+                                routed.queues.push(q.clone());
+                            }
+                        }
+                        Destination::Exchange(name) => {
+                            if let Some(next) = self.exchange(name) {
+                                pending.push(next);
+                            }
                         }
                     }
-                    Destination::Exchange(name) => {
-                        if let Some(next) = self.exchange(name) {
-                            pending.push(next);
-                        }
-                    }
-                }
-            });
+                });
+            }
             if !any {
                 if let Some(ae) = x.alternate().and_then(|n| self.exchange(&n)) {
                     pending.push(ae);
@@ -126,7 +155,7 @@ impl VHost {
             }
             for dl in std::mem::take(&mut fx.dead) {
                 // A missing dead-letter exchange drops the message, as in RabbitMQ.
-                let Ok(routed) = self.route(&dl.exchange, &dl.message) else {
+                let Ok(routed) = self.route_with(&dl.exchange, &dl.message, &dl.extra_keys) else {
                     continue;
                 };
                 let targets: Vec<Arc<Queue>> = routed

@@ -928,3 +928,97 @@ async fn dead_letter_to_missing_exchange_drops() {
         .expect("reject");
     assert!(drain(&ch, &q).await.is_empty());
 }
+
+#[tokio::test]
+async fn cc_and_bcc_headers_route_to_more_keys() {
+    let (_c, ch) = channel().await;
+    let x = uniq("ccx");
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
+    let (qa, qb, qc) = (
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+    );
+    bind(&ch, &qa, &x, "a", FieldTable::default()).await;
+    bind(&ch, &qb, &x, "b", FieldTable::default()).await;
+    bind(&ch, &qc, &x, "c", FieldTable::default()).await;
+    let list = |k: &str| AMQPValue::FieldArray(vec![s(k)].into());
+    let props =
+        BasicProperties::default().with_headers(table(&[("CC", list("b")), ("BCC", list("c"))]));
+    publish_props(&ch, &x, "a", b"m", props).await;
+    for q in [&qa, &qb, &qc] {
+        let m = get_within(&ch, q, true)
+            .await
+            .expect("delivered to every listed key");
+        let h = m.delivery.properties.headers().clone().unwrap_or_default();
+        assert!(h.inner().contains_key("CC"), "CC is kept");
+        assert!(!h.inner().contains_key("BCC"), "BCC is removed");
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_keep_cc_routing_keys() {
+    let (_c, ch) = channel().await;
+    let dlx = uniq("ccdlx");
+    ch.exchange_declare(
+        dlx.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("dlx");
+    let q = uniq("ccsrc");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        table(&[("x-dead-letter-exchange", s(&dlx))]),
+    )
+    .await
+    .expect("q");
+    let via_cc = temp_queue(&ch).await;
+    bind(&ch, &via_cc, &dlx, "cc-key", FieldTable::default()).await;
+    let props = BasicProperties::default().with_headers(table(&[(
+        "CC",
+        AMQPValue::FieldArray(vec![s("cc-key")].into()),
+    )]));
+    publish_props(&ch, "", &q, b"m", props).await;
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("m");
+    ch.basic_reject(m.delivery_tag, BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    let d = get_within(&ch, &via_cc, true)
+        .await
+        .expect("dead-lettered through the CC key");
+    let h = d.delivery.properties.headers().clone().expect("headers");
+    let Some(AMQPValue::FieldArray(deaths)) = h.inner().get("x-death") else {
+        panic!("x-death")
+    };
+    let AMQPValue::FieldTable(first) = &deaths.as_slice()[0] else {
+        panic!("entry")
+    };
+    assert_eq!(
+        first.inner().get("routing-keys"),
+        Some(&AMQPValue::FieldArray(vec![s(&q), s("cc-key")].into()))
+    );
+}
