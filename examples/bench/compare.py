@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -127,7 +128,26 @@ def first_start(port):
         return False
 
 
+def pause(broker, on):
+    """Stop (or resume) a broker's processes while the other one is measured: an idle Erlang VM
+    keeps its schedulers spinning, which would tax whichever broker runs beside it."""
+    for pid in broker.pids:
+        try:
+            os.kill(pid, signal.SIGSTOP if on else signal.SIGCONT)
+        except OSError:
+            pass
+
+
 def perf(broker, args, seconds):
+    other = warren if broker is rabbit else rabbit
+    pause(other, True)
+    try:
+        return measure(broker, args, seconds)
+    finally:
+        pause(other, False)
+
+
+def measure(broker, args, seconds):
     uri = f"amqp://guest:guest@127.0.0.1:{broker.port}/%2f"
     c0 = cpu_ticks(broker.pids)
     out = subprocess.run([PERF, "--uri", uri, "--time", str(seconds), *args.split()], capture_output=True, text=True)
@@ -155,6 +175,7 @@ try:
                       f"{r['cpu_us_per_msg']:.2f} us CPU/msg", flush=True)
     # g: RSS with 1,000,000 queued 16 B transient messages, no consumer.
     for b in (rabbit, warren):
+        pause(rabbit if b is warren else warren, False)
         before = rss_kib(b.pids)
         perf(b, "--size 16 --consumers 0 --pmessages 1000000 --confirm 1000 --keep", 30)
         time.sleep(2)
