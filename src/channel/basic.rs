@@ -4,7 +4,7 @@
 use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
-use crate::queue::{Consumer, Credit, Delivery, Queue};
+use crate::queue::{Consumer, Credit, Delivery};
 
 use crate::vhost::REPLY_TO;
 use amq_protocol::protocol::{basic, AMQPClass};
@@ -553,10 +553,6 @@ impl Channel {
                 })),
             );
         }
-    }
-
-    pub fn has_consumer_on(&self, q: &Arc<Queue>) -> bool {
-        self.consumers.values().any(|c| Arc::ptr_eq(&c.queue, q))
     }
 }
 

@@ -29,10 +29,6 @@ impl Credit {
         self.limit.load(Ordering::Acquire)
     }
 
-    pub fn used(&self) -> u32 {
-        self.used.load(Ordering::Acquire)
-    }
-
     /// Take one unit if the limit allows it.
     pub fn try_acquire(&self) -> bool {
         let limit = self.limit();

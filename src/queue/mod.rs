@@ -169,10 +169,6 @@ impl Queue {
         u32::try_from(self.lock().consumers.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn is_deleted(&self) -> bool {
-        self.lock().deleted
-    }
-
     /// A redeclare counts as use for x-expires.
     pub fn touch(&self) {
         self.lock().last_used = now_ms();
