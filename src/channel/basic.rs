@@ -5,7 +5,6 @@ use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::queue::{Consumer, Credit, Delivery};
-
 use crate::vhost::REPLY_TO;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::Arc;
