@@ -32,7 +32,8 @@ pub fn delay_of(m: &Message) -> Option<u64> {
     let headers = m.headers()?;
     let v = crate::args::get(&headers, "x-delay")?;
     let ms = crate::args::as_i64(v).or_else(|| crate::args::as_str(v)?.trim().parse().ok())?;
-    u64::try_from(ms).ok().filter(|ms| *ms > 0)
+    // Capped at 2^40 ms (about 35 years) so a due time always fits the 48 bits a position keeps.
+    u64::try_from(ms).ok().filter(|ms| *ms > 0).map(|ms| ms.min(1 << 40))
 }
 
 impl Delayed {
