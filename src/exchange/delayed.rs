@@ -33,7 +33,10 @@ pub fn delay_of(m: &Message) -> Option<u64> {
     let v = crate::args::get(&headers, "x-delay")?;
     let ms = crate::args::as_i64(v).or_else(|| crate::args::as_str(v)?.trim().parse().ok())?;
     // Capped at 2^40 ms (about 35 years) so a due time always fits the 48 bits a position keeps.
-    u64::try_from(ms).ok().filter(|ms| *ms > 0).map(|ms| ms.min(1 << 40))
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(|ms| ms.min(1 << 40))
 }
 
 impl Delayed {
