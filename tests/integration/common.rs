@@ -356,6 +356,51 @@ pub mod ops {
         .expect("publish");
     }
 
+    /// Publish on a confirm-mode channel and wait for the broker's answer: the confirmation,
+    /// or the channel error the publish caused.
+    pub async fn confirmed(
+        ch: &Channel,
+        exchange: lapin::types::ShortString,
+        routing_key: lapin::types::ShortString,
+        options: BasicPublishOptions,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<lapin::Confirmation, lapin::Error> {
+        ch.basic_publish(exchange, routing_key, options, payload, props)
+            .await?
+            .await
+    }
+
+    /// basic.consume with no arguments; `no_ack` for auto-ack.
+    pub async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> lapin::Consumer {
+        ch.basic_consume(
+            q.into(),
+            tag.into(),
+            BasicConsumeOptions {
+                no_ack,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume")
+    }
+
+    /// Ready messages in `q`, by passive declare.
+    pub async fn message_count(ch: &Channel, q: &str) -> u32 {
+        ch.queue_declare(
+            q.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare")
+        .message_count()
+    }
+
     pub async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
         ch.queue_bind(
             q.into(),

@@ -9,30 +9,8 @@ use lapin::types::FieldTable;
 async fn round_robin_between_consumers() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    let mut a = ch
-        .basic_consume(
-            q.as_str().into(),
-            "a".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("a");
-    let mut b = ch
-        .basic_consume(
-            q.as_str().into(),
-            "b".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("b");
+    let mut a = consume(&ch, q.as_str(), "a", true).await;
+    let mut b = consume(&ch, q.as_str(), "b", true).await;
     for i in 0..10 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
@@ -56,15 +34,7 @@ async fn prefetch_limits_unacked_deliveries() {
     ch.basic_qos(2, BasicQosOptions::default())
         .await
         .expect("qos");
-    let mut cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch, q.as_str(), "", false).await;
     let d1 = next(&mut cons).await;
     let _d2 = next(&mut cons).await;
     assert!(
@@ -96,24 +66,8 @@ async fn global_qos_is_shared_by_the_channel() {
     ch.basic_qos(2, BasicQosOptions { global: true })
         .await
         .expect("qos");
-    let mut c1 = ch
-        .basic_consume(
-            q1.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("c1");
-    let mut c2 = ch
-        .basic_consume(
-            q2.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("c2");
+    let mut c1 = consume(&ch, q1.as_str(), "", false).await;
+    let mut c2 = consume(&ch, q2.as_str(), "", false).await;
     let mut n = 0;
     for cons in [&mut c1, &mut c2] {
         while !quiet(cons, 300).await {
@@ -160,15 +114,7 @@ async fn exclusive_consumer_locks_out_others() {
 async fn server_generates_consumer_tags() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    let cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let cons = consume(&ch, q.as_str(), "", false).await;
     assert!(
         cons.tag().as_str().starts_with("amq.ctag-"),
         "{}",
@@ -187,15 +133,7 @@ async fn deleting_a_queue_cancels_its_consumers() {
     )
     .await
     .expect("declare");
-    let mut cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch, q.as_str(), "", false).await;
     let (_c2, ch2) = channel().await;
     ch2.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
         .await
@@ -229,15 +167,7 @@ async fn closing_a_channel_requeues_unacked_in_order() {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
     let ch2 = c.create_channel().await.expect("ch2");
-    let mut cons = ch2
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch2, q.as_str(), "", false).await;
     for _ in 0..4 {
         let d = next(&mut cons).await;
         assert!(!d.redelivered);
@@ -371,15 +301,7 @@ async fn ack_multiple_and_zero_tag() {
 async fn cancel_then_consume_again() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
-    let cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "tag".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let cons = consume(&ch, q.as_str(), "tag", false).await;
     ch.basic_cancel(cons.tag(), BasicCancelOptions::default())
         .await
         .expect("cancel");
@@ -387,15 +309,7 @@ async fn cancel_then_consume_again() {
     ch.basic_cancel("never".into(), BasicCancelOptions::default())
         .await
         .expect("cancel unknown");
-    let mut cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "tag".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("tag reusable after cancel");
+    let mut cons = consume(&ch, q.as_str(), "tag", false).await;
     publish(&ch, "", &q, b"x").await;
     assert_eq!(next(&mut cons).await.data, b"x");
 }

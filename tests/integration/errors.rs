@@ -1,5 +1,6 @@
 //! Channel and connection errors with RabbitMQ's reply codes, through lapin.
 
+use crate::common::ops::*;
 use crate::common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -153,19 +154,16 @@ async fn publish_to_missing_exchange_is_404() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm");
-    let r = ch
-        .basic_publish(
-            uniq("nox").as_str().into(),
-            "k".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await;
-    let r = match r {
-        Ok(confirm) => confirm.await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let r = confirmed(
+        &ch,
+        uniq("nox").as_str().into(),
+        "k".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    )
+    .await
+    .map(|_| ());
     assert_code(r, 404);
     assert!(c.status().connected());
 }
@@ -194,20 +192,10 @@ async fn ack_of_unknown_delivery_tag_is_406() {
 #[tokio::test]
 async fn double_ack_is_406() {
     let (_c, ch) = channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
+    let q = temp_queue(&ch).await;
     ch.basic_publish(
         "".into(),
-        q.name().as_str().into(),
+        q.as_str().into(),
         BasicPublishOptions::default(),
         b"x",
         BasicProperties::default(),
@@ -216,7 +204,7 @@ async fn double_ack_is_406() {
     .expect("pub");
     let m = loop {
         if let Some(m) = ch
-            .basic_get(q.name().as_str().into(), BasicGetOptions::default())
+            .basic_get(q.as_str().into(), BasicGetOptions::default())
             .await
             .expect("get")
         {
@@ -235,29 +223,11 @@ async fn double_ack_is_406() {
 #[tokio::test]
 async fn duplicate_consumer_tag_is_530_on_the_connection() {
     let (c, ch) = channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
-    let _first = ch
-        .basic_consume(
-            q.name().as_str().into(),
-            "dup".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("first");
+    let q = temp_queue(&ch).await;
+    let _first = consume(&ch, q.as_str(), "dup", false).await;
     assert_code(
         ch.basic_consume(
-            q.name().as_str().into(),
+            q.as_str().into(),
             "dup".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -278,19 +248,16 @@ async fn user_id_mismatch_is_406() {
         .await
         .expect("confirm");
     let props = BasicProperties::default().with_user_id("mallory".into());
-    let r = match ch
-        .basic_publish(
-            "".into(),
-            "x".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            props,
-        )
-        .await
-    {
-        Ok(confirm) => confirm.await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let r = confirmed(
+        &ch,
+        "".into(),
+        "x".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        props,
+    )
+    .await
+    .map(|_| ());
     let e = assert_code(r, 406);
     assert!(
         text(&e).contains("user_id property set to 'mallory'"),
@@ -373,20 +340,10 @@ async fn declaring_amq_names_is_403() {
 #[tokio::test]
 async fn binding_to_the_default_exchange_is_403() {
     let (_c, ch) = channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
+    let q = temp_queue(&ch).await;
     assert_code(
         ch.queue_bind(
-            q.name().as_str().into(),
+            q.as_str().into(),
             "".into(),
             "k".into(),
             QueueBindOptions::default(),
@@ -466,19 +423,16 @@ async fn message_over_max_size_is_406() {
         .await
         .expect("confirm");
     let body = vec![0u8; 1024 * 1024 + 1];
-    let r = match ch
-        .basic_publish(
-            "".into(),
-            "x".into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-    {
-        Ok(confirm) => confirm.await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let r = confirmed(
+        &ch,
+        "".into(),
+        "x".into(),
+        BasicPublishOptions::default(),
+        &body,
+        BasicProperties::default(),
+    )
+    .await
+    .map(|_| ());
     let e = assert_code(r, 406);
     assert!(
         text(&e).contains("is larger than configured max size"),
@@ -491,27 +445,9 @@ async fn message_over_max_size_is_406() {
 #[tokio::test]
 async fn delete_if_unused_and_if_empty_are_406() {
     let (c, ch) = channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
-    let name = q.name().to_string();
-    let _consumer = ch
-        .basic_consume(
-            name.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let q = temp_queue(&ch).await;
+    let name = q.clone();
+    let _consumer = consume(&ch, name.as_str(), "", false).await;
     let e = assert_code(
         ch.queue_delete(
             name.as_str().into(),
@@ -525,23 +461,13 @@ async fn delete_if_unused_and_if_empty_are_406() {
     );
     assert!(text(&e).contains("in use"), "{}", text(&e));
     let ch = c.create_channel().await.expect("ch");
-    let q2 = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
+    let q2 = temp_queue(&ch).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm");
     ch.basic_publish(
         "".into(),
-        q2.name().as_str().into(),
+        q2.as_str().into(),
         BasicPublishOptions::default(),
         b"x",
         BasicProperties::default(),
@@ -552,7 +478,7 @@ async fn delete_if_unused_and_if_empty_are_406() {
     .expect("confirm");
     let e = assert_code(
         ch.queue_delete(
-            q2.name().as_str().into(),
+            q2.as_str().into(),
             QueueDeleteOptions {
                 if_empty: true,
                 ..Default::default()
@@ -576,19 +502,9 @@ async fn exchange_delete_if_unused_is_406() {
     )
     .await
     .expect("x");
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
+    let q = temp_queue(&ch).await;
     ch.queue_bind(
-        q.name().as_str().into(),
+        q.as_str().into(),
         x.as_str().into(),
         "".into(),
         QueueBindOptions::default(),
@@ -639,19 +555,16 @@ async fn publish_to_internal_exchange_is_403() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm");
-    let r = match ch
-        .basic_publish(
-            x.as_str().into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await
-    {
-        Ok(confirm) => confirm.await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let r = confirmed(
+        &ch,
+        x.as_str().into(),
+        "".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    )
+    .await
+    .map(|_| ());
     assert_code(r, 403);
 }
 
@@ -673,21 +586,11 @@ async fn empty_queue_name_without_declare_is_404() {
 #[tokio::test]
 async fn invalid_x_match_is_406() {
     let (_c, ch) = channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
+    let q = temp_queue(&ch).await;
     let args = table(&[("x-match", AMQPValue::LongString("bogus".into()))]);
     assert_code(
         ch.queue_bind(
-            q.name().as_str().into(),
+            q.as_str().into(),
             "amq.headers".into(),
             "".into(),
             QueueBindOptions::default(),

@@ -357,15 +357,7 @@ async fn confirmed_messages_survive_kill_9() {
         let acked = Arc::new(Mutex::new(BTreeSet::new()));
         let cch = c.create_channel().await.expect("consumer channel");
         // No prefetch limit: unsettled deliveries pile up unacked without stalling the rest.
-        let mut consumer = cch
-            .basic_consume(
-                "crashq".into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
+        let mut consumer = consume(&cch, "crashq", "", false).await;
         let acked2 = acked.clone();
         let consume_task = tokio::spawn(async move {
             use futures_lite::StreamExt;

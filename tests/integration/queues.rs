@@ -8,24 +8,14 @@ use lapin::types::FieldTable;
 #[tokio::test]
 async fn server_named_queue_and_declare_ok_counts() {
     let (_c, ch) = channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q");
-    assert!(q.name().as_str().starts_with("amq.gen-"), "{}", q.name());
+    let q = temp_queue(&ch).await;
+    assert!(q.as_str().starts_with("amq.gen-"), "{}", q);
     for i in 0..3 {
-        publish(&ch, "", q.name().as_str(), format!("{i}").as_bytes()).await;
+        publish(&ch, "", q.as_str(), format!("{i}").as_bytes()).await;
     }
     let again = ch
         .queue_declare(
-            q.name().as_str().into(),
+            q.as_str().into(),
             QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
@@ -35,18 +25,10 @@ async fn server_named_queue_and_declare_ok_counts() {
         .await
         .expect("passive");
     assert_eq!((again.message_count(), again.consumer_count()), (3, 0));
-    let _consumer = ch
-        .basic_consume(
-            q.name().as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let _consumer = consume(&ch, q.as_str(), "", false).await;
     let again = ch
         .queue_declare(
-            q.name().as_str().into(),
+            q.as_str().into(),
             QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
@@ -59,7 +41,7 @@ async fn server_named_queue_and_declare_ok_counts() {
     // Redeclaring a server-named queue by name hits the reserved prefix, as in RabbitMQ.
     assert_code(
         ch.queue_declare(
-            q.name().as_str().into(),
+            q.as_str().into(),
             QueueDeclareOptions {
                 exclusive: true,
                 ..Default::default()
@@ -199,24 +181,8 @@ async fn auto_delete_queue_goes_after_its_last_consumer() {
     )
     .await
     .expect("declare");
-    let c1 = ch
-        .basic_consume(
-            q.as_str().into(),
-            "c1".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("c1");
-    let c2 = ch
-        .basic_consume(
-            q.as_str().into(),
-            "c2".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("c2");
+    let c1 = consume(&ch, q.as_str(), "c1", false).await;
+    let c2 = consume(&ch, q.as_str(), "c2", false).await;
     ch.basic_cancel(c1.tag(), BasicCancelOptions::default())
         .await
         .expect("cancel c1");

@@ -333,30 +333,8 @@ async fn direct_reply_to_round_trip() {
     let (_c, requester) = channel().await;
     let (_c2, server) = channel().await;
     let rpc_queue = temp_queue(&server).await;
-    let mut replies = requester
-        .basic_consume(
-            "amq.rabbitmq.reply-to".into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("reply consumer");
-    let mut requests = server
-        .basic_consume(
-            rpc_queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut replies = consume(&requester, "amq.rabbitmq.reply-to", "", true).await;
+    let mut requests = consume(&server, rpc_queue.as_str(), "", true).await;
     publish_props(
         &requester,
         "",
@@ -446,19 +424,16 @@ async fn direct_reply_to_rules() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm");
-    let r = match ch
-        .basic_publish(
-            "".into(),
-            "x".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
-        )
-        .await
-    {
-        Ok(confirm) => confirm.await.map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let r = confirmed(
+        &ch,
+        "".into(),
+        "x".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+    )
+    .await
+    .map(|_| ());
     let e = assert_code(r, 406);
     assert!(
         text(&e).contains("fast reply consumer does not exist"),

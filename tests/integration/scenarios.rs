@@ -398,18 +398,7 @@ async fn reject_with_requeue_redelivers_to_the_next_consumer() {
     ch.basic_reject(m.delivery_tag, BasicRejectOptions { requeue: true })
         .await
         .expect("reject");
-    let mut cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch, q.as_str(), "", true).await;
     let d = next(&mut cons).await;
     assert!(d.redelivered);
     assert_eq!(d.data, b"again");
@@ -453,15 +442,7 @@ async fn closing_the_connection_requeues_unacked() {
     .expect("q");
     publish(&ch, "", &q, b"held").await;
     let (c2, ch2) = channel().await;
-    let mut cons = ch2
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch2, q.as_str(), "", false).await;
     let _d = next(&mut cons).await;
     c2.close(200, "bye".into()).await.expect("close");
     let back = get_within(&ch, &q, true).await.expect("requeued");
@@ -481,15 +462,7 @@ async fn prefetch_zero_means_unlimited() {
     for i in 0..50 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
-    let mut cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch, q.as_str(), "", false).await;
     for _ in 0..50 {
         next(&mut cons).await;
     }
@@ -502,15 +475,7 @@ async fn qos_applies_to_consumers_created_after_it() {
     for i in 0..5 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
-    let mut unlimited = ch
-        .basic_consume(
-            q.as_str().into(),
-            "a".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("a");
+    let mut unlimited = consume(&ch, q.as_str(), "a", false).await;
     for _ in 0..5 {
         next(&mut unlimited).await;
     }
@@ -521,15 +486,7 @@ async fn qos_applies_to_consumers_created_after_it() {
     for i in 0..3 {
         publish(&ch, "", &q2, format!("{i}").as_bytes()).await;
     }
-    let mut limited = ch
-        .basic_consume(
-            q2.as_str().into(),
-            "b".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("b");
+    let mut limited = consume(&ch, q2.as_str(), "b", false).await;
     next(&mut limited).await;
     assert!(quiet(&mut limited, 200).await);
 }
@@ -595,18 +552,7 @@ async fn many_channels_on_one_connection() {
     // Channels are independent: their publishes land in the queue in no set order or time.
     let mut n = 0;
     for _ in 0..100 {
-        n = chans[0]
-            .queue_declare(
-                q.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("q")
-            .message_count();
+        n = message_count(&chans[0], q.as_str()).await;
         if n == 100 {
             break;
         }
@@ -886,18 +832,7 @@ async fn per_message_ttl_expires_only_at_the_head() {
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The expired message sits behind a live one and still counts, as in RabbitMQ.
-    let n = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("q")
-        .message_count();
+    let n = message_count(&ch, q.as_str()).await;
     assert_eq!(n, 2);
     // But it is never delivered.
     assert_eq!(drain(&ch, &q).await, vec!["blocker"]);

@@ -35,20 +35,6 @@ async fn cleanup(ch: &lapin::Channel, queues: &[&str]) {
     }
 }
 
-async fn count(ch: &lapin::Channel, q: &str) -> u32 {
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive")
-    .message_count()
-}
-
 async fn get_msg(ch: &lapin::Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
     ch.basic_get(q.into(), BasicGetOptions { no_ack: true })
         .await
@@ -88,7 +74,7 @@ async fn queue_ttl_expires_messages() {
     publish(&ch, "", &q, b"old").await;
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
-        count(&ch, &q).await,
+        message_count(&ch, &q).await,
         0,
         "expired messages are not counted once removed"
     );
@@ -134,18 +120,7 @@ async fn ttl_zero_delivers_only_to_a_ready_consumer() {
     publish(&ch, "", &q, b"nobody").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(get(&ch, &q).await.is_none());
-    let mut c = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut c = consume(&ch, q.as_str(), "", true).await;
     publish(&ch, "", &q, b"someone").await;
     assert_eq!(next(&mut c).await.data, b"someone");
     cleanup(&ch, &[&q]).await;
@@ -158,19 +133,16 @@ async fn invalid_expiration_is_406() {
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .expect("confirm");
-        let r = match ch
-            .basic_publish(
-                "".into(),
-                "x".into(),
-                BasicPublishOptions::default(),
-                b"x",
-                BasicProperties::default().with_expiration(exp.into()),
-            )
-            .await
-        {
-            Ok(c) => c.await.map(|_| ()),
-            Err(e) => Err(e),
-        };
+        let r = confirmed(
+            &ch,
+            "".into(),
+            "x".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default().with_expiration(exp.into()),
+        )
+        .await
+        .map(|_| ());
         let e = assert_code(r, 406);
         assert_eq!(
             text(&e),
@@ -347,7 +319,7 @@ async fn expiry_cycle_back_to_the_same_queue_is_dropped() {
     .await;
     publish(&ch, "", &q, b"loop").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(&ch, &q).await, 0);
+    assert_eq!(message_count(&ch, &q).await, 0);
     cleanup(&ch, &[&q]).await;
 }
 
@@ -486,15 +458,7 @@ async fn consumer_priorities() {
         .basic_qos(2, BasicQosOptions::default())
         .await
         .expect("qos");
-    let mut low = ch_low
-        .basic_consume(
-            q.as_str().into(),
-            "low".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("low");
+    let mut low = consume(&ch_low, q.as_str(), "low", false).await;
     let mut high = ch_high
         .basic_consume(
             q.as_str().into(),
@@ -526,30 +490,8 @@ async fn single_active_consumer() {
     .await;
     let ch1 = c.create_channel().await.expect("ch1");
     let ch2 = c.create_channel().await.expect("ch2");
-    let mut first = ch1
-        .basic_consume(
-            q.as_str().into(),
-            "first".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("first");
-    let mut second = ch2
-        .basic_consume(
-            q.as_str().into(),
-            "second".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("second");
+    let mut first = consume(&ch1, q.as_str(), "first", true).await;
+    let mut second = consume(&ch2, q.as_str(), "second", true).await;
     for i in 0..3 {
         publish(&ch, "", &q, format!("{i}").as_bytes()).await;
     }
@@ -598,17 +540,9 @@ async fn queue_with_a_consumer_does_not_expire() {
         table(&[("x-expires", int(150))]),
     )
     .await;
-    let _consumer = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let _consumer = consume(&ch, q.as_str(), "", false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    count(&ch, &q).await;
+    message_count(&ch, &q).await;
     cleanup(&ch, &[&q]).await;
 }
 
@@ -913,18 +847,7 @@ async fn delayed_messages_are_routed_when_due() {
         vec!["now"],
         "no x-delay: routed at once"
     );
-    let mut cons = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut cons = consume(&ch, q.as_str(), "", true).await;
     assert_eq!(next(&mut cons).await.data, b"sooner");
     assert!(started.elapsed() >= Duration::from_millis(140));
     assert_eq!(next(&mut cons).await.data, b"later");
