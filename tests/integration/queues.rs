@@ -10,8 +10,22 @@ async fn server_named_queue_and_declare_ok_counts() {
     let (_c, ch) = channel().await;
     let q = temp_queue(&ch).await;
     assert!(q.as_str().starts_with("amq.gen-"), "{}", q);
+    // Confirmed, so the messages are in the queue before it is counted (RabbitMQ's count
+    // can otherwise lag behind publishes still in flight).
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
     for i in 0..3 {
-        publish(&ch, "", q.as_str(), format!("{i}").as_bytes()).await;
+        confirmed(
+            &ch,
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions::default(),
+            format!("{i}").as_bytes(),
+            Default::default(),
+        )
+        .await
+        .expect("confirmed");
     }
     let again = ch
         .queue_declare(
