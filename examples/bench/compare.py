@@ -18,10 +18,13 @@ p.add_argument("--seconds", type=int, default=10)
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--rmq-port", type=int, default=5675)
 p.add_argument("--warren-port", type=int, default=5685)
+p.add_argument("--rows", default="abcdefgh",
+               help="rows to run; a subset prints its table and leaves results.md and the chart alone")
 a = p.parse_args()
 
 ROOT = a.root
 PERF = os.path.join(ROOT, "target/release/examples/perf")
+FLOOR = os.path.join(ROOT, "target/release/examples/latency_floor")
 WARREN = os.path.join(ROOT, "target/release/warren")
 RMQ = os.path.join(ROOT, "conformance/rabbitmq-local.sh")
 HZ = os.sysconf("SC_CLK_TCK")
@@ -161,6 +164,25 @@ def measure(broker, args, seconds):
     return r
 
 
+def floor(seconds):
+    """Row e's floor: the same paced client through a relay thread that does no work (both brokers
+    paused), run in the same rounds so it drifts with the machine like the brokers do."""
+    pause(rabbit, True)
+    pause(warren, True)
+    try:
+        out = subprocess.run([FLOOR, "--mode", "thread", "--rate", "1000", "--time", str(seconds)],
+                             capture_output=True, text=True)
+    finally:
+        pause(rabbit, False)
+        pause(warren, False)
+    line = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if not line:
+        raise RuntimeError(f"latency_floor failed: {out.stderr[-500:]}")
+    return json.loads(line[-1])
+
+
+SCENARIOS = [s for s in SCENARIOS if s[0] in a.rows]
+full = set("abcdefgh") <= set(a.rows)
 rabbit, warren = Rabbit(), Warren()
 rabbit.start()
 warren.start()
@@ -173,8 +195,12 @@ try:
                 results.setdefault((key, b.name), []).append(r)
                 print(f"{key} round {rnd + 1} {b.name}: {r['consume_rate']:.0f} msg/s, p99 {r['latency_us']['p99']} us, "
                       f"{r['cpu_us_per_msg']:.2f} us CPU/msg", flush=True)
+            if key == "e":
+                r = floor(a.seconds)
+                results.setdefault(("e", "floor"), []).append(r)
+                print(f"e round {rnd + 1} floor (relay thread, no broker): p99 {r['latency_us']['p99']} us", flush=True)
     # g: RSS with 1,000,000 queued 16 B transient messages, no consumer.
-    for b in (rabbit, warren):
+    for b in (rabbit, warren) if "g" in a.rows else ():
         pause(rabbit if b is warren else warren, False)
         before = rss_kib(b.pids)
         perf(b, "--size 16 --consumers 0 --pmessages 1000000 --confirm 1000 --keep", 30)
@@ -187,7 +213,7 @@ finally:
 
 # h: start to first connection.start, and idle RSS.
 h = {}
-for extra, label in (((), "sled"), (("--in-memory",), "in-memory")):
+for extra, label in (((), "sled"), (("--in-memory",), "in-memory")) if "h" in a.rows else ():
     times, rss = [], []
     for _ in range(5):
         warren.start(extra)
@@ -196,10 +222,11 @@ for extra, label in (((), "sled"), (("--in-memory",), "in-memory")):
         rss.append(rss_kib(warren.pids) / 1024)
         warren.stop()
     h[label] = (statistics.median(times), statistics.median(rss))
-rabbit.start()
-time.sleep(2)
-h["rabbit"] = (rabbit.startup_ms, rss_kib(rabbit.pids) / 1024)
-rabbit.stop()
+if "h" in a.rows:
+    rabbit.start()
+    time.sleep(2)
+    h["rabbit"] = (rabbit.startup_ms, rss_kib(rabbit.pids) / 1024)
+    rabbit.stop()
 
 
 def med(key, name, field):
@@ -220,6 +247,13 @@ for key, desc, _, metric in SCENARIOS:
     ratio = wm / rm if rm else 0
     rows.append(f"| {key} | {desc} | {rm:,.0f} | {wm:,.0f} | **{ratio:.2f}×** | {rc:.2f} | {wc:.2f} | {wc / rc if rc else 0:.2f} |")
     chart.append((key, ratio if metric == "rate" else (rm / wm if wm else 0)))
+    if key == "e":
+        fm = med("e", "floor", "latency_us.p99")
+        rows.append(f"| e | floor: the same paced client through a relay thread, no broker: p99 (us) | | {fm:,.0f} | "
+                    f"**{fm / rm if rm else 0:.2f}×** | | | |")
+if not full:
+    print("\n".join(rows))
+    raise SystemExit(0)
 g_r, g_w = results[("g", "RabbitMQ")][0]["rss_mib"], results[("g", "Warren")][0]["rss_mib"]
 rows.append(f"| g | RSS with 1,000,000 queued 16 B transient messages (MiB) | {g_r:,.0f} | {g_w:,.0f} | **{g_w / g_r:.2f}×** | | | |")
 rows.append(f"| h | start to first connection.start (ms): sled / in-memory | {h['rabbit'][0]:,.0f} | {h['sled'][0]:.1f} / {h['in-memory'][0]:.1f} | | | | |")
