@@ -17,8 +17,55 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
-    connections: Mutex<HashMap<u64, Outbox>>,
+    connections: Mutex<HashMap<u64, (Outbox, Arc<ConnMeta>)>>,
     next_connection: AtomicU64,
+    /// Counters of connections that have closed, so totals do not drop when they go.
+    closed: ConnStats,
+    pub started_at: std::time::Instant,
+}
+
+/// What the management API shows of a live connection. Counters are written only by the
+/// connection's own task, once per read burst or inbox drain, so they cost no contention.
+#[derive(Debug)]
+pub struct ConnMeta {
+    pub id: u64,
+    /// RabbitMQ's connection name: "peer -> local".
+    pub name: String,
+    pub peer: std::net::SocketAddr,
+    pub user: String,
+    pub vhost: String,
+    pub client_properties: amq_protocol::types::FieldTable,
+    pub connected_at_ms: u64,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    pub channels: AtomicU32,
+    pub stats: ConnStats,
+}
+
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub recv_oct: AtomicU64,
+    pub send_oct: AtomicU64,
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+}
+
+impl ConnStats {
+    fn add(&self, o: &ConnStats) {
+        for (a, b) in self.fields().into_iter().zip(o.fields()) {
+            a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    fn fields(&self) -> [&AtomicU64; 4] {
+        [
+            &self.recv_oct,
+            &self.send_oct,
+            &self.published,
+            &self.delivered,
+        ]
+    }
 }
 
 /// What boot found in the store.
@@ -55,6 +102,8 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
+            closed: ConnStats::default(),
+            started_at: std::time::Instant::now(),
         }))
     }
 
@@ -66,20 +115,75 @@ impl Broker {
             .cloned()
     }
 
-    pub fn register(&self, outbox: Outbox) -> u64 {
-        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register(&self, outbox: Outbox, meta: Arc<ConnMeta>) {
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, outbox);
-        id
+            .insert(meta.id, (outbox, meta));
     }
 
     pub fn unregister(&self, id: u64) {
-        self.connections
+        let gone = self
+            .connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        if let Some((_, meta)) = gone {
+            self.closed.add(&meta.stats);
+        }
+    }
+
+    /// Live connections, oldest first.
+    pub fn connections(&self) -> Vec<Arc<ConnMeta>> {
+        let mut v: Vec<Arc<ConnMeta>> = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(_, m)| m.clone())
+            .collect();
+        v.sort_by_key(|m| m.id);
+        v
+    }
+
+    /// Totals over every connection this broker has had: (recv_oct, send_oct, published,
+    /// delivered).
+    pub fn totals(&self) -> [u64; 4] {
+        let mut t = self.closed.fields().map(|a| a.load(Ordering::Relaxed));
+        for m in self.connections() {
+            for (x, a) in t.iter_mut().zip(m.stats.fields()) {
+                *x += a.load(Ordering::Relaxed);
+            }
+        }
+        t
+    }
+
+    /// Close one connection by name with 320 CONNECTION_FORCED; false if there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        match conns.values().find(|(_, m)| m.name == name) {
+            Some((outbox, _)) => {
+                let _ = outbox.send(Outbound::ForceClose(reason.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut v: Vec<Arc<VHost>> = self
+            .vhosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     pub fn connection_count(&self) -> usize {
@@ -96,6 +200,7 @@ impl Broker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .map(|(o, _)| o)
         {
             let _ = outbox.send(Outbound::ForceClose(reason.to_string()));
         }

@@ -20,6 +20,8 @@ pub struct Config {
     pub heartbeat: u16,
     /// RabbitMQ's handshake_timeout.
     pub handshake_timeout_ms: u64,
+    /// Port of the management HTTP API (RabbitMQ's is 15672); None runs without it.
+    pub mgmt_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             frame_max: 131072,
             heartbeat: 60,
             handshake_timeout_ms: 10_000,
+            mgmt_port: None,
         }
     }
 }

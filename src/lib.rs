@@ -27,6 +27,7 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod mgmt;
 pub mod names;
 pub mod queue;
 pub mod server;
@@ -44,6 +45,7 @@ use tokio::sync::oneshot;
 /// A broker running inside this process.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    mgmt: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -59,6 +61,11 @@ impl BrokerHandle {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
+    /// Where the management HTTP API listens, when `Config::mgmt_port` asked for it.
+    pub fn mgmt_addr(&self) -> Option<SocketAddr> {
+        self.mgmt.as_ref().map(|(a, _)| *a)
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -69,20 +76,37 @@ impl BrokerHandle {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        if let Some((_, task)) = self.mgmt.take() {
+            task.abort();
+        }
     }
 }
 
-/// Bind `config.bind:config.port` (port 0 picks a free one) and serve in the background.
+/// Bind `config.bind:config.port` (port 0 picks a free one) and serve in the background; with
+/// `config.mgmt_port`, the management API too (0 picks a free port).
 pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
+    let mgmt_listener = match config.mgmt_port {
+        Some(port) => Some(tokio::net::TcpListener::bind((config.bind.as_str(), port)).await?),
+        None => None,
+    };
     let broker = Broker::new(config)?;
+    let mgmt = match mgmt_listener {
+        Some(l) => {
+            let a = l.local_addr()?;
+            let task = tokio::spawn(mgmt::run(l, broker.clone(), std::future::pending()));
+            Some((a, task))
+        }
+        None => None,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, broker.clone(), async move {
         let _ = stopped.await;
     }));
     Ok(BrokerHandle {
         addr,
+        mgmt,
         broker,
         stop: Some(stop),
         task,

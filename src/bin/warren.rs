@@ -34,6 +34,10 @@ struct Args {
     /// Worker threads (0 = one per CPU; 1 runs everything on one thread).
     #[arg(long, env = "WARREN_THREADS", default_value_t = 0)]
     threads: usize,
+    /// Management HTTP API port (RabbitMQ's is 15672; 0 disables). If the port is taken the
+    /// broker logs a warning and runs without it.
+    #[arg(long, env = "WARREN_MGMT_PORT", default_value_t = 15672)]
+    mgmt_port: u16,
     /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     heartbeat: u16,
@@ -65,6 +69,7 @@ fn main() -> std::process::ExitCode {
         sync: !args.no_sync,
         max_message_size: args.max_message_size,
         heartbeat: args.heartbeat,
+        mgmt_port: (args.mgmt_port != 0).then_some(args.mgmt_port),
         ..Config::default()
     };
     let runtime = match args.threads {
@@ -107,6 +112,17 @@ fn main() -> std::process::ExitCode {
         match listener.local_addr() {
             Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
             Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
+        }
+        if let Some(port) = broker.config.mgmt_port {
+            match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
+                Ok(l) => {
+                    tracing::info!(port, "management API listening");
+                    tokio::spawn(warren::mgmt::run(l, broker.clone(), std::future::pending()));
+                }
+                Err(e) => {
+                    tracing::warn!(port, error = %e, "management API disabled: cannot listen")
+                }
+            }
         }
         warren::server::run(listener, broker, shutdown_signal()).await;
         tracing::info!("stopped");

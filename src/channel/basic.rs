@@ -213,6 +213,10 @@ impl Channel {
             );
             return Ok(());
         };
+        let stats = &cx.conn.meta.stats;
+        stats
+            .delivered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = self.next_tag();
         let m = entry.message.clone();
         cx.send(
@@ -327,6 +331,10 @@ impl Channel {
             raw_properties,
             body,
         } = content;
+        let stats = &cx.conn.meta.stats;
+        stats
+            .published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut rewritten = false;
         let vh = cx.conn.vhost.clone();
         let exchange = publish.exchange.as_str();

@@ -21,6 +21,8 @@ pub struct Negotiated {
     pub frame_max: u32,
     pub heartbeat: u16,
     pub caps: ClientCaps,
+    /// As the client sent them in start-ok, for the management API.
+    pub client_properties: amq_protocol::types::FieldTable,
 }
 
 /// How a failed handshake ends.
@@ -256,6 +258,7 @@ pub async fn run(
         frame_max: tune_ok.frame_max,
         heartbeat: tune_ok.heartbeat,
         caps,
+        client_properties: start_ok.client_properties,
     })
 }
 

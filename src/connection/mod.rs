@@ -20,6 +20,7 @@ use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +68,8 @@ pub struct ConnInfo {
     pub channel_max: u16,
     pub caps: ClientCaps,
     pub max_message_size: u64,
+    /// What the management API sees of this connection, counters included.
+    pub meta: Arc<crate::broker::ConnMeta>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -115,7 +118,23 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         Ok(Ok(n)) => n,
     };
     let (outbox, inbox) = mpsc::unbounded_channel();
-    let id = broker.register(outbox.clone());
+    let id = broker.next_connection_id();
+    let local = stream.local_addr().unwrap_or(peer);
+    let meta = Arc::new(crate::broker::ConnMeta {
+        id,
+        name: format!("{peer} -> {local}"),
+        peer,
+        user: negotiated.user.clone(),
+        vhost: negotiated.vhost.name.clone(),
+        client_properties: negotiated.client_properties,
+        connected_at_ms: crate::queue::now_ms(),
+        channel_max: negotiated.channel_max,
+        frame_max: negotiated.frame_max,
+        heartbeat: negotiated.heartbeat,
+        channels: Default::default(),
+        stats: Default::default(),
+    });
+    broker.register(outbox.clone(), meta.clone());
     let span = tracing::info_span!("connection", id, %peer, user = %negotiated.user);
     let _enter = span.enter();
     tracing::info!(vhost = %negotiated.vhost.name, "connection open");
@@ -130,6 +149,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
             channel_max: negotiated.channel_max,
             caps: negotiated.caps,
             max_message_size: broker.config.max_message_size,
+            meta,
         },
         channels: HashMap::new(),
         out: Vec::with_capacity(READ_BUFFER),
@@ -215,7 +235,8 @@ impl Connection {
                 r = reader.read_buf(&mut rbuf), if running && pending < WRITE_HIGH_WATER => {
                     match r {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.info.meta.stats.recv_oct.fetch_add(n as u64, Relaxed);
                             last_read = Instant::now();
                             self.process(&mut rbuf);
                             if rbuf.capacity() - rbuf.len() < 4096 {
@@ -228,6 +249,7 @@ impl Connection {
                     match r {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
+                            self.info.meta.stats.send_oct.fetch_add(n as u64, Relaxed);
                             written += n;
                             wrote_since_tick = true;
                             if written == self.out.len() {
@@ -312,6 +334,8 @@ impl Connection {
     }
 
     fn after_burst(&mut self) {
+        let channels = u32::try_from(self.channels.len()).unwrap_or(u32::MAX);
+        self.info.meta.channels.store(channels, Relaxed);
         for q in std::mem::take(&mut self.kicks) {
             q.kick(&mut self.fx);
         }
@@ -559,6 +583,7 @@ impl Connection {
     fn outbound(&mut self, m: Outbound) {
         match m {
             Outbound::Deliver(d) => {
+                self.info.meta.stats.delivered.fetch_add(1, Relaxed);
                 if d.no_ack && d.credit.release(1) {
                     let q = d.queue.clone();
                     if !self.kicks.iter().any(|k| Arc::ptr_eq(k, &q)) {

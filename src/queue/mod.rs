@@ -24,6 +24,7 @@ use crate::message::Message;
 use crate::store::{Op, QueueKey};
 use amq_protocol::types::FieldTable;
 use ready::Ready;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// A message sitting in (or out on delivery from) one queue.
@@ -75,6 +76,9 @@ pub struct Queue {
     sink: Option<Weak<dyn Sink>>,
     /// Wakes the timer task when an earlier deadline appears.
     wake: Arc<tokio::sync::Notify>,
+    /// Messages handed to consumers or basic.get and not yet settled or requeued (RabbitMQ's
+    /// messages_unacknowledged, in-flight deliveries included).
+    outstanding: AtomicU64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -97,6 +101,17 @@ struct State {
     timer_running: bool,
     /// The deadline the timer task sleeps until, if any.
     timer_deadline: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    pub tag: String,
+    pub conn_id: u64,
+    pub channel: u16,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub priority: i32,
+    pub prefetch: u32,
 }
 
 pub fn now_ms() -> u64 {
@@ -123,6 +138,7 @@ impl Queue {
             config,
             sink,
             wake: Arc::new(tokio::sync::Notify::new()),
+            outstanding: AtomicU64::new(0),
         });
         if q.config.args.expires.is_some() {
             let mut st = q.lock();
@@ -163,6 +179,36 @@ impl Queue {
 
     pub fn message_count(&self) -> u32 {
         u32::try_from(self.lock().ready.len()).unwrap_or(u32::MAX)
+    }
+
+    /// A snapshot of the consumers, for the management API.
+    pub fn consumers(&self) -> Vec<ConsumerInfo> {
+        self.lock()
+            .consumers
+            .iter()
+            .map(|c| ConsumerInfo {
+                tag: c.tag.to_string(),
+                conn_id: c.conn_id,
+                channel: c.channel,
+                no_ack: c.no_ack,
+                exclusive: c.exclusive,
+                priority: c.priority,
+                prefetch: if c.no_ack { 0 } else { c.credit.limit() },
+            })
+            .collect()
+    }
+
+    pub fn unacked_count(&self) -> u64 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn returned(&self, n: u64) {
+        // Saturating: a miscount must never wrap into a huge figure.
+        let _ = self
+            .outstanding
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -278,6 +324,7 @@ impl Queue {
     ) {
         let mut st = self.lock();
         for mut entry in entries {
+            self.returned(1);
             if st.deleted {
                 self.forget(&entry, true, fx);
                 continue;
@@ -351,7 +398,10 @@ impl Queue {
                 credit: c.credit.clone(),
             };
             match c.outbox.send(Outbound::Deliver(delivery)) {
-                Ok(()) => st.cursor = idx + 1,
+                Ok(()) => {
+                    st.cursor = idx + 1;
+                    self.outstanding.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(err) => {
                     // The consumer's connection is gone: take the message back and drop it.
                     if let Outbound::Deliver(d) = err.0 {
@@ -388,10 +438,12 @@ impl Queue {
     /// Messages that left the queue for good (acked, or auto-acked on delivery).
     pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
         if self.config.store_key.is_none() {
+            self.returned(entries.into_iter().count() as u64);
             return;
         }
         let deleted = self.lock().deleted;
         for e in entries {
+            self.returned(1);
             self.forget(&e, deleted, fx);
         }
     }
@@ -400,6 +452,7 @@ impl Queue {
     pub fn discard(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
         let deleted = self.lock().deleted;
         for e in entries {
+            self.returned(1);
             self.dead_letter(&e.message, Reason::Rejected, fx);
             self.forget(&e, deleted, fx);
         }
@@ -441,6 +494,7 @@ impl Queue {
         let Some(entry) = st.ready.pop_front() else {
             return Ok(None);
         };
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
         let left = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
         Ok(Some((entry, left)))
     }

@@ -177,7 +177,8 @@ impl VHost {
         }
     }
 
-    pub(super) fn submit(&self, fx: &mut Effects) {
+    /// Route dead letters, then hand storage writes to the committer without waiting for them.
+    pub fn submit(&self, fx: &mut Effects) {
         self.route_dead_letters(fx);
         if fx.ops.is_empty() {
             return;

@@ -18,10 +18,28 @@ pub fn external() -> bool {
 /// URL of the broker under test: WARREN_TEST_AMQP_URL, or an in-process Warren started once on
 /// 127.0.0.1:0 on its own runtime thread (so it outlives each test's runtime).
 pub fn url() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
+    broker().0.clone()
+}
+
+/// host:port of the management API under test: WARREN_TEST_MGMT_ADDR with an external broker
+/// (RabbitMQ's management plugin), else the in-process Warren's. None: skip management tests.
+pub fn mgmt_addr() -> Option<String> {
+    if external() {
+        return std::env::var("WARREN_TEST_MGMT_ADDR")
+            .ok()
+            .filter(|a| !a.is_empty());
+    }
+    broker().1.clone()
+}
+
+fn broker() -> &'static (String, Option<String>) {
+    static BROKER: OnceLock<(String, Option<String>)> = OnceLock::new();
+    BROKER.get_or_init(|| {
         if external() {
-            return std::env::var("WARREN_TEST_AMQP_URL").unwrap_or_default();
+            return (
+                std::env::var("WARREN_TEST_AMQP_URL").unwrap_or_default(),
+                None,
+            );
         }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -34,16 +52,17 @@ pub fn url() -> String {
                 let config = warren::Config {
                     port: 0,
                     max_message_size: 1024 * 1024,
+                    mgmt_port: Some(0),
                     ..Default::default()
                 };
                 let handle = warren::start(config).await.expect("start warren");
-                tx.send(handle.url()).expect("send url");
+                let mgmt = handle.mgmt_addr().map(|a| a.to_string());
+                tx.send((handle.url(), mgmt)).expect("send url");
                 std::future::pending::<()>().await;
             });
         });
         rx.recv().expect("broker url")
     })
-    .clone()
 }
 
 pub fn addr() -> String {

@@ -8,6 +8,7 @@ mod confirms;
 mod consumers;
 mod errors;
 mod handshake;
+mod mgmt;
 mod persistence;
 mod process;
 mod queues;

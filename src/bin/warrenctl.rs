@@ -1,0 +1,511 @@
+//! `warrenctl`: manage a running Warren over its management HTTP API, in the style of
+//! rabbitmqadmin (`list queues name messages`, `declare queue name=q durable=false`) with
+//! rabbitmqctl's common verbs as aliases (`list_queues`, `purge_queue q`). Works against
+//! RabbitMQ's management plugin too.
+
+use clap::Parser;
+use serde_json::{json, Map, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warrenctl",
+    version,
+    about = "Manage a Warren broker over its management API",
+    after_help = "Commands:
+  overview                                 broker totals and versions
+  list <queues|exchanges|bindings|connections|consumers|vhosts> [column ...]
+  show <queue|exchange> name=N             one object as JSON
+  declare queue name=N [durable=true] [auto_delete=false] [arguments=JSON]
+  declare exchange name=N type=T [durable=true] [auto_delete=false] [internal=false] [arguments=JSON]
+  declare binding source=X destination=D [destination_type=queue|exchange] [routing_key=K] [arguments=JSON]
+  delete queue name=N [if_empty=true] [if_unused=true]
+  delete exchange name=N [if_unused=true]
+  delete binding source=X destination=D [destination_type=queue] [properties_key=K | routing_key=K]
+  purge queue name=N
+  publish [exchange=X] routing_key=K payload=P [properties=JSON] [payload_encoding=string|base64]
+  get queue=N [count=1] [ackmode=ack_requeue_true]
+  close connection name=N
+  export                                   definitions as JSON
+rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connections,
+  list_consumers, list_vhosts, purge_queue N, delete_queue N, close_connection N [reason]"
+)]
+struct Args {
+    #[arg(
+        long,
+        short = 'H',
+        env = "WARREN_MGMT_HOST",
+        default_value = "127.0.0.1"
+    )]
+    host: String,
+    #[arg(long, short = 'P', env = "WARREN_MGMT_PORT", default_value_t = 15672)]
+    port: u16,
+    #[arg(long, short = 'u', default_value = "guest")]
+    username: String,
+    #[arg(long, short = 'p', default_value = "guest")]
+    password: String,
+    #[arg(long, default_value = "/")]
+    vhost: String,
+    /// table, tsv (no header, for scripts) or json.
+    #[arg(long, short = 'f', default_value = "table")]
+    format: String,
+    /// The command and its arguments (see below).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warrenctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(a: &Args) -> Res<String> {
+    let words: Vec<&str> = a.command.iter().map(String::as_str).collect();
+    let v = enc(&a.vhost);
+    let (verb, rest) = match words.as_slice() {
+        [] => return Err("no command; try --help".into()),
+        [verb, rest @ ..] => (*verb, rest),
+    };
+    // rabbitmqctl's verbs become rabbitmqadmin's.
+    if let Some(kind) = verb.strip_prefix("list_") {
+        return list(a, &v, kind, rest);
+    }
+    match (verb, rest) {
+        ("purge_queue", [name, ..]) => {
+            return request(
+                a,
+                "DELETE",
+                &format!("queues/{v}/{}/contents", enc(name)),
+                None,
+            )
+            .map(|_| format!("queue {name} purged"))
+        }
+        ("delete_queue", [name, ..]) => {
+            return request(a, "DELETE", &format!("queues/{v}/{}", enc(name)), None)
+                .map(|_| format!("queue {name} deleted"))
+        }
+        ("close_connection", [name, reason @ ..]) => {
+            return close(a, name, reason.first().copied())
+        }
+        _ => {}
+    }
+    let kv = |from: &[&str]| -> Res<Map<String, Value>> { pairs(from) };
+    match (verb, rest) {
+        ("overview" | "status", _) => {
+            let o = request(a, "GET", "overview", None)?;
+            if a.format == "json" {
+                return Ok(o.to_string());
+            }
+            let t = &o["object_totals"];
+            let q = &o["queue_totals"];
+            Ok(format!(
+                "product: {} {} (RabbitMQ {})\nnode: {}\nconnections: {}  channels: {}  exchanges: {}  queues: {}  consumers: {}\nmessages: {}  ready: {}  unacknowledged: {}",
+                s(&o["product_name"]), s(&o["product_version"]), s(&o["rabbitmq_version"]),
+                s(&o["node"]), t["connections"], t["channels"], t["exchanges"], t["queues"],
+                t["consumers"], q["messages"], q["messages_ready"], q["messages_unacknowledged"]
+            ))
+        }
+        ("list", [kind, cols @ ..]) => list(a, &v, kind, cols),
+        ("show", [kind @ ("queue" | "exchange"), rest @ ..]) => {
+            let m = kv(rest)?;
+            let name = need(&m, "name")?;
+            let o = request(a, "GET", &format!("{kind}s/{v}/{}", enc(&name)), None)?;
+            Ok(serde_json::to_string_pretty(&o).unwrap_or_default())
+        }
+        ("declare", ["queue", rest @ ..]) => {
+            let m = kv(rest)?;
+            let name = need(&m, "name")?;
+            let body = pick(&m, &["durable", "auto_delete", "arguments"]);
+            request(a, "PUT", &format!("queues/{v}/{}", enc(&name)), Some(body))?;
+            Ok(format!("queue {name} declared"))
+        }
+        ("declare", ["exchange", rest @ ..]) => {
+            let m = kv(rest)?;
+            let name = need(&m, "name")?;
+            need(&m, "type")?;
+            let body = pick(
+                &m,
+                &["type", "durable", "auto_delete", "internal", "arguments"],
+            );
+            request(
+                a,
+                "PUT",
+                &format!("exchanges/{v}/{}", enc(&name)),
+                Some(body),
+            )?;
+            Ok(format!("exchange {name} declared"))
+        }
+        ("declare", ["binding", rest @ ..]) => {
+            let m = kv(rest)?;
+            let (src, dst) = (need(&m, "source")?, need(&m, "destination")?);
+            let t = dest_type(&m)?;
+            let body = pick(&m, &["routing_key", "arguments"]);
+            let path = format!("bindings/{v}/e/{}/{t}/{}", enc(&src), enc(&dst));
+            request(a, "POST", &path, Some(body))?;
+            Ok(format!("binding {src} -> {dst} declared"))
+        }
+        ("delete", ["queue", rest @ ..]) => {
+            let m = kv(rest)?;
+            let name = need(&m, "name")?;
+            let q = query(&m, &["if_empty", "if_unused"]);
+            request(a, "DELETE", &format!("queues/{v}/{}{q}", enc(&name)), None)?;
+            Ok(format!("queue {name} deleted"))
+        }
+        ("delete", ["exchange", rest @ ..]) => {
+            let m = kv(rest)?;
+            let name = need(&m, "name")?;
+            let q = query(&m, &["if_unused"]);
+            request(
+                a,
+                "DELETE",
+                &format!("exchanges/{v}/{}{q}", enc(&name)),
+                None,
+            )?;
+            Ok(format!("exchange {name} deleted"))
+        }
+        ("delete", ["binding", rest @ ..]) => {
+            let m = kv(rest)?;
+            let (src, dst) = (need(&m, "source")?, need(&m, "destination")?);
+            let t = dest_type(&m)?;
+            let props = match (m.get("properties_key"), m.get("routing_key")) {
+                (Some(p), _) => s(p),
+                (None, Some(k)) if !s(k).is_empty() => s(k),
+                _ => "~".into(),
+            };
+            let path = format!(
+                "bindings/{v}/e/{}/{t}/{}/{}",
+                enc(&src),
+                enc(&dst),
+                enc(&props)
+            );
+            request(a, "DELETE", &path, None)?;
+            Ok(format!("binding {src} -> {dst} deleted"))
+        }
+        ("purge", ["queue", rest @ ..]) => {
+            let name = need(&kv(rest)?, "name")?;
+            request(
+                a,
+                "DELETE",
+                &format!("queues/{v}/{}/contents", enc(&name)),
+                None,
+            )?;
+            Ok(format!("queue {name} purged"))
+        }
+        ("publish", rest) => {
+            let m = kv(rest)?;
+            let x = m.get("exchange").map(s).filter(|x| !x.is_empty());
+            let x = x.unwrap_or_else(|| "amq.default".into());
+            let mut body = pick(
+                &m,
+                &["routing_key", "payload", "payload_encoding", "properties"],
+            );
+            for (k, d) in [
+                ("routing_key", ""),
+                ("payload", ""),
+                ("payload_encoding", "string"),
+            ] {
+                body.entry(k).or_insert_with(|| d.into());
+            }
+            body.entry("properties").or_insert_with(|| json!({}));
+            let r = request(
+                a,
+                "POST",
+                &format!("exchanges/{v}/{}/publish", enc(&x)),
+                Some(body),
+            )?;
+            Ok(if r["routed"] == true {
+                "message published".into()
+            } else {
+                "message published but NOT routed".into()
+            })
+        }
+        ("get", rest) => {
+            let m = kv(rest)?;
+            let q = need(&m, "queue")?;
+            let mut body = pick(&m, &["count", "ackmode", "encoding", "truncate"]);
+            body.entry("count").or_insert_with(|| 1.into());
+            body.entry("ackmode")
+                .or_insert_with(|| "ack_requeue_true".into());
+            body.entry("encoding").or_insert_with(|| "auto".into());
+            let r = request(
+                a,
+                "POST",
+                &format!("queues/{v}/{}/get", enc(&q)),
+                Some(body),
+            )?;
+            let cols = [
+                "routing_key",
+                "exchange",
+                "message_count",
+                "payload",
+                "payload_bytes",
+                "redelivered",
+            ];
+            Ok(render(a, &r, &cols))
+        }
+        ("close", ["connection", rest @ ..]) => {
+            let m = kv(rest)?;
+            close(
+                a,
+                &need(&m, "name")?,
+                m.get("reason").and_then(Value::as_str),
+            )
+        }
+        ("export", _) => {
+            let d = request(a, "GET", "definitions", None)?;
+            Ok(serde_json::to_string_pretty(&d).unwrap_or_default())
+        }
+        _ => Err(format!("unknown command '{}'; try --help", words.join(" "))),
+    }
+}
+
+fn list(a: &Args, v: &str, kind: &str, cols: &[&str]) -> Res<String> {
+    let (path, default): (String, &[&str]) = match kind {
+        "queues" => (
+            format!("queues/{v}"),
+            &[
+                "name",
+                "durable",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers",
+            ],
+        ),
+        "exchanges" => (
+            format!("exchanges/{v}"),
+            &["name", "type", "durable", "auto_delete", "internal"],
+        ),
+        "bindings" => (
+            format!("bindings/{v}"),
+            &["source", "destination", "destination_type", "routing_key"],
+        ),
+        "connections" => ("connections".into(), &["name", "user", "vhost", "channels"]),
+        "consumers" => (
+            format!("consumers/{v}"),
+            &[
+                "queue.name",
+                "consumer_tag",
+                "ack_required",
+                "prefetch_count",
+            ],
+        ),
+        "vhosts" => ("vhosts".into(), &["name", "messages"]),
+        other => return Err(format!("cannot list '{other}'")),
+    };
+    let r = request(a, "GET", &path, None)?;
+    let cols: Vec<&str> = if cols.is_empty() {
+        default.to_vec()
+    } else {
+        cols.to_vec()
+    };
+    Ok(render(a, &r, &cols))
+}
+
+fn close(a: &Args, name: &str, reason: Option<&str>) -> Res<String> {
+    let headers: Vec<String> = reason
+        .map(|r| format!("X-Reason: {r}"))
+        .into_iter()
+        .collect();
+    send(
+        a,
+        "DELETE",
+        &format!("connections/{}", enc(name)),
+        None,
+        &headers,
+    )?;
+    Ok(format!("connection {name} closed"))
+}
+
+/// Rows of `r` (an array of objects) as a table, tab-separated values, or JSON.
+fn render(a: &Args, r: &Value, cols: &[&str]) -> String {
+    if a.format == "json" {
+        return serde_json::to_string_pretty(r).unwrap_or_default();
+    }
+    let rows: Vec<Vec<String>> = r
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| cols.iter().map(|c| cell(item, c)).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    if a.format == "tsv" {
+        return rows
+            .iter()
+            .map(|r| r.join("\t"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(cols.iter().map(|c| c.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// A column may reach into nested objects: "queue.name".
+fn cell(item: &Value, col: &str) -> String {
+    s(col.split('.').fold(item, |v, k| &v[k]))
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// key=value words → JSON values: true/false and numbers as such, {..}/[..] parsed as JSON.
+fn pairs(words: &[&str]) -> Res<Map<String, Value>> {
+    let mut m = Map::new();
+    for w in words {
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got '{w}'"))?;
+        let value = if v.starts_with('{') || v.starts_with('[') {
+            serde_json::from_str(v).map_err(|e| format!("{k}: not JSON: {e}"))?
+        } else if k == "payload" || k == "routing_key" || k == "name" {
+            Value::String(v.to_string())
+        } else if let Ok(b) = v.parse::<bool>() {
+            Value::Bool(b)
+        } else if let Ok(n) = v.parse::<i64>() {
+            n.into()
+        } else {
+            Value::String(v.to_string())
+        };
+        m.insert(k.to_string(), value);
+    }
+    Ok(m)
+}
+
+fn need(m: &Map<String, Value>, key: &str) -> Res<String> {
+    m.get(key)
+        .map(s)
+        .ok_or_else(|| format!("missing {key}=..."))
+}
+
+fn pick(m: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect()
+}
+
+fn dest_type(m: &Map<String, Value>) -> Res<&'static str> {
+    match m.get("destination_type").map(s).as_deref() {
+        None | Some("queue") => Ok("q"),
+        Some("exchange") => Ok("e"),
+        Some(other) => Err(format!(
+            "destination_type must be queue or exchange, not {other}"
+        )),
+    }
+}
+
+fn query(m: &Map<String, Value>, flags: &[&str]) -> String {
+    let set: Vec<String> = flags
+        .iter()
+        .filter(|f| m.get(**f) == Some(&Value::Bool(true)))
+        .map(|f| format!("{}=true", f.replace('_', "-")))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
+/// Percent-encode a path segment (so "/" becomes %2F, as the API expects for vhosts).
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn request(a: &Args, method: &str, path: &str, body: Option<Map<String, Value>>) -> Res<Value> {
+    send(a, method, path, body.map(Value::Object), &[])
+}
+
+/// One HTTP/1.1 request with Connection: close; the body of a 2xx answer as JSON (Null when
+/// empty), or an error carrying the API's reason.
+fn send(a: &Args, method: &str, path: &str, body: Option<Value>, extra: &[String]) -> Res<Value> {
+    let addr = format!("{}:{}", a.host, a.port);
+    let mut stream = TcpStream::connect(&addr)
+        .map_err(|e| format!("cannot reach the management API at {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = warren::mgmt::base64_encode(format!("{}:{}", a.username, a.password).as_bytes());
+    let mut head = format!(
+        "{method} /api/{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    for h in extra {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.push_str(&payload);
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("malformed HTTP response")?;
+    let value = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
+    };
+    if (200..300).contains(&status) {
+        return Ok(value);
+    }
+    let reason = value["reason"].as_str().map(str::to_string);
+    Err(match status {
+        401 => "access refused: wrong username or password (guest only from localhost)".into(),
+        404 => format!("not found: /api/{path}"),
+        _ => format!("{status}: {}", reason.unwrap_or_else(|| body.to_string())),
+    })
+}

@@ -1,0 +1,378 @@
+//! Routes of the management API and the read-only views, in the shapes RabbitMQ's management
+//! plugin uses (field names, vhost in the path as %2F, 404 bodies), so rabbitmqadmin-style
+//! tools and scripts written against RabbitMQ read them unchanged.
+
+use super::http::{Request, Response};
+use super::json::from_table;
+use super::write;
+use crate::broker::Broker;
+use crate::exchange::{Binding, Exchange};
+use crate::queue::Queue;
+use crate::vhost::VHost;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub const NODE: &str = "warren@localhost";
+/// The RabbitMQ version whose behaviour Warren follows; tools branch on it.
+pub const RABBITMQ_VERSION: &str = "3.10.8";
+
+pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
+    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    match (m, seg.as_slice()) {
+        ("GET", ["metrics"]) => super::metrics::render(broker),
+        ("GET", ["api", "overview"]) => ok(overview(broker)),
+        ("GET", ["api", "whoami"]) => ok(json!({"name": "guest", "tags": ["administrator"]})),
+        ("GET", ["api", "healthchecks", "node"]) => ok(json!({"status": "ok"})),
+        ("GET", ["api", "aliveness-test", v]) => {
+            with_vhost(broker, v, |_| ok(json!({"status": "ok"})))
+        }
+        ("GET", ["api", "vhosts"]) => ok(broker.vhosts().iter().map(|v| vhost_json(v)).collect()),
+        ("GET", ["api", "vhosts", v]) => with_vhost(broker, v, |vh| ok(vhost_json(vh))),
+        ("GET", ["api", "connections"]) => ok(connections(broker, None)),
+        ("GET", ["api", "vhosts", v, "connections"]) => {
+            with_vhost(broker, v, |vh| ok(connections(broker, Some(&vh.name))))
+        }
+        ("GET", ["api", "connections", name]) => {
+            match connections(broker, None)
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["name"] == *name).cloned())
+            {
+                Some(c) => ok(c),
+                None => not_found(),
+            }
+        }
+        ("DELETE", ["api", "connections", name]) => {
+            let reason = req
+                .reason
+                .as_deref()
+                .unwrap_or("Closed via management plugin");
+            if broker.close_connection(name, reason) {
+                Response::empty(204)
+            } else {
+                not_found()
+            }
+        }
+        ("GET", ["api", "exchanges"]) => ok(each_vhost(broker, exchanges)),
+        ("GET", ["api", "exchanges", v]) => with_vhost(broker, v, |vh| ok(exchanges(vh))),
+        ("GET", ["api", "exchanges", v, x]) => with_vhost(broker, v, |vh| match vh.exchange(x) {
+            Some(e) => ok(exchange_json(vh, &e)),
+            None => not_found(),
+        }),
+        ("GET", ["api", "exchanges", v, x, "bindings", dir @ ("source" | "destination")]) => {
+            with_vhost(broker, v, |vh| {
+                if vh.exchange(x).is_none() {
+                    return not_found();
+                }
+                let key = if *dir == "source" {
+                    "source"
+                } else {
+                    "destination"
+                };
+                ok(filter(bindings(vh), |b| {
+                    b[key] == *x && (key == "source" || b["destination_type"] == "exchange")
+                }))
+            })
+        }
+        ("GET", ["api", "queues"]) => ok(each_vhost(broker, queues)),
+        ("GET", ["api", "queues", v]) => with_vhost(broker, v, |vh| ok(queues(vh))),
+        ("GET", ["api", "queues", v, q]) => with_vhost(broker, v, |vh| match vh.queue(q) {
+            Some(q) => ok(queue_json(&q)),
+            None => not_found(),
+        }),
+        ("GET", ["api", "queues", v, q, "bindings"]) => with_vhost(broker, v, |vh| {
+            if vh.queue(q).is_none() {
+                return not_found();
+            }
+            ok(filter(bindings(vh), |b| {
+                b["destination"] == *q && b["destination_type"] == "queue"
+            }))
+        }),
+        ("GET", ["api", "bindings"]) => ok(each_vhost(broker, bindings)),
+        ("GET", ["api", "bindings", v]) => with_vhost(broker, v, |vh| ok(bindings(vh))),
+        ("GET", ["api", "bindings", v, "e", x, t @ ("q" | "e"), d]) => {
+            with_vhost(broker, v, |vh| {
+                let kind = if *t == "q" { "queue" } else { "exchange" };
+                ok(filter(bindings(vh), |b| {
+                    b["source"] == *x && b["destination"] == *d && b["destination_type"] == kind
+                }))
+            })
+        }
+        ("GET", ["api", "consumers"]) => ok(each_vhost(broker, consumers)),
+        ("GET", ["api", "consumers", v]) => with_vhost(broker, v, |vh| ok(consumers(vh))),
+        ("GET", ["api", "definitions"]) => ok(definitions(broker)),
+        (_, ["api", ..]) => match write::handle(broker, req, &seg) {
+            Some(r) => r,
+            None if is_known(&seg) => {
+                Response::error(405, "method_not_allowed", "Method Not Allowed")
+            }
+            None => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+fn is_known(seg: &[&str]) -> bool {
+    matches!(
+        seg.get(1),
+        Some(&("overview" | "vhosts" | "connections" | "exchanges" | "queues" | "bindings"))
+    )
+}
+
+pub fn ok(v: Value) -> Response {
+    Response::json(200, &v)
+}
+
+pub fn not_found() -> Response {
+    Response::error(404, "Object Not Found", "Not Found")
+}
+
+pub fn with_vhost(
+    broker: &Broker,
+    name: &str,
+    f: impl FnOnce(&Arc<VHost>) -> Response,
+) -> Response {
+    match broker.vhost(name) {
+        Some(vh) => f(&vh),
+        None => not_found(),
+    }
+}
+
+fn each_vhost(broker: &Broker, f: fn(&VHost) -> Value) -> Value {
+    let mut all = Vec::new();
+    for vh in broker.vhosts() {
+        if let Value::Array(items) = f(&vh) {
+            all.extend(items);
+        }
+    }
+    Value::Array(all)
+}
+
+fn filter(v: Value, keep: impl Fn(&Value) -> bool) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().filter(|b| keep(b)).collect()),
+        other => other,
+    }
+}
+
+fn overview(broker: &Broker) -> Value {
+    let (mut queues, mut exchanges, mut consumers, mut ready, mut unacked) =
+        (0, 0, 0u64, 0u64, 0u64);
+    for vh in broker.vhosts() {
+        exchanges += vh.exchanges().len();
+        for q in vh.queues() {
+            queues += 1;
+            consumers += u64::from(q.consumer_count());
+            ready += u64::from(q.message_count());
+            unacked += q.unacked_count();
+        }
+    }
+    let conns = broker.connections();
+    let channels: u64 = conns
+        .iter()
+        .map(|c| u64::from(c.channels.load(Relaxed)))
+        .sum();
+    let [recv_oct, send_oct, published, delivered] = broker.totals();
+    json!({
+        "management_version": RABBITMQ_VERSION,
+        "rabbitmq_version": RABBITMQ_VERSION,
+        "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": NODE,
+        "node": NODE,
+        "uptime_ms": u64::try_from(broker.started_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "object_totals": {
+            "connections": conns.len(), "channels": channels, "exchanges": exchanges,
+            "queues": queues, "consumers": consumers,
+        },
+        "queue_totals": {
+            "messages": ready + unacked, "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+        },
+        "message_stats": {
+            "publish": published, "deliver_get": delivered,
+            "recv_oct": recv_oct, "send_oct": send_oct,
+        },
+        "listeners": [{"node": NODE, "protocol": "amqp", "ip_address": broker.config.bind,
+                       "port": broker.config.port}],
+    })
+}
+
+fn vhost_json(vh: &VHost) -> Value {
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    for q in vh.queues() {
+        ready += u64::from(q.message_count());
+        unacked += q.unacked_count();
+    }
+    json!({"name": vh.name, "description": "", "tags": [], "tracing": false,
+           "messages": ready + unacked, "messages_ready": ready,
+           "messages_unacknowledged": unacked})
+}
+
+fn connections(broker: &Broker, vhost: Option<&str>) -> Value {
+    broker
+        .connections()
+        .iter()
+        .filter(|c| vhost.is_none_or(|v| c.vhost == v))
+        .map(|c| {
+            let local = c.name.rsplit(" -> ").next().unwrap_or("");
+            let (host, port) = local.rsplit_once(':').unwrap_or((local, "0"));
+            json!({
+                "name": c.name, "node": NODE, "vhost": c.vhost, "user": c.user,
+                "state": "running", "type": "network", "protocol": "AMQP 0-9-1", "ssl": false,
+                "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port(),
+                "host": host, "port": port.parse::<u16>().unwrap_or(0),
+                "channels": c.channels.load(Relaxed), "channel_max": c.channel_max,
+                "frame_max": c.frame_max, "timeout": c.heartbeat,
+                "connected_at": c.connected_at_ms,
+                "client_properties": from_table(&c.client_properties),
+                "recv_oct": c.stats.recv_oct.load(Relaxed), "send_oct": c.stats.send_oct.load(Relaxed),
+            })
+        })
+        .collect()
+}
+
+fn exchanges(vh: &VHost) -> Value {
+    let mut xs = vh.exchanges();
+    xs.sort_by(|a, b| a.name.cmp(&b.name));
+    xs.iter().map(|x| exchange_json(vh, x)).collect()
+}
+
+fn exchange_json(vh: &VHost, x: &Exchange) -> Value {
+    json!({"name": x.name, "vhost": vh.name, "type": x.type_name(), "durable": x.durable,
+           "auto_delete": x.auto_delete, "internal": x.internal,
+           "arguments": from_table(&x.arguments)})
+}
+
+fn queues(vh: &VHost) -> Value {
+    let mut qs = vh.queues();
+    qs.sort_by(|a, b| a.name().cmp(b.name()));
+    qs.iter().map(queue_json).collect()
+}
+
+pub fn queue_json(q: &Arc<Queue>) -> Value {
+    let c = &q.config;
+    let ready = u64::from(q.message_count());
+    let unacked = q.unacked_count();
+    json!({
+        "name": c.name, "vhost": c.vhost, "durable": c.durable, "auto_delete": c.auto_delete,
+        "exclusive": c.exclusive_owner.is_some(), "arguments": from_table(&c.arguments),
+        "type": if q.is_quorum() { "quorum" } else { "classic" }, "state": "running",
+        "node": NODE, "policy": null,
+        "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
+        "consumers": q.consumer_count(),
+    })
+}
+
+/// Every binding, including the implicit ones of the default exchange (as RabbitMQ lists them).
+fn bindings(vh: &VHost) -> Value {
+    let mut out = Vec::new();
+    let mut qs = vh.queues();
+    qs.sort_by(|a, b| a.name().cmp(b.name()));
+    for q in &qs {
+        out.push(
+            json!({"source": "", "vhost": vh.name, "destination": q.name(),
+                        "destination_type": "queue", "routing_key": q.name(), "arguments": {},
+                        "properties_key": q.name()}),
+        );
+    }
+    let mut xs = vh.exchanges();
+    xs.sort_by(|a, b| a.name.cmp(&b.name));
+    for x in xs.iter().filter(|x| !x.name.is_empty()) {
+        for b in x.bindings() {
+            out.push(binding_json(vh, x, &b));
+        }
+    }
+    Value::Array(out)
+}
+
+fn binding_json(vh: &VHost, x: &Exchange, b: &Binding) -> Value {
+    json!({
+        "source": x.name, "vhost": vh.name, "destination": b.destination.name(),
+        "destination_type": if b.destination.is_queue() { "queue" } else { "exchange" },
+        "routing_key": b.routing_key, "arguments": from_table(&b.arguments),
+        "properties_key": properties_key(&b.routing_key, &from_table(&b.arguments)),
+    })
+}
+
+/// RabbitMQ's binding id in URLs: the routing key ("~" when empty), plus "~" and a hash of the
+/// arguments when there are any.
+pub fn properties_key(routing_key: &str, arguments: &Value) -> String {
+    let empty = arguments.as_object().is_none_or(|m| m.is_empty());
+    let key = if routing_key.is_empty() {
+        "~"
+    } else {
+        routing_key
+    };
+    if empty {
+        return key.to_string();
+    }
+    // FNV-1a over the canonical JSON: stable across runs, unlike std's random hasher.
+    let text = arguments.to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{key}~{h:x}")
+}
+
+fn consumers(vh: &VHost) -> Value {
+    let mut out = Vec::new();
+    let mut qs = vh.queues();
+    qs.sort_by(|a, b| a.name().cmp(b.name()));
+    for q in qs {
+        for c in q.consumers() {
+            let arguments = if c.priority != 0 {
+                json!({"x-priority": c.priority})
+            } else {
+                json!({})
+            };
+            out.push(json!({
+                "queue": {"name": q.name(), "vhost": vh.name},
+                "consumer_tag": c.tag,
+                "channel_details": {"number": c.channel, "connection_id": c.conn_id},
+                "ack_required": !c.no_ack, "exclusive": c.exclusive,
+                "prefetch_count": c.prefetch, "active": true, "arguments": arguments,
+            }));
+        }
+    }
+    Value::Array(out)
+}
+
+/// GET /api/definitions: what a RabbitMQ export holds for topology (durable objects only).
+fn definitions(broker: &Broker) -> Value {
+    let mut exchanges_out = Vec::new();
+    let mut queues_out = Vec::new();
+    let mut bindings_out = Vec::new();
+    for vh in broker.vhosts() {
+        for x in exchanges(&vh).as_array().into_iter().flatten() {
+            let name = x["name"].as_str().unwrap_or("");
+            if x["durable"] == true && !name.is_empty() && !name.starts_with("amq.") {
+                exchanges_out.push(x.clone());
+            }
+        }
+        for q in queues(&vh).as_array().into_iter().flatten() {
+            if q["durable"] == true && q["exclusive"] == false {
+                queues_out.push(json!({"name": q["name"], "vhost": q["vhost"],
+                    "durable": true, "auto_delete": q["auto_delete"], "arguments": q["arguments"]}));
+            }
+        }
+        for b in bindings(&vh).as_array().into_iter().flatten() {
+            if b["source"] != "" {
+                let mut b = b.clone();
+                if let Some(m) = b.as_object_mut() {
+                    m.remove("properties_key");
+                }
+                bindings_out.push(b);
+            }
+        }
+    }
+    json!({
+        "rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
+        "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
+        "users": [], "vhosts": broker.vhosts().iter().map(|v| json!({"name": v.name})).collect::<Vec<_>>(),
+        "permissions": [], "parameters": [], "policies": [],
+        "queues": queues_out, "exchanges": exchanges_out, "bindings": bindings_out,
+    })
+}

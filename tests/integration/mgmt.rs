@@ -1,0 +1,470 @@
+//! The management HTTP API and warrenctl, over real sockets: what AMQP clients do shows up in
+//! the API, and what the API does is seen by AMQP clients. Runs against RabbitMQ's management
+//! plugin too when WARREN_TEST_MGMT_ADDR is set beside WARREN_TEST_AMQP_URL.
+
+use crate::common::{ops::*, *};
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::ConnectionProperties;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One request with guest's credentials (or `auth`), returning (status, JSON body or Null).
+async fn http_as(
+    auth: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let addr = mgmt_addr().expect("management address");
+    let mut s = TcpStream::connect(&addr).await.expect("connect management");
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    if let Some(a) = auth {
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            warren::mgmt::base64_encode(a.as_bytes())
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let v = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn http(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    http_as(Some("guest:guest"), method, path, body).await
+}
+
+fn skip() -> bool {
+    mgmt_addr().is_none()
+}
+
+/// RabbitMQ's management statistics lag by up to its collection interval; Warren's do not.
+async fn queue_until(q: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..60 {
+        let (status, v) = http("GET", &format!("/api/queues/%2F/{q}"), None).await;
+        if status == 200 && f(&v) {
+            return v;
+        }
+        last = v;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn queue_counts_follow_amqp() {
+    if skip() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    let q = temp_queue(&ch).await;
+    for i in 0..3 {
+        publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
+    }
+    ch.basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consume(&ch, &q, "mgmt-c", false).await;
+    let _held = next(&mut consumer).await;
+    let v = queue_until(&q, |v| {
+        v["messages_unacknowledged"] == 1 && v["messages_ready"] == 2
+    })
+    .await;
+    assert_eq!(v["messages_ready"], 2, "{v}");
+    assert_eq!(v["messages_unacknowledged"], 1, "{v}");
+    assert_eq!(v["messages"], 3, "{v}");
+    assert_eq!(v["consumers"], 1, "{v}");
+    assert_eq!(v["exclusive"], true, "{v}");
+    let (status, consumers) = http("GET", "/api/consumers/%2F", None).await;
+    assert_eq!(status, 200);
+    let mine = consumers
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["consumer_tag"] == "mgmt-c")
+        .cloned()
+        .expect("our consumer is listed");
+    assert_eq!(mine["queue"]["name"], q.as_str());
+    assert_eq!(mine["ack_required"], true);
+    assert_eq!(mine["prefetch_count"], 1);
+    _held.ack(BasicAckOptions::default()).await.expect("ack");
+    let v = queue_until(&q, |v| {
+        v["messages_unacknowledged"] == 1 && v["messages_ready"] == 1
+    })
+    .await;
+    assert_eq!(
+        v["messages_ready"], 1,
+        "the next message went out on the freed credit: {v}"
+    );
+    let (status, o) = http("GET", "/api/overview", None).await;
+    assert_eq!(status, 200);
+    assert!(o["rabbitmq_version"].is_string(), "{o}");
+    assert!(
+        o["object_totals"]["queues"].as_u64().unwrap_or(0) >= 1,
+        "{o}"
+    );
+}
+
+#[tokio::test]
+async fn declare_bind_publish_get_and_delete_through_the_api() {
+    if skip() {
+        return;
+    }
+    let q = uniq("mgmt-q");
+    let x = uniq("mgmt-x");
+    let path = format!("/api/queues/%2F/{q}");
+    let (status, _) = http(
+        "PUT",
+        &path,
+        Some(json!({"durable": false, "arguments": {"x-max-length": 10}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = http(
+        "PUT",
+        &path,
+        Some(json!({"durable": false, "arguments": {"x-max-length": 10}})),
+    )
+    .await;
+    assert_eq!(status, 204, "a redeclare changes nothing");
+    let (status, err) = http("PUT", &path, Some(json!({"durable": true}))).await;
+    assert_eq!(status, 400);
+    assert!(
+        err["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("inequivalent arg 'durable'"),
+        "{err}"
+    );
+    let (status, _) = http(
+        "PUT",
+        &format!("/api/exchanges/%2F/{x}"),
+        Some(json!({"type": "direct", "durable": false})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = http(
+        "POST",
+        &format!("/api/bindings/%2F/e/{x}/q/{q}"),
+        Some(json!({"routing_key": "k"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // An AMQP client sees what the API made.
+    let (_c, ch) = channel().await;
+    let declared = ch
+        .queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    assert!(declared.is_ok(), "{declared:?}");
+
+    let (status, r) = http(
+        "POST",
+        &format!("/api/exchanges/%2F/{x}/publish"),
+        Some(
+            json!({"routing_key": "k", "payload": "via-api", "payload_encoding": "string",
+                    "properties": {"headers": {"n": 7}, "content_type": "text/plain"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(r["routed"], true);
+    let got = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("a message published through the API");
+    assert_eq!(got.delivery.data, b"via-api");
+    assert_eq!(got.delivery.routing_key.as_str(), "k");
+    assert_eq!(
+        got.delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("text/plain")
+    );
+    let header = got
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("n").cloned());
+    assert!(
+        header.is_some(),
+        "headers survive: {:?}",
+        got.delivery.properties
+    );
+
+    // The binding is listed, and can be deleted by its properties key.
+    let (status, bs) = http("GET", &format!("/api/queues/%2F/{q}/bindings"), None).await;
+    assert_eq!(status, 200);
+    let b = bs
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|b| b["source"] == x.as_str())
+        .cloned()
+        .expect("binding listed");
+    assert_eq!(b["routing_key"], "k");
+    let key = b["properties_key"]
+        .as_str()
+        .expect("properties_key")
+        .to_string();
+    let (status, _) = http(
+        "DELETE",
+        &format!("/api/bindings/%2F/e/{x}/q/{q}/{key}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, r) = http(
+        "POST",
+        &format!("/api/exchanges/%2F/{x}/publish"),
+        Some(json!({"routing_key": "k", "payload": "lost", "payload_encoding": "string", "properties": {}})),
+    )
+    .await;
+    assert_eq!(r["routed"], false, "unbound: nothing routes");
+
+    let (status, _) = http("DELETE", &path, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = http("GET", &path, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = http("DELETE", &format!("/api/exchanges/%2F/{x}"), None).await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn get_requeues_or_takes_and_purge_empties() {
+    if skip() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    let q = uniq("mgmt-get");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    for i in 0..4 {
+        publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
+    }
+    let get = |mode: &'static str, count: u64| {
+        let q = q.clone();
+        async move {
+            http(
+                "POST",
+                &format!("/api/queues/%2F/{q}/get"),
+                Some(json!({"count": count, "ackmode": mode, "encoding": "auto"})),
+            )
+            .await
+        }
+    };
+    let (status, msgs) = get("ack_requeue_true", 2).await;
+    assert_eq!(status, 200);
+    let payloads: Vec<&str> = msgs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["payload"].as_str())
+        .collect();
+    assert_eq!(payloads, ["m0", "m1"]);
+    assert_eq!(message_count(&ch, &q).await, 4, "requeued");
+    let (_, msgs) = get("ack_requeue_false", 1).await;
+    assert_eq!(msgs[0]["payload"], "m0");
+    assert_eq!(msgs[0]["redelivered"], true);
+    assert_eq!(message_count(&ch, &q).await, 3, "taken");
+    let (status, _) = http("DELETE", &format!("/api/queues/%2F/{q}/contents"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(message_count(&ch, &q).await, 0, "purged");
+    ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+}
+
+#[tokio::test]
+async fn closing_a_connection_forces_it_with_320() {
+    if skip() {
+        return;
+    }
+    let name = uniq("mgmt-conn");
+    let props = ConnectionProperties::default().with_connection_name(name.clone().into());
+    let conn = lapin::Connection::connect(&url(), props)
+        .await
+        .expect("connect");
+    let mut listed = None;
+    for _ in 0..60 {
+        let (_, all) = http("GET", "/api/connections", None).await;
+        listed = all.as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["client_properties"]["connection_name"] == name.as_str())
+                .cloned()
+        });
+        if listed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let c = listed.expect("the connection is listed with its client properties");
+    assert_eq!(c["user"], "guest");
+    assert_eq!(c["vhost"], "/");
+    let _ = conn.close(200, "bye".into()).await;
+
+    // A raw client sees the close method itself.
+    let mut raw = Raw::open().await;
+    let port = raw.stream.local_addr().expect("local addr").port();
+    let mut listed = None;
+    for _ in 0..60 {
+        let (_, all) = http("GET", "/api/connections", None).await;
+        listed = all
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["peer_port"] == port).cloned());
+        if listed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let c = listed.expect("the raw connection is listed by its peer port");
+    let cname = c["name"].as_str().expect("name").to_string();
+    let encoded: String = cname
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (status, _) = http("DELETE", &format!("/api/connections/{encoded}"), None).await;
+    assert_eq!(status, 204);
+    use amq_protocol::protocol::{connection as conn, AMQPClass};
+    match raw.recv_method().await {
+        Some((0, AMQPClass::Connection(conn::AMQPMethod::Close(c)))) => {
+            assert_eq!(c.reply_code, 320);
+            assert_eq!(
+                c.reply_text.as_str(),
+                "CONNECTION_FORCED - Closed via management plugin"
+            );
+        }
+        other => panic!("expected connection.close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_checked() {
+    if skip() {
+        return;
+    }
+    let (status, _) = http_as(None, "GET", "/api/overview", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = http_as(Some("guest:wrong"), "GET", "/api/queues", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = http("GET", "/api/queues/%2F/no-such-queue-here", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn metrics_show_queue_depth() {
+    if skip() || external() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    let q = temp_queue(&ch).await;
+    publish(&ch, "", &q, b"x").await;
+    publish(&ch, "", &q, b"y").await;
+    assert_eq!(message_count(&ch, &q).await, 2);
+    let addr = mgmt_addr().expect("addr");
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let line = format!("warren_queue_messages_ready{{vhost=\"/\",queue=\"{q}\"}} 2");
+    assert!(raw.contains(&line), "missing {line}");
+}
+
+#[tokio::test]
+async fn warrenctl_manages_queues() {
+    if skip() || external() {
+        return;
+    }
+    let addr = mgmt_addr().expect("addr");
+    let port = addr.rsplit(':').next().expect("port").to_string();
+    let q = uniq("ctl-q");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+            .args(["--port", port.as_str()])
+            .args(args)
+            .output()
+            .expect("run warrenctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let name = format!("name={q}");
+    let (ok, out) = ctl(&["declare", "queue", &name, "durable=false"]);
+    assert!(ok, "{out}");
+    let key = format!("routing_key={q}");
+    let (ok, out) = ctl(&["publish", &key, "payload=hello ctl"]);
+    assert!(
+        ok && out.contains("published") && !out.contains("NOT"),
+        "{out}"
+    );
+    let (ok, out) = ctl(&[
+        "--format",
+        "tsv",
+        "list",
+        "queues",
+        "name",
+        "messages_ready",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.lines().any(|l| l == format!("{q}\t1")), "{out}");
+    let qarg = format!("queue={q}");
+    let (ok, out) = ctl(&["get", &qarg, "ackmode=ack_requeue_false"]);
+    assert!(ok && out.contains("hello ctl"), "{out}");
+    let (ok, out) = ctl(&["list_queues", "name", "messages"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [q.as_str(), "0"]),
+        "{out}"
+    );
+    let (ok, out) = ctl(&["delete", "queue", &name]);
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&["delete", "queue", &name]);
+    assert!(!ok && out.contains("not found"), "{out}");
+    let (ok, out) = ctl(&["--password", "nope", "overview"]);
+    assert!(!ok && out.contains("access refused"), "{out}");
+}
