@@ -24,7 +24,7 @@ use crate::message::Message;
 use crate::store::{Op, QueueKey};
 use amq_protocol::types::FieldTable;
 use ready::Ready;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// A message sitting in (or out on delivery from) one queue.
@@ -78,7 +78,8 @@ pub struct Queue {
     wake: Arc<tokio::sync::Notify>,
     /// Messages handed to consumers or basic.get and not yet settled or requeued (RabbitMQ's
     /// messages_unacknowledged, in-flight deliveries included).
-    outstanding: AtomicU64,
+    /// Signed so that the add and the subtract are each one uncontended-cost instruction.
+    outstanding: AtomicI64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -101,6 +102,45 @@ struct State {
     timer_running: bool,
     /// The deadline the timer task sleeps until, if any.
     timer_deadline: Option<u64>,
+}
+
+/// Deliveries of one dispatch pass to one consumer, not yet sent. The first is kept apart so
+/// that the common single delivery allocates nothing.
+#[derive(Default)]
+struct Run {
+    consumer: usize,
+    first: Option<Delivery>,
+    rest: Vec<Delivery>,
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        if self.rest.is_empty() {
+            usize::from(self.first.is_some())
+        } else {
+            self.rest.len()
+        }
+    }
+
+    fn push(&mut self, consumer: usize, d: Delivery) {
+        self.consumer = consumer;
+        match self.first.take() {
+            None if self.rest.is_empty() => self.first = Some(d),
+            None => self.rest.push(d),
+            Some(first) => {
+                self.rest.reserve(16);
+                self.rest.push(first);
+                self.rest.push(d);
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<Outbound> {
+        if let Some(d) = self.first.take() {
+            return Some(Outbound::Deliver(d));
+        }
+        (!self.rest.is_empty()).then(|| Outbound::Deliveries(std::mem::take(&mut self.rest)))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +178,7 @@ impl Queue {
             config,
             sink,
             wake: Arc::new(tokio::sync::Notify::new()),
-            outstanding: AtomicU64::new(0),
+            outstanding: AtomicI64::new(0),
         });
         if q.config.args.expires.is_some() {
             let mut st = q.lock();
@@ -199,16 +239,12 @@ impl Queue {
     }
 
     pub fn unacked_count(&self) -> u64 {
-        self.outstanding.load(Ordering::Relaxed)
+        u64::try_from(self.outstanding.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
-    fn returned(&self, n: u64) {
-        // Saturating: a miscount must never wrap into a huge figure.
-        let _ = self
-            .outstanding
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
+    fn returned(&self, n: usize) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.outstanding.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -361,18 +397,30 @@ impl Queue {
         if sac {
             return (n > 0 && st.consumers[0].try_acquire()).then_some(0);
         }
-        let mut priorities: Vec<i32> = st.consumers.iter().map(|c| c.priority).collect();
-        priorities.sort_unstable_by(|a, b| b.cmp(a));
-        priorities.dedup();
         let start = st.cursor % n.max(1);
-        priorities.into_iter().find_map(|p| {
-            (0..n)
+        // Walk the priority levels from the top without allocating: this runs once per
+        // publish, and almost always over a single level.
+        let mut level = st.consumers.iter().map(|c| c.priority).max()?;
+        loop {
+            let found = (0..n)
                 .map(|i| (start + i) % n)
-                .find(|&i| st.consumers[i].priority == p && st.consumers[i].try_acquire())
-        })
+                .find(|&i| st.consumers[i].priority == level && st.consumers[i].try_acquire());
+            if found.is_some() {
+                return found;
+            }
+            level = st
+                .consumers
+                .iter()
+                .map(|c| c.priority)
+                .filter(|&p| p < level)
+                .max()?;
+        }
     }
 
+    /// Hand ready messages to consumers with credit. A run of deliveries to one consumer
+    /// goes up in one inbox message: one channel send and one wake per run, not per message.
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        let mut run = Run::default();
         while !st.ready.is_empty() && !st.consumers.is_empty() {
             if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {
                 let now = now_ms();
@@ -382,33 +430,64 @@ impl Queue {
                 }
             }
             let Some(idx) = Self::pick_consumer(st, self.config.args.single_active_consumer) else {
-                return;
+                break;
             };
             let Some(entry) = st.ready.pop_front() else {
                 st.consumers[idx].release();
-                return;
+                break;
             };
+            if run.len() > 0 && run.consumer != idx {
+                if let Some(removed) = self.send_run(st, &mut run) {
+                    // The previous consumer's connection was gone and it was removed, which
+                    // may have moved this one: give its credit back, return the message, and
+                    // pick again.
+                    let moved = if idx > removed { idx - 1 } else { idx };
+                    st.consumers[moved].release();
+                    st.ready.push_front(entry);
+                    continue;
+                }
+            }
             let c = &st.consumers[idx];
-            let delivery = Delivery {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-                queue: self.clone(),
-                entry,
-                no_ack: c.no_ack,
-                credit: c.credit.clone(),
-            };
-            match c.outbox.send(Outbound::Deliver(delivery)) {
-                Ok(()) => {
-                    st.cursor = idx + 1;
-                    self.outstanding.fetch_add(1, Ordering::Relaxed);
+            run.push(
+                idx,
+                Delivery {
+                    channel: c.channel,
+                    consumer_tag: c.tag.clone(),
+                    queue: self.clone(),
+                    entry,
+                    no_ack: c.no_ack,
+                    credit: c.credit.clone(),
+                },
+            );
+        }
+        let _ = self.send_run(st, &mut run);
+    }
+
+    /// Send the run to its consumer; if that consumer's connection is gone, put the messages
+    /// back and remove the consumer, returning its former index.
+    fn send_run(&self, st: &mut State, run: &mut Run) -> Option<usize> {
+        let idx = run.consumer;
+        let n = i64::try_from(run.len()).unwrap_or(i64::MAX);
+        let m = run.take()?;
+        match st.consumers[idx].outbox.send(m) {
+            Ok(()) => {
+                st.cursor = idx + 1;
+                self.outstanding.fetch_add(n, Ordering::Relaxed);
+                None
+            }
+            Err(err) => {
+                // The consumer's connection is gone: take the messages back, in order, and
+                // drop the consumer.
+                let back = match err.0 {
+                    Outbound::Deliver(d) => vec![d],
+                    Outbound::Deliveries(ds) => ds,
+                    _ => Vec::new(),
+                };
+                for d in back.into_iter().rev() {
+                    st.ready.push_front(d.entry);
                 }
-                Err(err) => {
-                    // The consumer's connection is gone: take the message back and drop it.
-                    if let Outbound::Deliver(d) = err.0 {
-                        st.ready.push_front(d.entry);
-                    }
-                    st.consumers.remove(idx);
-                }
+                st.consumers.remove(idx);
+                Some(idx)
             }
         }
     }
@@ -438,7 +517,7 @@ impl Queue {
     /// Messages that left the queue for good (acked, or auto-acked on delivery).
     pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
         if self.config.store_key.is_none() {
-            self.returned(entries.into_iter().count() as u64);
+            self.returned(entries.into_iter().count());
             return;
         }
         let deleted = self.lock().deleted;

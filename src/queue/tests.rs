@@ -163,3 +163,62 @@ fn ttl_expires_and_dead_letters() {
     assert_eq!(fx.dead[0].reason, Reason::Expired);
     assert_eq!(fx.dead[0].exchange, "dlx");
 }
+
+fn delivered(rx: &mut mpsc::UnboundedReceiver<Outbound>) -> Vec<(usize, String, u8)> {
+    // (inbox message index, consumer tag, body) for every delivery, in order.
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Ok(m) = rx.try_recv() {
+        let ds = match m {
+            Outbound::Deliver(d) => vec![d],
+            Outbound::Deliveries(ds) => ds,
+            _ => Vec::new(),
+        };
+        for d in ds {
+            out.push((i, d.consumer_tag.to_string(), d.entry.message.body[0]));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn a_backlog_goes_to_one_consumer_in_one_inbox_message() {
+    let q = queue();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut fx = Effects::default();
+    for n in 0..5 {
+        q.publish(msg(n), &mut fx);
+    }
+    q.add_consumer(consumer("c", &tx, 3, 0), &mut fx)
+        .expect("consumer");
+    let got = delivered(&mut rx);
+    assert_eq!(
+        got,
+        vec![(0, "c".into(), 0), (0, "c".into(), 1), (0, "c".into(), 2)],
+        "the prefetch window in order, in one message"
+    );
+    assert_eq!(q.unacked_count(), 3);
+    assert_eq!(q.message_count(), 2);
+}
+
+#[test]
+fn a_gone_consumer_gives_its_messages_to_the_next() {
+    let q = queue();
+    let (dead_tx, dead_rx) = mpsc::unbounded_channel();
+    drop(dead_rx);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut fx = Effects::default();
+    q.add_consumer(consumer("dead", &dead_tx, 0, 0), &mut fx)
+        .expect("dead");
+    q.add_consumer(consumer("live", &tx, 0, 0), &mut fx)
+        .expect("live");
+    for n in 0..4 {
+        q.publish(msg(n), &mut fx);
+    }
+    let bodies: Vec<u8> = delivered(&mut rx).into_iter().map(|(_, _, b)| b).collect();
+    assert_eq!(bodies, vec![0, 1, 2, 3], "nothing lost, order kept");
+    assert_eq!(q.consumer_count(), 1);
+    assert_eq!(q.message_count(), 0);
+    assert_eq!(q.unacked_count(), 4);
+}
