@@ -10,15 +10,17 @@ use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProper
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// The encoding of empty properties (no flags set), shared instead of allocated.
 const EMPTY_PROPERTIES: &[u8] = &[0, 0];
 
 #[derive(Debug)]
 pub struct Message {
-    /// Exchange the message was published to ("" for the default exchange).
-    pub exchange: String,
-    pub routing_key: String,
+    /// Exchange the message was published to ("" for the default exchange). Shared: a
+    /// channel publishing to the same exchange and key reuses one allocation for all of them.
+    pub exchange: Arc<str>,
+    pub routing_key: Arc<str>,
     /// Properties in their AMQP encoding (flags + list).
     raw_properties: Bytes,
     delivery_mode: u8,
@@ -53,8 +55,8 @@ fn share(raw: &[u8]) -> Bytes {
 impl Message {
     /// A message from parsed properties (encoded here).
     pub fn new(
-        exchange: String,
-        routing_key: String,
+        exchange: impl Into<Arc<str>>,
+        routing_key: impl Into<Arc<str>>,
         properties: AMQPProperties,
         body: Bytes,
     ) -> Self {
@@ -65,8 +67,8 @@ impl Message {
     /// A message whose properties arrived encoded as `raw` (and parsed into `properties`).
     /// The bytes are copied: a slice of the connection's read buffer would pin all of it.
     pub fn with_raw(
-        exchange: String,
-        routing_key: String,
+        exchange: impl Into<Arc<str>>,
+        routing_key: impl Into<Arc<str>>,
         properties: &AMQPProperties,
         raw: &[u8],
         body: Bytes,
@@ -75,8 +77,8 @@ impl Message {
     }
 
     fn build(
-        exchange: String,
-        routing_key: String,
+        exchange: impl Into<Arc<str>>,
+        routing_key: impl Into<Arc<str>>,
         properties: &AMQPProperties,
         raw: Bytes,
         body: Bytes,
@@ -86,8 +88,8 @@ impl Message {
             .as_ref()
             .and_then(|e| parse_expiration(e.as_str()).ok());
         Message {
-            exchange,
-            routing_key,
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
             raw_properties: raw,
             delivery_mode: properties.delivery_mode().unwrap_or(0),
             priority: properties.priority().unwrap_or(0),
@@ -100,8 +102,8 @@ impl Message {
 
     /// A message from encoded properties only (a stored record); None if they do not parse.
     pub fn from_raw(
-        exchange: String,
-        routing_key: String,
+        exchange: impl Into<Arc<str>>,
+        routing_key: impl Into<Arc<str>>,
         raw: &[u8],
         body: Bytes,
     ) -> Option<Self> {
@@ -207,21 +209,15 @@ mod tests {
             .with_priority(7)
             .with_expiration("100".into())
             .with_headers(h.clone());
-        let m = Message::new("x".into(), "rk".into(), p.clone(), Bytes::new());
+        let m = Message::new("x", "rk", p.clone(), Bytes::new());
         assert_eq!(m.properties(), p);
         assert!(m.persistent());
         assert_eq!((m.priority(), m.expiration_ms), (7, Some(100)));
         assert_eq!(m.headers(), Some(h));
-        let plain = Message::new(
-            "x".into(),
-            "rk".into(),
-            AMQPProperties::default(),
-            Bytes::new(),
-        );
+        let plain = Message::new("x", "rk", AMQPProperties::default(), Bytes::new());
         assert_eq!(plain.raw_properties(), EMPTY_PROPERTIES);
         assert_eq!(plain.headers(), None);
-        let again = Message::from_raw("x".into(), "rk".into(), m.raw_properties(), Bytes::new())
-            .expect("parses");
+        let again = Message::from_raw("x", "rk", m.raw_properties(), Bytes::new()).expect("parses");
         assert_eq!(again.properties(), p);
     }
 }

@@ -12,11 +12,13 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 url="${1:-}"
+mport=""
 if [ -z "$url" ]; then
     bin="${WARREN_BIN:-$root/target/debug/warren}"
     [ -x "$bin" ] || (cd "$root" && cargo build --bin warren)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "$bin" --port "$port" --bind 127.0.0.1 --in-memory >"$work/warren.log" 2>&1 &
+    mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$bin" --port "$port" --bind 127.0.0.1 --in-memory --mgmt-port "$mport" >"$work/warren.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -35,8 +37,15 @@ declare -A cmds=(
     [java]="bash -c 'javac -cp $CP -d $work/java $here/java/Workload.java && java -cp $CP:$work/java Workload $url'"
     [go]="bash -c 'mkdir -p $work/go && cp $here/go/workload.go $work/go/main.go && cd $work/go && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$work/gocache go build -o workload main.go && ./workload $url'"
 )
+clients=(pika aio-pika kombu amqplib rabbitmq-c java go)
+# RabbitMQ's rabbitmqadmin against the management API, when rabbitmq-server is installed and
+# we started the broker (so we know its management port).
+if [ -n "$mport" ] && command -v rabbitmqadmin >/dev/null 2>&1; then
+    cmds[rabbitmqadmin]="bash $here/admin/workload.sh $mport"
+    clients+=(rabbitmqadmin)
+fi
 failed=0
-for client in pika aio-pika kombu amqplib rabbitmq-c java go; do
+for client in "${clients[@]}"; do
     if timeout 120 bash -c "${cmds[$client]}" >"$work/$client.log" 2>&1; then
         printf '%-12s ok\n' "$client"
     else

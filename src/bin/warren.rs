@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-/// Messages are allocated on the publisher's thread and freed on the consumer's: glibc malloc
-/// serializes such cross-thread frees on arena locks (futex waits measured under load);
-/// mimalloc frees them without a lock.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use warren::Config;
 

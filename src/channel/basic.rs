@@ -224,8 +224,8 @@ impl Channel {
             AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                exchange: m.exchange.as_str().into(),
-                routing_key: m.routing_key.as_str().into(),
+                exchange: (&*m.exchange).into(),
+                routing_key: (&*m.routing_key).into(),
                 message_count: left,
             })),
         );
@@ -393,21 +393,11 @@ impl Channel {
                 )));
             }
         }
+        let (exchange, routing_key) = self.names(exchange, publish.routing_key.as_str());
         let message = if rewritten {
-            Message::new(
-                exchange.to_string(),
-                publish.routing_key.to_string(),
-                properties,
-                body,
-            )
+            Message::new(exchange, routing_key, properties, body)
         } else {
-            Message::with_raw(
-                exchange.to_string(),
-                publish.routing_key.to_string(),
-                &properties,
-                &raw_properties,
-                body,
-            )
+            Message::with_raw(exchange, routing_key, &properties, &raw_properties, body)
         };
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, publish.mandatory, extra_keys));
@@ -463,8 +453,8 @@ impl Channel {
                 AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                     reply_code: 312,
                     reply_text: "NO_ROUTE".into(),
-                    exchange: message.exchange.as_str().into(),
-                    routing_key: message.routing_key.as_str().into(),
+                    exchange: (&*message.exchange).into(),
+                    routing_key: (&*message.routing_key).into(),
                 })),
             );
             crate::codec::write_content(

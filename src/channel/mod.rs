@@ -138,6 +138,9 @@ pub struct Channel {
     last_queue: Option<String>,
     /// Direct reply-to: the consumer tag and the routing token for this channel.
     reply_to: Option<(Arc<str>, String)>,
+    /// The exchange and routing key of the last publish, shared by the messages that repeat
+    /// them (a queue of a million messages then holds two name allocations, not two million).
+    names: (Option<Arc<str>>, Option<Arc<str>>),
 }
 
 impl Channel {
@@ -156,7 +159,26 @@ impl Channel {
             commit_wait: None,
             last_queue: None,
             reply_to: None,
+            names: Default::default(),
         }
+    }
+
+    /// The exchange and routing key as shared strings, reusing the previous publish's.
+    pub(super) fn names(&mut self, exchange: &str, routing_key: &str) -> (Arc<str>, Arc<str>) {
+        fn intern(slot: &mut Option<Arc<str>>, s: &str) -> Arc<str> {
+            match slot {
+                Some(a) if &**a == s => a.clone(),
+                _ => {
+                    let a: Arc<str> = s.into();
+                    *slot = Some(a.clone());
+                    a
+                }
+            }
+        }
+        (
+            intern(&mut self.names.0, exchange),
+            intern(&mut self.names.1, routing_key),
+        )
     }
 
     pub fn next_tag(&mut self) -> u64 {

@@ -302,12 +302,7 @@ impl Connection {
         // Deliveries still in the inbox go back to their queues.
         inbox.close();
         while let Ok(m) = inbox.try_recv() {
-            let ds = match m {
-                Outbound::Deliver(d) => vec![d],
-                Outbound::Deliveries(ds) => ds,
-                _ => continue,
-            };
-            for d in ds {
+            if let Outbound::Deliver(d) = m {
                 if !d.no_ack {
                     d.credit.release(1);
                 }
@@ -587,11 +582,6 @@ impl Connection {
 
     fn outbound(&mut self, m: Outbound) {
         match m {
-            Outbound::Deliveries(ds) => {
-                for d in ds {
-                    self.outbound(Outbound::Deliver(d));
-                }
-            }
             Outbound::Deliver(d) => {
                 self.info.meta.stats.delivered.fetch_add(1, Relaxed);
                 if d.no_ack && d.credit.release(1) {

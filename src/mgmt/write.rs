@@ -278,7 +278,7 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         };
         out.push(json!({
             "payload_bytes": bytes, "redelivered": entry.redelivered,
-            "exchange": m.exchange, "routing_key": m.routing_key, "message_count": left,
+            "exchange": &*m.exchange, "routing_key": &*m.routing_key, "message_count": left,
             "properties": properties_json(&m.properties()),
             "payload": payload, "payload_encoding": encoding,
         }));

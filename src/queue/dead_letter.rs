@@ -95,7 +95,7 @@ pub fn dead_letter(
             t.insert("queue".into(), lstr(queue));
             t.insert("time".into(), AMQPValue::Timestamp(now_secs));
             t.insert("exchange".into(), lstr(&m.exchange));
-            let keys: Vec<AMQPValue> = std::iter::once(m.routing_key.as_str())
+            let keys: Vec<AMQPValue> = std::iter::once(&*m.routing_key)
                 .chain(cc.iter().map(String::as_str))
                 .map(lstr)
                 .collect();
@@ -189,8 +189,8 @@ mod tests {
 
     fn msg(props: BasicProperties) -> Arc<Message> {
         Arc::new(Message::new(
-            "ex".into(),
-            "rk".into(),
+            "ex",
+            "rk",
             props,
             bytes::Bytes::from_static(b"b"),
         ))

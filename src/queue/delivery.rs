@@ -22,8 +22,6 @@ pub struct Delivery {
 #[derive(Debug)]
 pub enum Outbound {
     Deliver(Delivery),
-    /// Several deliveries of one dispatch pass to one consumer, in order.
-    Deliveries(Vec<Delivery>),
     /// Direct reply-to: a response for the channel's `amq.rabbitmq.reply-to` consumer.
     Reply {
         channel: u16,

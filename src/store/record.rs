@@ -68,8 +68,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let m = Message::new(
-            "ex".into(),
-            "rk".into(),
+            "ex",
+            "rk",
             amq_protocol::protocol::BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_message_id("m1".into()),

@@ -19,7 +19,7 @@ impl VHost {
         extra_keys: &[String],
     ) -> AmqpResult<Routed> {
         let mut routed = Routed::default();
-        let key = message.routing_key.as_str();
+        let key = &*message.routing_key;
         if exchange.is_empty() && !extra_keys.is_empty() {
             for k in std::iter::once(key).chain(extra_keys.iter().map(String::as_str)) {
                 if let Some(q) = self.queue(k) {
@@ -84,8 +84,8 @@ impl VHost {
             } else {
                 None
             };
-            let keys = std::iter::once(message.routing_key.as_str())
-                .chain(extra_keys.iter().map(String::as_str));
+            let keys =
+                std::iter::once(&*message.routing_key).chain(extra_keys.iter().map(String::as_str));
             for key in keys {
                 x.route(key, h, &mut |d| {
                     any = true;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# RabbitMQ's own rabbitmqadmin (shipped with rabbitmq-server) against the management API:
+# declare, bind, publish, list, get, export and delete, checking what comes back.
+# Usage: workload.sh MGMT_PORT
+set -euo pipefail
+A=(rabbitmqadmin -H 127.0.0.1 -P "$1" -u guest -p guest)
+q="admin-q-$$"; x="admin-x-$$"
+"${A[@]}" declare queue name="$q" durable=false >/dev/null
+"${A[@]}" declare exchange name="$x" type=fanout durable=false >/dev/null
+"${A[@]}" declare binding source="$x" destination="$q" >/dev/null
+"${A[@]}" publish exchange="$x" routing_key=any payload="hello admin" >/dev/null
+"${A[@]}" -f raw_json list queues name messages | python3 -c "
+import json, sys
+qs = {q['name']: q for q in json.load(sys.stdin)}
+assert qs['$q']['messages'] == 1, qs.get('$q')"
+"${A[@]}" -f raw_json get queue="$q" ackmode=ack_requeue_false | python3 -c "
+import json, sys
+m = json.load(sys.stdin)
+assert m[0]['payload'] == 'hello admin' and m[0]['exchange'] == '$x', m"
+"${A[@]}" -f raw_json list bindings source destination | python3 -c "
+import json, sys
+assert any(b['source'] == '$x' and b['destination'] == '$q' for b in json.load(sys.stdin))"
+defs="$(mktemp)"
+"${A[@]}" export "$defs" >/dev/null
+python3 -c "import json, sys; assert 'queues' in json.load(open(sys.argv[1]))" "$defs"
+rm -f "$defs"
+"${A[@]}" delete queue name="$q" >/dev/null
+"${A[@]}" delete exchange name="$x" >/dev/null
+echo ok
