@@ -66,6 +66,22 @@ fn random_definition(rng: &mut StdRng) -> Definition {
     }
 }
 
+/// Reopen in the same process. sled's flusher thread lets go of the directory lock on its next
+/// tick after the last handle drops, so a reopen right away can find it still held; a new
+/// process (a restart) never does. Retry for up to 3 s, then fail with the real error.
+fn reopen(dir: &std::path::Path) -> SledStore {
+    for _ in 0..60 {
+        match SledStore::open(dir, true) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("cannot lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("reopen sled: {e}"),
+        }
+    }
+    SledStore::open(dir, true).expect("reopen sled")
+}
+
 #[test]
 fn sled_and_memory_stores_agree_across_reopen() {
     let dir = std::env::temp_dir().join(format!("warren-model-{}", warren::names::random_token(8)));
@@ -79,7 +95,7 @@ fn sled_and_memory_stores_agree_across_reopen() {
         for step in 0..120 {
             if step == 60 {
                 drop(sled);
-                sled = SledStore::open(&dir, true).expect("reopen sled");
+                sled = reopen(&dir);
                 assert_eq!(
                     sled.recover().expect("sled"),
                     memory.recover().expect("memory"),
