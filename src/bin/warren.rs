@@ -39,6 +39,10 @@ struct Args {
     /// broker logs a warning and runs without it.
     #[arg(long, env = "WARREN_MGMT_PORT", default_value_t = 15672)]
     mgmt_port: u16,
+    /// Definitions to apply at boot, in RabbitMQ's export format (exchanges, queues, bindings),
+    /// like RabbitMQ's load_definitions. A file that cannot be applied stops the broker.
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    definitions: Option<PathBuf>,
     /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     heartbeat: u16,
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::FAILURE;
     }
+    let definitions = args.definitions.clone();
     let config = Config {
         bind: args.bind,
         port: args.port,
@@ -103,6 +108,28 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if let Some(path) = &definitions {
+            let applied = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
+                .and_then(|defs| warren::mgmt::definitions::import(&broker, &defs));
+            match applied {
+                Ok(n) => tracing::info!(
+                    file = %path.display(),
+                    exchanges = n.exchanges,
+                    queues = n.queues,
+                    bindings = n.bindings,
+                    "definitions loaded"
+                ),
+                Err(e) => {
+                    eprintln!(
+                        "warren: cannot load definitions from {}: {e}",
+                        path.display()
+                    );
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
         let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
             Ok(l) => l,
             Err(e) => {

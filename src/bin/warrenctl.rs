@@ -30,6 +30,7 @@ use std::time::Duration;
   get queue=N [count=1] [ackmode=ack_requeue_true]
   close connection name=N
   export                                   definitions as JSON
+  import FILE                              apply definitions (RabbitMQ's export format)
 rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connections,
   list_consumers, list_vhosts, purge_queue N, delete_queue N, close_connection N [reason]"
 )]
@@ -266,6 +267,16 @@ fn run(a: &Args) -> Res<String> {
                 &need(&m, "name")?,
                 m.get("reason").and_then(Value::as_str),
             )
+        }
+        ("import", [file]) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+            let defs: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{file}: not JSON: {e}"))?;
+            let Value::Object(body) = defs else {
+                return Err(format!("{file}: definitions must be a JSON object"));
+            };
+            request(a, "POST", "definitions", Some(body))?;
+            Ok(format!("definitions from {file} imported"))
         }
         ("export", _) => {
             let d = request(a, "GET", "definitions", None)?;

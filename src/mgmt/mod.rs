@@ -4,6 +4,7 @@
 //! RabbitMQ's management plugin.
 
 pub mod api;
+pub mod definitions;
 pub mod http;
 pub mod json;
 pub mod metrics;

@@ -83,6 +83,13 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                 }
             })
         }),
+        ("POST", ["api", "definitions"]) => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(defs) => match super::definitions::import(broker, &defs) {
+                Ok(_) => Response::empty(204),
+                Err(e) => Response::error(400, "bad_request", e),
+            },
+            Err(e) => Response::error(400, "bad_request", format!("not JSON: {e}")),
+        },
         ("DELETE", ["api", "bindings", v, "e", x, t @ ("q" | "e"), d, props]) => {
             with_vhost(broker, v, |vh| unbind(vh, x, *t == "q", d, props))
         }

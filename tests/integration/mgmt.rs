@@ -468,3 +468,137 @@ async fn warrenctl_manages_queues() {
     let (ok, out) = ctl(&["--password", "nope", "overview"]);
     assert!(!ok && out.contains("access refused"), "{out}");
 }
+
+fn sample_definitions(x: &str, q: &str, vhost: &str) -> Value {
+    json!({
+        "rabbit_version": "3.10.8",
+        "exchanges": [
+            {"name": x, "vhost": vhost, "type": "topic", "durable": false, "auto_delete": false,
+             "internal": false, "arguments": {}},
+            {"name": format!("{x}-e2e"), "vhost": vhost, "type": "fanout", "durable": false,
+             "auto_delete": false, "internal": false, "arguments": {}}
+        ],
+        "queues": [
+            {"name": q, "vhost": vhost, "durable": false, "auto_delete": false,
+             "arguments": {"x-max-length": 5}}
+        ],
+        "bindings": [
+            {"source": x, "vhost": vhost, "destination": q, "destination_type": "queue",
+             "routing_key": "a.#", "arguments": {}},
+            {"source": format!("{x}-e2e"), "vhost": vhost, "destination": x,
+             "destination_type": "exchange", "routing_key": "", "arguments": {}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn definitions_import_declares_topology() {
+    if skip() {
+        return;
+    }
+    let (x, q) = (uniq("defs-x"), uniq("defs-q"));
+    let defs = sample_definitions(&x, &q, "/");
+    let (status, body) = http("POST", "/api/definitions", Some(defs.clone())).await;
+    assert!(status == 204 || status == 201, "{status} {body}");
+    let (status, _) = http("POST", "/api/definitions", Some(defs)).await;
+    assert!(
+        status == 204 || status == 201,
+        "importing twice changes nothing"
+    );
+
+    // Published through the exchange-to-exchange binding and the topic binding.
+    let (_c, ch) = channel().await;
+    publish(&ch, &format!("{x}-e2e"), "a.b", b"via-defs").await;
+    let got = get_within(&ch, &q, true).await.map(|m| m.delivery.data);
+    assert_eq!(got.as_deref(), Some(&b"via-defs"[..]));
+    let (_, v) = http("GET", &format!("/api/queues/%2F/{q}"), None).await;
+    assert_eq!(v["arguments"]["x-max-length"], 5, "{v}");
+
+    // As in RabbitMQ, an existing queue described differently is left as it is.
+    let clash = json!({"queues": [{"name": q, "vhost": "/", "durable": true, "auto_delete": false,
+                                   "arguments": {}}]});
+    let (status, err) = http("POST", "/api/definitions", Some(clash)).await;
+    assert!(status == 204 || status == 201, "{status} {err}");
+    let (_, v) = http("GET", &format!("/api/queues/%2F/{q}"), None).await;
+    assert_eq!(v["durable"], false, "{v}");
+    assert_eq!(v["arguments"]["x-max-length"], 5, "{v}");
+    for path in [
+        format!("/api/queues/%2F/{q}"),
+        format!("/api/exchanges/%2F/{x}-e2e"),
+        format!("/api/exchanges/%2F/{x}"),
+    ] {
+        http("DELETE", &path, None).await;
+    }
+}
+
+#[tokio::test]
+async fn definitions_for_a_missing_vhost_apply_nothing() {
+    if skip() || external() {
+        return;
+    }
+    let (x, q) = (uniq("defs-x"), uniq("defs-q"));
+    let mut defs = sample_definitions(&x, &q, "/");
+    defs["bindings"][1]["vhost"] = json!("no-such-vhost");
+    let (status, err) = http("POST", "/api/definitions", Some(defs)).await;
+    assert_eq!(status, 400);
+    assert!(
+        err["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-vhost"),
+        "{err}"
+    );
+    let (status, _) = http("GET", &format!("/api/exchanges/%2F/{x}"), None).await;
+    assert_eq!(status, 404, "nothing was applied");
+}
+
+#[tokio::test]
+async fn warren_loads_definitions_at_boot() {
+    if external() {
+        return;
+    }
+    let dir = crate::process::temp_dir("defs-boot");
+    let file = dir.with_extension("json");
+    let (x, q) = ("boot-x", "boot-q");
+    std::fs::write(&file, sample_definitions(x, q, "/").to_string()).expect("write definitions");
+    let file_arg = file.to_string_lossy().to_string();
+    let w = crate::process::Warren::start(&dir, &["--definitions", &file_arg, "--mgmt-port", "0"])
+        .await;
+    let conn = lapin::Connection::connect(&w.url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    publish(&ch, x, "a.z", b"booted").await;
+    let got = get_within(&ch, q, true).await.map(|m| m.delivery.data);
+    assert_eq!(got.as_deref(), Some(&b"booted"[..]));
+    w.stop().await;
+
+    // A file that cannot be applied stops the broker with an error naming it.
+    std::fs::write(
+        &file,
+        "{\"queues\": [{\"name\": \"q\", \"vhost\": \"elsewhere\"}]}",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--mgmt-port",
+            "0",
+            "--in-memory",
+            "--definitions",
+            &file_arg,
+        ])
+        .output()
+        .expect("run warren");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot load definitions") && stderr.contains("elsewhere"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,134 @@
+//! Definitions import: RabbitMQ's export format (exchanges, queues, bindings; as written by
+//! `rabbitmqadmin export` or GET /api/definitions), applied through the same vhost calls as the
+//! AMQP methods. Used by POST /api/definitions, `warrenctl import` and `warren --definitions`.
+
+use super::json::to_table;
+use crate::broker::Broker;
+use crate::vhost::{ExchangeDecl, QueueDecl};
+use serde_json::Value;
+
+/// What an import declared.
+#[derive(Debug, Default, PartialEq)]
+pub struct Imported {
+    pub exchanges: usize,
+    pub queues: usize,
+    pub bindings: usize,
+}
+
+/// Apply `defs`; stops at the first refused item with RabbitMQ's explanation. An exchange or
+/// queue that already exists is left as it is, even if the file describes it differently
+/// (RabbitMQ 3.10's import does the same). Items for a vhost this broker does not have are
+/// refused before anything is applied. Users, permissions,
+/// policies and parameters are not supported and are ignored (reported in the log).
+pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
+    let list = |key: &str| -> Vec<&Value> {
+        defs.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
+    };
+    if !defs.is_object() {
+        return Err("definitions must be a JSON object".into());
+    }
+    let (exchanges, queues, bindings) = (list("exchanges"), list("queues"), list("bindings"));
+    for item in exchanges.iter().chain(&queues).chain(&bindings) {
+        let v = str_of(item, "vhost").unwrap_or("/");
+        if broker.vhost(v).is_none() {
+            return Err(format!("vhost '{v}' does not exist (Warren has only '/')"));
+        }
+    }
+    for key in [
+        "users",
+        "permissions",
+        "policies",
+        "parameters",
+        "global_parameters",
+    ] {
+        if !list(key).is_empty() {
+            tracing::warn!(key, "definitions import: not supported, ignored");
+        }
+    }
+    let mut done = Imported::default();
+    let explain = |what: &str, name: &str, e: crate::error::AmqpError| {
+        let text = e
+            .text
+            .split_once(" - ")
+            .map_or(e.text.clone(), |(_, x)| x.to_string());
+        format!("{what} '{name}': {text}")
+    };
+    for x in exchanges {
+        let name = str_of(x, "name").ok_or("an exchange without a name")?;
+        if name.is_empty() || name.starts_with("amq.") {
+            continue;
+        }
+        let vh = vhost_of(broker, x)?;
+        if vh.exchange(name).is_some() {
+            continue;
+        }
+        let decl = ExchangeDecl {
+            name: name.to_string(),
+            kind: str_of(x, "type").unwrap_or("direct").to_string(),
+            durable: bool_of(x, "durable", true),
+            auto_delete: bool_of(x, "auto_delete", false),
+            internal: bool_of(x, "internal", false),
+            arguments: to_table(x.get("arguments").unwrap_or(&Value::Null))?,
+        };
+        vh.declare_exchange(&decl, false)
+            .map_err(|e| explain("exchange", name, e))?;
+        done.exchanges += 1;
+    }
+    for q in queues {
+        let name = str_of(q, "name").ok_or("a queue without a name")?;
+        let vh = vhost_of(broker, q)?;
+        if vh.queue(name).is_some() {
+            continue;
+        }
+        let decl = QueueDecl {
+            name: name.to_string(),
+            server_named: false,
+            durable: bool_of(q, "durable", true),
+            exclusive: false,
+            auto_delete: bool_of(q, "auto_delete", false),
+            arguments: to_table(q.get("arguments").unwrap_or(&Value::Null))?,
+        };
+        vh.declare_queue(&decl, false, 0)
+            .map_err(|e| explain("queue", name, e))?;
+        done.queues += 1;
+    }
+    for b in bindings {
+        let source = str_of(b, "source").ok_or("a binding without a source")?;
+        let dest = str_of(b, "destination").ok_or("a binding without a destination")?;
+        if source.is_empty() {
+            continue; // the default exchange's bindings are implicit
+        }
+        let vh = vhost_of(broker, b)?;
+        let key = str_of(b, "routing_key").unwrap_or("");
+        let args = to_table(b.get("arguments").unwrap_or(&Value::Null))?;
+        let r = match str_of(b, "destination_type").unwrap_or("queue") {
+            "exchange" => vh.bind_exchange(dest, source, key, &args),
+            _ => vh.bind_queue(dest, source, key, &args, 0),
+        };
+        r.map_err(|e| explain("binding from", source, e))?;
+        done.bindings += 1;
+    }
+    Ok(done)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn bool_of(v: &Value, key: &str, default: bool) -> bool {
+    match v.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => default,
+    }
+}
+
+fn vhost_of(broker: &Broker, v: &Value) -> Result<std::sync::Arc<crate::vhost::VHost>, String> {
+    let name = str_of(v, "vhost").unwrap_or("/");
+    broker
+        .vhost(name)
+        .ok_or_else(|| format!("vhost '{name}' does not exist"))
+}
