@@ -56,10 +56,12 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
         }
         ("GET", ["api", "exchanges"]) => ok(each_vhost(broker, exchanges)),
         ("GET", ["api", "exchanges", v]) => with_vhost(broker, v, |vh| ok(exchanges(vh))),
-        ("GET", ["api", "exchanges", v, x]) => with_vhost(broker, v, |vh| match vh.exchange(x) {
-            Some(e) => ok(exchange_json(vh, &e)),
-            None => not_found(),
-        }),
+        ("GET", ["api", "exchanges", v, x]) => {
+            with_vhost(broker, v, |vh| match vh.exchange(write::exchange_name(x)) {
+                Some(e) => ok(exchange_json(vh, &e)),
+                None => not_found(),
+            })
+        }
         ("GET", ["api", "exchanges", v, x, "bindings", dir @ ("source" | "destination")]) => {
             with_vhost(broker, v, |vh| {
                 if vh.exchange(x).is_none() {

@@ -199,7 +199,7 @@ fn unbind(vh: &VHost, source: &str, to_queue: bool, dest: &str, props: &str) -> 
 }
 
 /// The management API names the default exchange "amq.default".
-fn exchange_name(x: &str) -> &str {
+pub fn exchange_name(x: &str) -> &str {
     if x == "amq.default" {
         ""
     } else {

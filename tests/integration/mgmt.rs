@@ -256,6 +256,14 @@ async fn declare_bind_publish_get_and_delete_through_the_api() {
     assert_eq!(status, 404);
     let (status, _) = http("DELETE", &format!("/api/exchanges/%2F/{x}"), None).await;
     assert_eq!(status, 204);
+    // The default exchange is "amq.default" in URLs and "" in bodies.
+    let (status, d) = http("GET", "/api/exchanges/%2F/amq.default", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (d["name"].as_str(), d["type"].as_str()),
+        (Some(""), Some("direct")),
+        "{d}"
+    );
 }
 
 #[tokio::test]
