@@ -78,7 +78,8 @@ pub struct Queue {
     wake: Arc<tokio::sync::Notify>,
     /// Messages handed to consumers or basic.get and not yet settled or requeued (RabbitMQ's
     /// messages_unacknowledged, in-flight deliveries included).
-    /// Signed so that the add and the subtract are each one uncontended-cost instruction.
+    /// Signed, so that settling is one fetch_sub (no compare-and-swap loop to stop at zero);
+    /// readers clamp at zero.
     outstanding: AtomicI64,
 }
 
