@@ -316,6 +316,22 @@ async fn get_requeues_or_takes_and_purge_empties() {
         .expect("delete");
 }
 
+/// The first connection in /api/connections that `f` accepts; RabbitMQ lists new connections
+/// after its next statistics tick, so poll for a while.
+async fn listed_connection(f: impl Fn(&Value) -> bool) -> Option<Value> {
+    for _ in 0..60 {
+        let (_, all) = http("GET", "/api/connections", None).await;
+        if let Some(c) = all
+            .as_array()
+            .and_then(|a| a.iter().find(|c| f(c)).cloned())
+        {
+            return Some(c);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    None
+}
+
 #[tokio::test]
 async fn closing_a_connection_forces_it_with_320() {
     if skip() {
@@ -326,19 +342,8 @@ async fn closing_a_connection_forces_it_with_320() {
     let conn = lapin::Connection::connect(&url(), props)
         .await
         .expect("connect");
-    let mut listed = None;
-    for _ in 0..60 {
-        let (_, all) = http("GET", "/api/connections", None).await;
-        listed = all.as_array().and_then(|a| {
-            a.iter()
-                .find(|c| c["client_properties"]["connection_name"] == name.as_str())
-                .cloned()
-        });
-        if listed.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let listed =
+        listed_connection(|c| c["client_properties"]["connection_name"] == name.as_str()).await;
     let c = listed.expect("the connection is listed with its client properties");
     assert_eq!(c["user"], "guest");
     assert_eq!(c["vhost"], "/");
@@ -347,17 +352,7 @@ async fn closing_a_connection_forces_it_with_320() {
     // A raw client sees the close method itself.
     let mut raw = Raw::open().await;
     let port = raw.stream.local_addr().expect("local addr").port();
-    let mut listed = None;
-    for _ in 0..60 {
-        let (_, all) = http("GET", "/api/connections", None).await;
-        listed = all
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["peer_port"] == port).cloned());
-        if listed.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let listed = listed_connection(|c| c["peer_port"] == port).await;
     let c = listed.expect("the raw connection is listed by its peer port");
     let cname = c["name"].as_str().expect("name").to_string();
     let encoded: String = cname
