@@ -405,8 +405,8 @@ pub mod ops {
         .expect("consume")
     }
 
-    /// Ready messages in `q`, by passive declare.
-    pub async fn message_count(ch: &Channel, q: &str) -> u32 {
+    /// queue.declare passive=true: the queue's counts, or the broker's refusal.
+    pub async fn passive(ch: &Channel, q: &str) -> Result<lapin::Queue, lapin::Error> {
         ch.queue_declare(
             q.into(),
             QueueDeclareOptions {
@@ -416,8 +416,25 @@ pub mod ops {
             FieldTable::default(),
         )
         .await
-        .expect("passive declare")
-        .message_count()
+    }
+
+    /// A named, non-durable, non-exclusive queue with no arguments.
+    pub async fn declare(ch: &Channel, q: &str) {
+        ch.queue_declare(
+            q.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    }
+
+    /// Ready messages in `q`, by passive declare.
+    pub async fn message_count(ch: &Channel, q: &str) -> u32 {
+        passive(ch, q)
+            .await
+            .expect("passive declare")
+            .message_count()
     }
 
     pub async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {

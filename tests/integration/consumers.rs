@@ -126,13 +126,7 @@ async fn server_generates_consumer_tags() {
 async fn deleting_a_queue_cancels_its_consumers() {
     let (_c, ch) = channel().await;
     let q = uniq("to-delete");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    declare(&ch, &q).await;
     let mut cons = consume(&ch, q.as_str(), "", false).await;
     let (_c2, ch2) = channel().await;
     ch2.queue_delete(q.as_str().into(), QueueDeleteOptions::default())

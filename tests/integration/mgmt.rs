@@ -4,7 +4,6 @@
 
 use crate::common::{ops::*, *};
 use lapin::options::*;
-use lapin::types::FieldTable;
 use lapin::ConnectionProperties;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -170,16 +169,7 @@ async fn declare_bind_publish_get_and_delete_through_the_api() {
 
     // An AMQP client sees what the API made.
     let (_c, ch) = channel().await;
-    let declared = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let declared = passive(&ch, &q).await;
     assert!(declared.is_ok(), "{declared:?}");
 
     let (status, r) = http(
@@ -273,13 +263,7 @@ async fn get_requeues_or_takes_and_purge_empties() {
     }
     let (_c, ch) = channel().await;
     let q = uniq("mgmt-get");
-    ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    declare(&ch, &q).await;
     for i in 0..4 {
         publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
     }

@@ -162,17 +162,7 @@ async fn exclusive_queue_goes_with_its_connection() {
     let (_c2, ch2) = channel().await;
     let mut gone = false;
     for _ in 0..50 {
-        let probe = ch2
-            .queue_declare(
-                q.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        if probe.is_err() {
+        if passive(&ch2, &q).await.is_err() {
             gone = true;
             break;
         }
