@@ -163,18 +163,14 @@ fn overview(broker: &Broker) -> Value {
         (0, 0, 0u64, 0u64, 0u64);
     for vh in broker.vhosts() {
         exchanges += vh.exchanges().len();
-        for q in vh.queues() {
-            queues += 1;
-            consumers += u64::from(q.consumer_count());
-            ready += u64::from(q.message_count());
-            unacked += q.unacked_count();
-        }
+        queues += vh.queues().len();
+        let t = queue_totals(&vh);
+        consumers += t.consumers;
+        ready += t.ready;
+        unacked += t.unacked;
     }
     let conns = broker.connections();
-    let channels: u64 = conns
-        .iter()
-        .map(|c| u64::from(c.channels.load(Relaxed)))
-        .sum();
+    let channels = channel_count(&conns);
     let [recv_oct, send_oct, published, delivered] = broker.totals();
     json!({
         "management_version": RABBITMQ_VERSION,
@@ -201,12 +197,36 @@ fn overview(broker: &Broker) -> Value {
     })
 }
 
-fn vhost_json(vh: &VHost) -> Value {
-    let (mut ready, mut unacked) = (0u64, 0u64);
+/// Ready, unacknowledged and consumer counts summed over a vhost's queues.
+pub struct QueueTotals {
+    pub ready: u64,
+    pub unacked: u64,
+    pub consumers: u64,
+}
+
+pub fn queue_totals(vh: &VHost) -> QueueTotals {
+    let mut t = QueueTotals {
+        ready: 0,
+        unacked: 0,
+        consumers: 0,
+    };
     for q in vh.queues() {
-        ready += u64::from(q.message_count());
-        unacked += q.unacked_count();
+        t.ready += u64::from(q.message_count());
+        t.unacked += q.unacked_count();
+        t.consumers += u64::from(q.consumer_count());
     }
+    t
+}
+
+pub fn channel_count(conns: &[Arc<crate::broker::ConnMeta>]) -> u64 {
+    conns
+        .iter()
+        .map(|c| u64::from(c.channels.load(Relaxed)))
+        .sum()
+}
+
+fn vhost_json(vh: &VHost) -> Value {
+    let QueueTotals { ready, unacked, .. } = queue_totals(vh);
     json!({"name": vh.name, "description": "", "tags": [], "tracing": false,
            "messages": ready + unacked, "messages_ready": ready,
            "messages_unacknowledged": unacked})

@@ -4,15 +4,11 @@
 use super::http::Response;
 use crate::broker::Broker;
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
 
 pub fn render(broker: &Broker) -> Response {
     let mut s = String::new();
     let conns = broker.connections();
-    let channels: u64 = conns
-        .iter()
-        .map(|c| u64::from(c.channels.load(Relaxed)))
-        .sum();
+    let channels = super::api::channel_count(&conns);
     let [recv, send, published, delivered] = broker.totals();
     let gauge = |s: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
