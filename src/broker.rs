@@ -5,7 +5,7 @@ use crate::auth::Users;
 use crate::config::Config;
 use crate::message::Message;
 use crate::queue::{Outbound, Outbox};
-use crate::store::{self, Committer, Definition, Op, Store, Submission};
+use crate::store::{self, Committer, Definition, Op, Store};
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::io;
@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct Broker {
     pub config: Config,
     pub users: Users,
+    /// Every durable write goes through it.
+    committer: Arc<Committer>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     connections: Mutex<HashMap<u64, (Outbox, Arc<ConnMeta>)>>,
     next_connection: AtomicU64,
@@ -83,7 +85,7 @@ impl Broker {
             (Some(dir), false) => Arc::new(store::sled::SledStore::open(dir, config.sync)?),
             _ => Arc::new(store::memory::MemoryStore::default()),
         };
-        let committer = Committer::start(store.clone())?;
+        let committer = Committer::start(store.clone(), config.store_backlog_bytes)?;
         let vhost = VHost::new("/", Some(store.clone()), Some(committer.clone()));
         let report = recover(&vhost, store.as_ref(), &committer)?;
         if report.definitions + report.messages > 0 {
@@ -99,12 +101,26 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             users: Users::default(),
+            committer,
             vhosts: RwLock::new(vhosts),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             closed: ConnStats::default(),
             started_at: std::time::Instant::now(),
         }))
+    }
+
+    pub fn committer(&self) -> &Arc<Committer> {
+        &self.committer
+    }
+
+    /// Resolves once every write submitted before the call is durable (Err: the store failed;
+    /// the write is retried in the background).
+    pub async fn sync(&self) -> Result<(), String> {
+        match self.committer.sync().await {
+            Ok(r) => r,
+            Err(_) => Err("storage committer is gone".into()),
+        }
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -223,14 +239,15 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
         definitions: rec.definitions.len(),
         ..Default::default()
     };
-    for def in &rec.definitions {
-        if def_vhost(def) != vhost.name {
+    let mut ops = Vec::new();
+    for def in rec.definitions {
+        if def_vhost(&def) != vhost.name {
             tracing::warn!(?def, "definition for an unknown vhost ignored");
             continue;
         }
-        if let Err(e) = vhost.restore(def) {
+        if let Err(e) = vhost.restore(&def) {
             tracing::warn!(error = %e, ?def, "stored definition could not be restored; dropped");
-            let _ = store.delete_definition(def);
+            ops.push(Op::DeleteDefinition(def));
         }
     }
     let mut refs: HashMap<u64, u32> = HashMap::new();
@@ -253,6 +270,8 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
             })?;
         m.store_id = id;
         m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
+        // On disk already: removals apply to it directly.
+        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::WRITTEN);
         messages.insert(id, Arc::new(m));
         committer.reserve_ids_above(id);
     }
@@ -261,7 +280,6 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
         .into_iter()
         .filter_map(|q| q.config.store_key.clone().map(|k| (k, q)))
         .collect();
-    let mut ops = Vec::new();
     for (key, entries) in rec.queues {
         let queue = by_key.get(&key);
         let restored = entries
@@ -286,14 +304,14 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
                 ops.push(Op::DropQueue(key.clone()));
                 for (_, m) in restored {
                     if m.release_store_ref() {
-                        ops.push(Op::DeleteMessage(m.store_id));
+                        ops.push(Op::DeleteMessage(m));
                     }
                 }
             }
         }
     }
     if !ops.is_empty() {
-        committer.submit(Submission { ops, notify: None });
+        committer.submit(ops, None);
     }
     Ok(report)
 }

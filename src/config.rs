@@ -22,7 +22,13 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Port of the management HTTP API (RabbitMQ's is 15672); None runs without it.
     pub mgmt_port: Option<u16>,
+    /// Record bytes that may wait for the committer before publishers with writes in flight
+    /// stop being read (about a second of this machine's disk throughput).
+    pub store_backlog_bytes: u64,
 }
+
+/// Default of `Config::store_backlog_bytes`.
+pub const DEFAULT_STORE_BACKLOG_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -38,6 +44,7 @@ impl Default for Config {
             heartbeat: 60,
             handshake_timeout_ms: 10_000,
             mgmt_port: None,
+            store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
         }
     }
 }

@@ -48,7 +48,7 @@ pub struct BrokerHandle {
     mgmt: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 impl BrokerHandle {
@@ -70,7 +70,8 @@ impl BrokerHandle {
         &self.broker
     }
 
-    /// Close every connection with 320 CONNECTION_FORCED and stop listening.
+    /// Stop listening, close every connection with 320 CONNECTION_FORCED, and wait until
+    /// everything durable queues hold is on disk.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -9,7 +9,7 @@ use amq_protocol::frame::WriteContext;
 use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProperties};
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// The encoding of empty properties (no flags set), shared instead of allocated.
@@ -32,6 +32,9 @@ pub struct Message {
     pub store_id: u64,
     /// Durable queues still holding the stored record; the last to let go deletes it.
     pub store_refs: AtomicU32,
+    /// Where the committer is with the record (`store::committer::{PENDING, WRITTEN,
+    /// CANCELLED}`); only the committer thread changes it once the message is published.
+    pub store_state: AtomicU8,
     /// The per-message TTL from the `expiration` property, in ms (validated on publish).
     pub expiration_ms: Option<u64>,
 }
@@ -96,6 +99,7 @@ impl Message {
             body,
             store_id: 0,
             store_refs: AtomicU32::new(0),
+            store_state: AtomicU8::new(0),
             expiration_ms,
         }
     }
@@ -166,6 +170,7 @@ impl Message {
             body: self.body.clone(),
             store_id: 0,
             store_refs: AtomicU32::new(0),
+            store_state: AtomicU8::new(0),
             expiration_ms: self.expiration_ms,
         }
     }

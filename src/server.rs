@@ -1,5 +1,7 @@
-//! Accept loop and shutdown: every connection gets its own task; on shutdown every connection
-//! is closed with 320 CONNECTION_FORCED before the server returns.
+//! Accept loop and shutdown: every connection gets its own task. Shutdown keeps the promise a
+//! durable queue makes: stop accepting, close every connection with 320 CONNECTION_FORCED (each
+//! submits its last writes as it goes), then wait until the committer has made everything
+//! durable, and only then return.
 
 use crate::broker::Broker;
 use std::future::Future;
@@ -7,7 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+/// Serve until `shutdown` completes; Err when the store could not make the last writes
+/// durable.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -32,4 +40,16 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     while broker.connection_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let started = std::time::Instant::now();
+    let backlog = broker.committer().backlog_bytes();
+    let r = broker.sync().await;
+    match &r {
+        Ok(()) => tracing::info!(
+            backlog_bytes = backlog,
+            ms = started.elapsed().as_millis() as u64,
+            "storage flushed"
+        ),
+        Err(e) => tracing::error!(error = %e, "storage could not flush at shutdown"),
+    }
+    r
 }

@@ -46,6 +46,10 @@ struct Args {
     /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     heartbeat: u16,
+    /// Bytes of persistent messages that may wait to be written before publishers with
+    /// writes in flight are no longer read (TCP back-pressure, RabbitMQ's credit flow).
+    #[arg(long, env = "WARREN_STORE_BACKLOG_BYTES", default_value_t = warren::config::DEFAULT_STORE_BACKLOG_BYTES)]
+    store_backlog_bytes: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
         max_message_size: args.max_message_size,
         heartbeat: args.heartbeat,
         mgmt_port: (args.mgmt_port != 0).then_some(args.mgmt_port),
+        store_backlog_bytes: args.store_backlog_bytes,
         ..Config::default()
     };
     let runtime = match args.threads {
@@ -113,6 +118,10 @@ fn main() -> std::process::ExitCode {
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
                 .and_then(|defs| warren::mgmt::definitions::import(&broker, &defs));
+            let applied = match applied {
+                Ok(n) => broker.sync().await.map(|()| n),
+                Err(e) => Err(e),
+            };
             match applied {
                 Ok(n) => tracing::info!(
                     file = %path.display(),
@@ -152,9 +161,16 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        warren::server::run(listener, broker, shutdown_signal()).await;
-        tracing::info!("stopped");
-        std::process::ExitCode::SUCCESS
+        match warren::server::run(listener, broker, shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("warren: stopped with writes not durable: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
     })
 }
 

@@ -431,14 +431,14 @@ impl Channel {
             // plugin); the confirm waits only for the hold to be stored.
             let stored = vhost.hold_delayed(&x, message, due, cx.fx);
             return Ok(PublishOutcome {
-                ticket: stored.then_some(cx.ticket),
+                ticket: stored.then_some(cx.fx.ticket()),
                 rejected: false,
             });
         }
         if !routed.queues.is_empty() {
             let (stored, rejected) = vhost.enqueue(message, &routed.queues, cx.fx);
             return Ok(PublishOutcome {
-                ticket: stored.then_some(cx.ticket),
+                ticket: stored.then_some(cx.fx.ticket()),
                 rejected,
             });
         }

@@ -22,10 +22,9 @@ pub struct Cx<'a> {
     pub out: &'a mut Vec<u8>,
     /// Queues whose consumers regained credit; kicked once at the end of the read burst.
     pub kicks: &'a mut Vec<Arc<Queue>>,
-    /// Storage writes and dead letters of this burst, handled once at its end.
+    /// Storage writes and dead letters of this burst, handled once at its end; its origin
+    /// holds the committer ticket they will be submitted under.
     pub fx: &'a mut Effects,
-    /// The ticket the committer will report when this burst's writes are durable.
-    pub ticket: u64,
 }
 
 impl Cx<'_> {
@@ -82,6 +81,16 @@ impl ConfirmState {
         self.last_seq += 1;
         if ticket.is_some() || nack {
             self.special.push_back((self.last_seq, ticket, nack));
+        }
+    }
+
+    /// The commit holding writes up to `ticket` failed: their publishes are nacked (RabbitMQ's
+    /// answer when it cannot take responsibility for a message).
+    pub fn failed(&mut self, ticket: u64) {
+        for (_, t, nack) in self.special.iter_mut() {
+            if t.is_some_and(|t| t <= ticket) {
+                *nack = true;
+            }
         }
     }
 
@@ -287,6 +296,15 @@ impl Channel {
         for (q, v) in groups {
             q.requeue(v, fx);
         }
+    }
+
+    /// The commit holding writes up to `ticket` failed: nack their confirms. Returns true when a
+    /// tx.commit-ok was waiting for them (the connection then fails with 541).
+    pub fn store_failed(&mut self, ticket: u64) -> bool {
+        if let Some(c) = self.confirm.as_mut() {
+            c.failed(ticket);
+        }
+        self.commit_wait.is_some_and(|t| t <= ticket)
     }
 
     /// Flush coalesced publisher confirms: at most one basic.ack per read burst or commit.

@@ -28,7 +28,7 @@ impl Channel {
                     internal: d.internal,
                     arguments: d.arguments,
                 };
-                vh.declare_exchange(&decl, d.passive)?;
+                vh.declare_exchange(&decl, d.passive, cx.fx)?;
                 if !d.nowait {
                     cx.send(
                         self.id,
@@ -37,7 +37,7 @@ impl Channel {
                 }
             }
             M::Delete(d) => {
-                vh.delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused)?;
+                vh.delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused, cx.fx)?;
                 if !d.nowait {
                     cx.send(
                         self.id,
@@ -51,6 +51,7 @@ impl Channel {
                     &strip_cr_lf(b.source.as_str()),
                     b.routing_key.as_str(),
                     &b.arguments,
+                    cx.fx,
                 )?;
                 if !b.nowait {
                     cx.send(self.id, AMQPClass::Exchange(M::BindOk(exchange::BindOk {})));
@@ -62,6 +63,7 @@ impl Channel {
                     &strip_cr_lf(b.source.as_str()),
                     b.routing_key.as_str(),
                     &b.arguments,
+                    cx.fx,
                 )?;
                 if !b.nowait {
                     cx.send(
@@ -114,7 +116,7 @@ impl Channel {
                     auto_delete: d.auto_delete,
                     arguments: d.arguments,
                 };
-                let q = vh.declare_queue(&decl, d.passive, conn_id)?;
+                let q = vh.declare_queue(&decl, d.passive, conn_id, cx.fx)?;
                 self.last_queue = Some(name.clone());
                 if !d.nowait {
                     cx.send(
@@ -135,6 +137,7 @@ impl Channel {
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn_id,
+                    cx.fx,
                 )?;
                 if !b.nowait {
                     cx.send(self.id, AMQPClass::Queue(M::BindOk(queue::BindOk {})));
@@ -148,6 +151,7 @@ impl Channel {
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn_id,
+                    cx.fx,
                 )?;
                 cx.send(self.id, AMQPClass::Queue(M::UnbindOk(queue::UnbindOk {})));
             }

@@ -2,8 +2,12 @@
 //! deliveries from its inbox, writes batched output, and keeps heartbeats.
 //!
 //! All output of a read burst or an inbox drain goes into one buffer and out in one write.
-//! Reading pauses while that buffer is above a high-water mark, so a client that does not read
-//! is slowed by TCP back-pressure instead of growing our memory.
+//! Reading pauses (TCP back-pressure instead of growing our memory) while:
+//! - that buffer is above a high-water mark (a client that does not read);
+//! - the committer is congested and this connection has writes in flight (a publisher that
+//!   outruns the disk; consumers and acks keep flowing, they have nothing in flight);
+//! - a topology change waits to be durable: its reply is held, and the frames after it wait
+//!   in the read buffer, so that nothing overtakes it.
 
 mod handshake;
 
@@ -14,7 +18,6 @@ use crate::channel::{Channel, Cx};
 use crate::codec::{self, Frame};
 use crate::error::AmqpError;
 use crate::queue::{Effects, Outbound, Outbox, Queue};
-use crate::store::Submission;
 use crate::vhost::VHost;
 use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
@@ -44,7 +47,6 @@ macro_rules! cx {
             out: &mut $c.out,
             kicks: &mut $c.kicks,
             fx: &mut $c.fx,
-            ticket: $c.next_ticket,
         }
     };
 }
@@ -86,11 +88,15 @@ struct Connection {
     channels: HashMap<u16, Channel>,
     out: Vec<u8>,
     kicks: Vec<Arc<Queue>>,
-    /// Storage writes and dead letters of the current burst.
+    /// Storage writes and dead letters of the current burst; its origin numbers this
+    /// connection's submissions to the committer.
     fx: Effects,
-    /// Ticket of the next submission to the committer, and the highest one reported durable.
-    next_ticket: u64,
+    /// The highest ticket the committer reported durable (or failed).
     durable_ticket: u64,
+    /// A topology change's reply waits for this ticket; `held` is that reply.
+    barrier: Option<u64>,
+    held: Vec<u8>,
+    committer: Option<Arc<crate::store::Committer>>,
     state: State,
 }
 
@@ -139,12 +145,13 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
     let _enter = span.enter();
     tracing::info!(vhost = %negotiated.vhost.name, "connection open");
     let heartbeat = negotiated.heartbeat;
+    let committer = negotiated.vhost.committer.clone();
     let mut c = Connection {
         info: ConnInfo {
             id,
             vhost: negotiated.vhost,
             user: negotiated.user,
-            outbox,
+            outbox: outbox.clone(),
             frame_max: negotiated.frame_max,
             channel_max: negotiated.channel_max,
             caps: negotiated.caps,
@@ -154,9 +161,11 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         channels: HashMap::new(),
         out: Vec::with_capacity(READ_BUFFER),
         kicks: Vec::new(),
-        fx: Effects::default(),
-        next_ticket: 1,
+        fx: Effects::for_connection(outbox.clone()),
         durable_ticket: 0,
+        barrier: None,
+        held: Vec::new(),
+        committer,
         state: State::Running,
     };
     c.run(stream, rbuf, inbox, heartbeat).await;
@@ -227,12 +236,13 @@ impl Connection {
             }
             let pending = self.out.len() - written;
             let running = self.state != State::Closed;
+            let paused = self.paused();
             let deadline = match self.state {
                 State::Closing(d) => d,
                 _ => Instant::now() + Duration::from_secs(3600),
             };
             tokio::select! {
-                r = reader.read_buf(&mut rbuf), if running && pending < WRITE_HIGH_WATER => {
+                r = reader.read_buf(&mut rbuf), if running && pending < WRITE_HIGH_WATER && !paused => {
                     match r {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
@@ -269,9 +279,13 @@ impl Connection {
                         }
                     }
                     self.after_burst();
+                    if paused && !self.paused() && !rbuf.is_empty() {
+                        // A held reply went out: the frames that waited behind it run now.
+                        self.process(&mut rbuf);
+                    }
                 }
                 _ = ticker.tick(), if heartbeat > 0 => {
-                    if pending >= WRITE_HIGH_WATER {
+                    if pending >= WRITE_HIGH_WATER || paused {
                         // We stopped reading (back-pressure), so the peer's heartbeats sit
                         // unread in the socket: silence here says nothing about the peer.
                         last_read = Instant::now();
@@ -313,12 +327,20 @@ impl Connection {
 
     /// Handle every complete frame in the read buffer, then flush confirms and kicks.
     fn process(&mut self, rbuf: &mut BytesMut) {
-        while self.state != State::Closed {
+        while self.state != State::Closed && self.barrier.is_none() {
             let frame_max = self.info.frame_max;
             match codec::decode(rbuf, frame_max) {
                 Ok(Some(frame)) => {
+                    let mark = self.out.len();
                     if let Err(e) = self.frame(frame) {
                         self.close_connection(e);
+                    }
+                    if let Some(ticket) = self.fx.barrier.take() {
+                        if self.state == State::Running && ticket > self.durable_ticket {
+                            // Its reply goes out once the change is durable.
+                            self.held = self.out.split_off(mark);
+                            self.barrier = Some(ticket);
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -347,21 +369,16 @@ impl Connection {
 
     /// Hand this burst's storage writes to the committer, which reports back with the ticket.
     fn submit_ops(&mut self) {
-        self.info.vhost.route_dead_letters(&mut self.fx);
-        if self.fx.ops.is_empty() {
-            return;
-        }
-        let ops = std::mem::take(&mut self.fx.ops);
-        match &self.info.vhost.committer {
-            Some(committer) => {
-                committer.submit(Submission {
-                    ops,
-                    notify: Some((self.info.outbox.clone(), self.next_ticket)),
-                });
-                self.next_ticket += 1;
-            }
-            None => tracing::error!("storage writes without a store"),
-        }
+        self.info.vhost.submit(&mut self.fx);
+    }
+
+    /// Not reading: a held reply waits for durability, or the committer is congested and
+    /// this connection has writes in flight. A closing connection still reads (for close-ok).
+    fn paused(&self) -> bool {
+        self.state == State::Running
+            && (self.barrier.is_some()
+                || (self.fx.origin.as_ref().is_some_and(|s| s.inflight_bytes() > 0)
+                    && self.committer.as_ref().is_some_and(|c| c.congested())))
     }
 
     fn frame(&mut self, frame: Frame) -> Result<(), AmqpError> {
@@ -623,6 +640,30 @@ impl Connection {
             }
             Outbound::Durable(ticket) => {
                 self.durable_ticket = self.durable_ticket.max(ticket);
+                if let Some(s) = self.fx.origin.as_mut() {
+                    s.durable(ticket);
+                }
+                if self.barrier.is_some_and(|b| b <= ticket) {
+                    self.barrier = None;
+                    let held = std::mem::take(&mut self.held);
+                    self.out.extend_from_slice(&held);
+                }
+            }
+            Outbound::StoreFailed(ticket) => {
+                // Publishes in the failed commit are nacked (the commit is retried, and they
+                // stay in their queues); a reply promised on durability cannot be given.
+                let mut promised = self.barrier.is_some_and(|b| b <= ticket);
+                for ch in self.channels.values_mut() {
+                    promised |= ch.store_failed(ticket);
+                }
+                self.durable_ticket = self.durable_ticket.max(ticket);
+                if promised {
+                    self.barrier = None;
+                    self.held.clear();
+                    self.close_connection(AmqpError::internal_error(
+                        "storage failed; the change is not durable yet and is being retried",
+                    ));
+                }
             }
         }
     }

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 pub struct Delayed {
     state: Mutex<State>,
     pub wake: Arc<tokio::sync::Notify>,
+    /// The stored index of held messages: one incarnation per exchange, so writes still on
+    /// their way when the exchange is deleted are recognised as its own.
+    key: std::sync::OnceLock<crate::store::QueueKey>,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +64,13 @@ impl Delayed {
     /// Put back a message restored from the store at its position.
     pub fn restore(&self, position: u64, message: Arc<Message>) {
         self.lock().held.insert(position, message);
+    }
+
+    /// Where held persistent messages are indexed: `\u{1}delayed` NUL vhost NUL exchange.
+    pub fn store_key(&self, vhost: &str, exchange: &str) -> crate::store::QueueKey {
+        self.key
+            .get_or_init(|| format!("\u{1}delayed\0{vhost}\0{exchange}").into())
+            .clone()
     }
 
     pub fn next_due(&self) -> Option<u64> {

@@ -4,6 +4,7 @@
 
 use super::json::to_table;
 use crate::broker::Broker;
+use crate::queue::Effects;
 use crate::vhost::{ExchangeDecl, QueueDecl};
 use serde_json::Value;
 
@@ -73,7 +74,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
             internal: bool_of(x, "internal", false),
             arguments: to_table(x.get("arguments").unwrap_or(&Value::Null))?,
         };
-        vh.declare_exchange(&decl, false)
+        vh.declare_exchange(&decl, false, &mut Effects::default())
             .map_err(|e| explain("exchange", name, e))?;
         done.exchanges += 1;
     }
@@ -91,7 +92,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
             auto_delete: bool_of(q, "auto_delete", false),
             arguments: to_table(q.get("arguments").unwrap_or(&Value::Null))?,
         };
-        vh.declare_queue(&decl, false, 0)
+        vh.declare_queue(&decl, false, 0, &mut Effects::default())
             .map_err(|e| explain("queue", name, e))?;
         done.queues += 1;
     }
@@ -105,8 +106,8 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         let key = str_of(b, "routing_key").unwrap_or("");
         let args = to_table(b.get("arguments").unwrap_or(&Value::Null))?;
         let r = match str_of(b, "destination_type").unwrap_or("queue") {
-            "exchange" => vh.bind_exchange(dest, source, key, &args),
-            _ => vh.bind_queue(dest, source, key, &args, 0),
+            "exchange" => vh.bind_exchange(dest, source, key, &args, &mut Effects::default()),
+            _ => vh.bind_queue(dest, source, key, &args, 0, &mut Effects::default()),
         };
         r.map_err(|e| explain("binding from", source, e))?;
         done.bindings += 1;

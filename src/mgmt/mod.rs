@@ -44,7 +44,7 @@ async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
         Err(Some(resp)) => return http::write_response(&mut stream, &resp).await,
         Err(None) => return,
     };
-    let resp = if is_public(&req.segments) {
+    let mut resp = if is_public(&req.segments) {
         api::handle(&broker, &req)
     } else {
         match authenticate(&broker, req.authorization.as_deref(), peer) {
@@ -53,6 +53,12 @@ async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
             None => Response::empty(401),
         }
     };
+    if req.method != "GET" && resp.status < 300 {
+        // A change is answered once it is durable, as over AMQP.
+        if let Err(e) = broker.sync().await {
+            resp = Response::error(500, "internal_server_error", format!("storage failed: {e}"));
+        }
+    }
     tracing::debug!(method = %req.method, path = ?req.segments, status = resp.status, "management request");
     http::write_response(&mut stream, &resp).await;
 }

@@ -29,7 +29,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             if vh.exchange(x).is_none() {
                 return not_found();
             }
-            done(vh.delete_exchange(x, req.query_flag("if-unused")))
+            done(vh.delete_exchange(x, req.query_flag("if-unused"), &mut Effects::default()))
         }),
         ("POST", ["api", "exchanges", v, x, "publish"]) => {
             with_body(req, |b| with_vhost(broker, v, |vh| publish(vh, x, b)))
@@ -73,9 +73,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                     Err(e) => return Response::error(400, "bad_request", e),
                 };
                 let r = if *t == "q" {
-                    vh.bind_queue(d, x, key, &args, NO_CONNECTION)
+                    vh.bind_queue(d, x, key, &args, NO_CONNECTION, &mut Effects::default())
                 } else {
-                    vh.bind_exchange(d, x, key, &args)
+                    vh.bind_exchange(d, x, key, &args, &mut Effects::default())
                 };
                 match r {
                     Ok(()) => Response::empty(201),
@@ -152,7 +152,7 @@ fn declare_exchange(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response 
         internal: flag(b, "internal", false),
         arguments: args,
     };
-    match vh.declare_exchange(&decl, false) {
+    match vh.declare_exchange(&decl, false, &mut Effects::default()) {
         Ok(()) => Response::empty(if existed { 204 } else { 201 }),
         Err(e) => amqp_error(e),
     }
@@ -172,7 +172,7 @@ fn declare_queue(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         auto_delete: flag(b, "auto_delete", false),
         arguments: args,
     };
-    match vh.declare_queue(&decl, false, NO_CONNECTION) {
+    match vh.declare_queue(&decl, false, NO_CONNECTION, &mut Effects::default()) {
         Ok(_) => Response::empty(if existed { 204 } else { 201 }),
         Err(e) => amqp_error(e),
     }
@@ -191,9 +191,22 @@ fn unbind(vh: &VHost, source: &str, to_queue: bool, dest: &str, props: &str) -> 
         return not_found();
     };
     let r = if to_queue {
-        vh.unbind_queue(dest, source, &b.routing_key, &b.arguments, NO_CONNECTION)
+        vh.unbind_queue(
+            dest,
+            source,
+            &b.routing_key,
+            &b.arguments,
+            NO_CONNECTION,
+            &mut Effects::default(),
+        )
     } else {
-        vh.unbind_exchange(dest, source, &b.routing_key, &b.arguments)
+        vh.unbind_exchange(
+            dest,
+            source,
+            &b.routing_key,
+            &b.arguments,
+            &mut Effects::default(),
+        )
     };
     done(r)
 }

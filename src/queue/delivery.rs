@@ -36,4 +36,7 @@ pub enum Outbound {
     ForceClose(String),
     /// The committer made this connection's submissions durable up to this ticket.
     Durable(u64),
+    /// A commit holding this connection's submissions up to this ticket failed (it is being
+    /// retried): nack their confirms, fail a reply that waited for them.
+    StoreFailed(u64),
 }

@@ -45,6 +45,28 @@ pub struct QueuedMessage {
 pub struct Effects {
     pub ops: Vec<Op>,
     pub dead: Vec<DeadLetter>,
+    /// The connection these effects belong to (its tickets); None for timers and management.
+    pub origin: Option<crate::store::Submitter>,
+    /// `ops` hold a topology change: the vhost submits them before letting go of its topology
+    /// lock.
+    pub topology: bool,
+    /// A topology change was submitted under this ticket: the reply to it waits until durable.
+    pub barrier: Option<u64>,
+}
+
+impl Effects {
+    /// Effects of a connection, submitted under its tickets.
+    pub fn for_connection(outbox: Outbox) -> Self {
+        Effects {
+            origin: Some(crate::store::Submitter::new(outbox)),
+            ..Default::default()
+        }
+    }
+
+    /// The ticket the ops gathered now will be submitted under (0 without an origin).
+    pub fn ticket(&self) -> u64 {
+        self.origin.as_ref().map_or(0, |s| s.ticket())
+    }
 }
 
 /// Where a queue's own timer sends what it produced (the vhost, which routes dead letters and
@@ -249,7 +271,7 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
-            fx.ops.push(Op::Index(key.clone(), seq, message.store_id));
+            fx.ops.push(Op::Index(key.clone(), seq, message.clone()));
         }
         let expires_at = self.expiry_for(&message);
         st.ready.push_back(QueuedMessage {
@@ -473,7 +495,13 @@ impl Queue {
 
     /// Drop this queue's hold on a stored message: its index entry (unless the whole index
     /// went with the queue) and, with the last reference, the record.
-    fn forget_message(&self, m: &Message, queue_deleted: bool, seq: Option<u64>, fx: &mut Effects) {
+    fn forget_message(
+        &self,
+        m: &Arc<Message>,
+        queue_deleted: bool,
+        seq: Option<u64>,
+        fx: &mut Effects,
+    ) {
         let Some(key) = &self.config.store_key else {
             return;
         };
@@ -481,10 +509,10 @@ impl Queue {
             return;
         }
         if let (false, Some(seq)) = (queue_deleted, seq) {
-            fx.ops.push(Op::Unindex(key.clone(), seq));
+            fx.ops.push(Op::Unindex(key.clone(), seq, m.clone()));
         }
         if m.release_store_ref() {
-            fx.ops.push(Op::DeleteMessage(m.store_id));
+            fx.ops.push(Op::DeleteMessage(m.clone()));
         }
     }
 

@@ -1,46 +1,110 @@
-//! The group committer: one thread that makes batches durable and then releases confirms.
+//! The group committer: one thread that puts every storage op in one order, makes batches
+//! durable, and then tells each submitter how far its submissions are durable.
+//!
+//! Ordering. Ops come from many connections, each at the end of its own read burst, so an op
+//! caused by a later event can arrive first: a consumer on another connection acks a message
+//! whose publisher has not submitted its write yet; a queue is deleted while a publish routed to
+//! it is still on its way. These rules make such a late op harmless, whichever batch it lands in:
+//! - A message's record and all its index entries come in one submission (its publisher's).
+//!   `Message::store_state` says whether the committer has taken that submission: a delete
+//!   before it cancels the record (the write is then skipped), an unindex before it leaves a
+//!   tombstone that skips the matching index entry.
+//! - A queue deletion is submitted at once, under the vhost's topology lock, so it precedes
+//!   every op of a namesake declared after it; it marks its `QueueKey` incarnation dropped, and
+//!   any later index write or removal for that incarnation is skipped.
+//!
+//! Back-pressure. Record bytes submitted and not yet durable are counted; above the limit (or
+//! while the store fails) the committer is congested, and connections with writes in flight
+//! stop reading their sockets until those writes are durable (see `connection`).
+//!
+//! Failure. A commit that fails is retried with back-off, merged with whatever arrives
+//! meanwhile, until it succeeds; each failed attempt tells the waiting submitters
+//! (`Outbound::StoreFailed`: publishers get nacks, a held declare-ok becomes 541), and nothing
+//! of the batch is dropped, so acks are never lost and records never half-forgotten.
 
 use super::{Batch, QueueKey, Store};
+use crate::message::Message;
 use crate::queue::{Outbound, Outbox};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// `Message::store_state`: the publisher's submission has not reached the committer yet.
+pub const PENDING: u8 = 0;
+/// The record is in a batch (or on disk): later removals apply to it.
+pub const WRITTEN: u8 = 1;
+/// Deleted before its write arrived: the write is skipped.
+pub const CANCELLED: u8 = 2;
+
+/// Each op counts at least this much against the backlog (the bookkeeping is not free).
+const OP_COST: u64 = 64;
 
 /// One storage operation, in the order its producer meant it.
 #[derive(Debug)]
 pub enum Op {
-    PutMessage(u64, Vec<u8>),
-    Index(QueueKey, u64, u64),
-    Unindex(QueueKey, u64),
-    DeleteMessage(u64),
+    /// The message and its encoded record.
+    PutMessage(Arc<Message>, Vec<u8>),
+    Index(QueueKey, u64, Arc<Message>),
+    Unindex(QueueKey, u64, Arc<Message>),
+    DeleteMessage(Arc<Message>),
     DropQueue(QueueKey),
+    PutDefinition(super::Definition),
+    DeleteDefinition(super::Definition),
 }
 
-/// A connection's operations from one read burst, with the ticket it waits on (if any).
+/// Who hears back when a submission is durable (or failed).
+#[derive(Debug)]
+pub enum Notify {
+    /// A connection: `Outbound::Durable(ticket)` or `Outbound::StoreFailed(ticket)`. Tickets
+    /// grow per connection and one sender's channel is FIFO, so its watermark only moves up.
+    Conn(Outbox, u64),
+    /// A one-off waiter (shutdown, management, boot).
+    Once(oneshot::Sender<Result<(), String>>),
+}
+
+/// A batch of ops from one submitter.
 #[derive(Debug)]
 pub struct Submission {
     pub ops: Vec<Op>,
-    /// Told `Outbound::Durable(ticket)` once every op of this and earlier submissions from the
-    /// same connection is durable. Tickets grow per connection; the channel from one sender is
-    /// FIFO, so a connection's watermark only moves forward.
-    pub notify: Option<(Outbox, u64)>,
+    pub notify: Option<Notify>,
+    /// Bytes counted against the backlog until the batch is durable.
+    cost: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    backlog: AtomicU64,
+    limit: u64,
+    failing: AtomicBool,
 }
 
 #[derive(Debug)]
 pub struct Committer {
     tx: mpsc::Sender<Submission>,
     next_id: AtomicU64,
+    shared: Arc<Shared>,
 }
 
 impl Committer {
-    pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<Committer>> {
+    /// Start the committer thread. `backlog_limit`: record bytes that may wait for it before
+    /// publishers are held back.
+    pub fn start(store: Arc<dyn Store>, backlog_limit: u64) -> std::io::Result<Arc<Committer>> {
         let (tx, rx) = mpsc::channel::<Submission>();
+        let shared = Arc::new(Shared {
+            backlog: AtomicU64::new(0),
+            limit: backlog_limit,
+            failing: AtomicBool::new(false),
+        });
+        let s = shared.clone();
         std::thread::Builder::new()
             .name("warren-committer".into())
-            .spawn(move || run(store, rx))?;
+            .spawn(move || run(store, rx, &s))?;
         Ok(Arc::new(Committer {
             tx,
             next_id: AtomicU64::new(1),
+            shared,
         }))
     }
 
@@ -54,81 +118,302 @@ impl Committer {
         self.next_id.fetch_max(max + 1, Ordering::Relaxed);
     }
 
-    pub fn submit(&self, submission: Submission) {
-        if self.tx.send(submission).is_err() {
+    /// Hand ops over; returns the bytes they count against the backlog.
+    pub fn submit(&self, ops: Vec<Op>, notify: Option<Notify>) -> u64 {
+        let cost = ops
+            .iter()
+            .map(|op| match op {
+                Op::PutMessage(_, data) => OP_COST + data.len() as u64,
+                _ => OP_COST,
+            })
+            .sum();
+        self.shared.backlog.fetch_add(cost, Ordering::Relaxed);
+        if self.tx.send(Submission { ops, notify, cost }).is_err() {
             tracing::error!("storage committer is gone; writes are lost");
         }
+        cost
+    }
+
+    /// Resolves once everything submitted before this call is durable (Err: the store failed
+    /// on the way; the committer keeps retrying).
+    pub fn sync(&self) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Vec::new(), Some(Notify::Once(tx)));
+        rx
+    }
+
+    /// Publishers with writes in flight should wait: the backlog is over its limit, or the
+    /// store is failing.
+    pub fn congested(&self) -> bool {
+        self.shared.failing.load(Ordering::Relaxed)
+            || self.shared.backlog.load(Ordering::Relaxed) > self.shared.limit
+    }
+
+    /// Record bytes submitted and not yet durable.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.shared.backlog.load(Ordering::Relaxed)
+    }
+
+    /// The last commit failed (and is being retried).
+    pub fn failing(&self) -> bool {
+        self.shared.failing.load(Ordering::Relaxed)
     }
 }
 
-/// Accumulates ops, cancelling those undone within the same batch.
+/// A connection's side of the committer: its tickets and what it has in flight.
+#[derive(Debug)]
+pub struct Submitter {
+    outbox: Outbox,
+    next_ticket: u64,
+    /// (ticket, cost) of submissions not yet reported durable, oldest first.
+    inflight: VecDeque<(u64, u64)>,
+    inflight_bytes: u64,
+}
+
+impl Submitter {
+    pub fn new(outbox: Outbox) -> Self {
+        Submitter {
+            outbox,
+            next_ticket: 1,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+        }
+    }
+
+    /// The ticket the next submission will carry (what a confirm of a publish made now waits
+    /// for).
+    pub fn ticket(&self) -> u64 {
+        self.next_ticket
+    }
+
+    /// Submit ops; returns their ticket.
+    pub fn submit(&mut self, committer: &Committer, ops: Vec<Op>) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let cost = committer.submit(ops, Some(Notify::Conn(self.outbox.clone(), ticket)));
+        self.inflight.push_back((ticket, cost));
+        self.inflight_bytes += cost;
+        ticket
+    }
+
+    /// The committer reported everything up to `ticket` durable.
+    pub fn durable(&mut self, ticket: u64) {
+        while let Some(&(t, cost)) = self.inflight.front() {
+            if t > ticket {
+                break;
+            }
+            self.inflight.pop_front();
+            self.inflight_bytes -= cost;
+        }
+    }
+
+    /// Bytes of this connection's submissions not yet durable.
+    pub fn inflight_bytes(&self) -> u64 {
+        self.inflight_bytes
+    }
+}
+
+/// Accumulates ops in committer order, applying the ordering rules and cancelling writes
+/// undone within the same batch.
 #[derive(Default)]
-struct Pending {
-    batch: Batch,
+pub(crate) struct Pending {
+    pub(crate) batch: Batch,
+    /// Unindexes that arrived before their message's write: id → (queue, position).
+    early: HashMap<u64, Vec<(QueueKey, u64)>>,
+    /// Messages written by the submission being taken (their tombstones end with it).
+    written_now: Vec<u64>,
+    /// Backlog bytes of the ops in `batch`.
+    cost: u64,
+}
+
+fn state(m: &Message) -> u8 {
+    m.store_state.load(Ordering::Relaxed)
+}
+
+fn set_state(m: &Message, s: u8) {
+    m.store_state.store(s, Ordering::Relaxed);
 }
 
 impl Pending {
-    fn add(&mut self, op: Op) {
+    pub(crate) fn add(&mut self, op: Op) {
         let b = &mut self.batch;
         match op {
-            Op::PutMessage(id, data) => {
-                b.messages.insert(id, data);
+            Op::PutMessage(m, data) => {
+                if state(&m) == CANCELLED {
+                    self.early.remove(&m.store_id);
+                    return;
+                }
+                set_state(&m, WRITTEN);
+                self.written_now.push(m.store_id);
+                b.messages.insert(m.store_id, data);
             }
-            Op::Index(q, seq, id) => {
-                b.index_puts.insert((q, seq), id);
+            Op::Index(q, seq, m) => {
+                if q.is_dropped() || state(&m) == CANCELLED {
+                    return;
+                }
+                if let Some(early) = self.early.get_mut(&m.store_id) {
+                    if let Some(i) = early.iter().position(|(k, s)| k.same(&q) && *s == seq) {
+                        early.swap_remove(i);
+                        if early.is_empty() {
+                            self.early.remove(&m.store_id);
+                        }
+                        return;
+                    }
+                }
+                b.index_puts.insert((q, seq), m.store_id);
             }
-            Op::Unindex(q, seq) => {
+            Op::Unindex(q, seq, m) => {
+                if q.is_dropped() {
+                    return;
+                }
+                if state(&m) == PENDING {
+                    self.early.entry(m.store_id).or_default().push((q, seq));
+                    return;
+                }
                 if b.index_puts.remove(&(q.clone(), seq)).is_none() {
                     b.index_removes.push((q, seq));
                 }
             }
-            Op::DeleteMessage(id) => {
-                if b.messages.remove(&id).is_none() {
-                    b.message_deletes.push(id);
+            Op::DeleteMessage(m) => match state(&m) {
+                PENDING => set_state(&m, CANCELLED),
+                WRITTEN => {
+                    if b.messages.remove(&m.store_id).is_none() {
+                        b.message_deletes.push(m.store_id);
+                    }
                 }
-            }
+                _ => {}
+            },
             Op::DropQueue(q) => {
-                // Entries queued for the dropped queue belong to it, not to a namesake
-                // declared later in the same batch.
+                q.mark_dropped();
+                // Entries queued for the dropped queue belong to it; a namesake's can only
+                // come after this op (deletion is submitted under the topology lock).
                 b.index_puts.retain(|(k, _), _| *k != q);
                 b.index_removes.retain(|(k, _)| *k != q);
                 b.dropped_queues.push(q);
+            }
+            Op::PutDefinition(d) => {
+                b.definitions.insert(d.key(), Some(d));
+            }
+            Op::DeleteDefinition(d) => {
+                b.definitions.insert(d.key(), None);
+            }
+        }
+    }
+
+    /// A submission was taken whole: tombstones of the messages it wrote are used up.
+    pub(crate) fn end_submission(&mut self) {
+        for id in self.written_now.drain(..) {
+            if self.early.remove(&id).is_some() {
+                tracing::warn!(id, "unindex without a matching index write");
             }
         }
     }
 }
 
-fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>) {
-    while let Ok(first) = rx.recv() {
-        let mut pending = Pending::default();
-        let mut notify: Vec<(Outbox, u64)> = Vec::new();
-        let mut take = |s: Submission, pending: &mut Pending| {
-            for op in s.ops {
-                pending.add(op);
-            }
-            if let Some((outbox, ticket)) = s.notify {
-                match notify.iter_mut().find(|(o, _)| o.same_channel(&outbox)) {
+/// Waiting submitters of the batch being built, one entry per connection.
+#[derive(Default)]
+struct Waiters {
+    conns: Vec<(Outbox, u64)>,
+    once: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Waiters {
+    fn add(&mut self, n: Notify) {
+        match n {
+            Notify::Conn(outbox, ticket) => {
+                match self.conns.iter_mut().find(|(o, _)| o.same_channel(&outbox)) {
                     Some((_, t)) => *t = (*t).max(ticket),
-                    None => notify.push((outbox, ticket)),
+                    None => self.conns.push((outbox, ticket)),
                 }
             }
-        };
-        take(first, &mut pending);
-        // Everything that arrived while the previous commit ran joins this one.
-        while let Ok(s) = rx.try_recv() {
-            take(s, &mut pending);
+            Notify::Once(tx) => self.once.push(tx),
         }
-        if !pending.batch.is_empty() {
-            let mut delay = Duration::from_millis(10);
-            while let Err(e) = store.commit(&pending.batch) {
-                // A confirm is a promise: never release it for a failed write; retry.
-                tracing::error!(error = %e, "storage commit failed; retrying");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
+    }
+
+    fn durable(&mut self) {
+        for (outbox, ticket) in self.conns.drain(..) {
+            let _ = outbox.send(Outbound::Durable(ticket));
+        }
+        for tx in self.once.drain(..) {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// Tell everyone waiting that this attempt failed; connections stay on the list, so they
+    /// also hear when the retry succeeds.
+    fn failed(&mut self, reason: &str) {
+        for (outbox, ticket) in &self.conns {
+            let _ = outbox.send(Outbound::StoreFailed(*ticket));
+        }
+        for tx in self.once.drain(..) {
+            let _ = tx.send(Err(reason.to_string()));
+        }
+    }
+}
+
+fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
+    let mut pending = Pending::default();
+    let mut waiters = Waiters::default();
+    let mut delay = Duration::from_millis(10);
+    let take = |s: Submission, pending: &mut Pending, waiters: &mut Waiters| {
+        for op in s.ops {
+            pending.add(op);
+        }
+        pending.end_submission();
+        pending.cost += s.cost;
+        if let Some(n) = s.notify {
+            waiters.add(n);
+        }
+    };
+    loop {
+        let retrying = shared.failing.load(Ordering::Relaxed);
+        if retrying {
+            // A failed batch waits for its retry; take what arrives meanwhile into it.
+            match rx.recv_timeout(delay) {
+                Ok(s) => take(s, &mut pending, &mut waiters),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if store.commit(&pending.batch).is_err() {
+                        tracing::error!("storage still failing at shutdown; last writes lost");
+                    }
+                    return;
+                }
+            }
+        } else {
+            match rx.recv() {
+                Ok(s) => take(s, &mut pending, &mut waiters),
+                Err(_) => return,
             }
         }
-        for (outbox, ticket) in notify {
-            let _ = outbox.send(Outbound::Durable(ticket));
+        // Everything that arrived while the previous commit ran joins this one.
+        while let Ok(s) = rx.try_recv() {
+            take(s, &mut pending, &mut waiters);
+        }
+        let result = if pending.batch.is_empty() {
+            Ok(())
+        } else {
+            store.commit(&pending.batch)
+        };
+        match result {
+            Ok(()) => {
+                if retrying {
+                    tracing::info!("storage writes succeed again");
+                }
+                shared.failing.store(false, Ordering::Relaxed);
+                shared.backlog.fetch_sub(pending.cost, Ordering::Relaxed);
+                pending.cost = 0;
+                pending.batch = Batch::default();
+                delay = Duration::from_millis(10);
+                waiters.durable();
+            }
+            Err(e) => {
+                // A confirm is a promise: never release it for a failed write. Keep the
+                // batch (acks in it must not be lost) and retry it with what comes next.
+                tracing::error!(error = %e, retry_ms = delay.as_millis() as u64, "storage commit failed");
+                shared.failing.store(true, Ordering::Relaxed);
+                waiters.failed(&e.to_string());
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }
@@ -136,18 +421,27 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    fn message(id: u64) -> Arc<Message> {
+        let mut m = Message::new("", "q", Default::default(), Bytes::from_static(b"x"));
+        m.store_id = id;
+        Arc::new(m)
+    }
 
     #[test]
     fn undone_writes_cancel_out() {
-        let q: QueueKey = "/\0q".into();
+        let q = QueueKey::from("/\0q");
+        let (m1, m2) = (message(1), message(2));
         let mut p = Pending::default();
-        p.add(Op::PutMessage(1, vec![1]));
-        p.add(Op::Index(q.clone(), 0, 1));
-        p.add(Op::PutMessage(2, vec![2]));
-        p.add(Op::Index(q.clone(), 1, 2));
-        p.add(Op::Unindex(q.clone(), 0));
-        p.add(Op::DeleteMessage(1));
-        p.add(Op::Unindex(q.clone(), 7));
+        p.add(Op::PutMessage(m1.clone(), vec![1]));
+        p.add(Op::Index(q.clone(), 0, m1.clone()));
+        p.add(Op::PutMessage(m2.clone(), vec![2]));
+        p.add(Op::Index(q.clone(), 1, m2.clone()));
+        p.end_submission();
+        p.add(Op::Unindex(q.clone(), 0, m1.clone()));
+        p.add(Op::DeleteMessage(m1.clone()));
+        p.add(Op::Unindex(q.clone(), 7, m2.clone()));
         assert_eq!(
             p.batch.messages.keys().copied().collect::<Vec<_>>(),
             vec![2]
@@ -157,5 +451,43 @@ mod tests {
         assert!(p.batch.message_deletes.is_empty());
         p.add(Op::DropQueue(q.clone()));
         assert!(p.batch.index_puts.is_empty());
+    }
+
+    #[test]
+    fn an_ack_that_overtakes_the_write_cancels_it() {
+        let q = QueueKey::from("/\0q");
+        let m = message(5);
+        let mut p = Pending::default();
+        // The consumer's connection submits first...
+        p.add(Op::Unindex(q.clone(), 3, m.clone()));
+        p.add(Op::DeleteMessage(m.clone()));
+        p.end_submission();
+        // ...then the publisher's write arrives, in a later batch.
+        p.batch = Batch::default();
+        p.add(Op::PutMessage(m.clone(), vec![1]));
+        p.add(Op::Index(q.clone(), 3, m.clone()));
+        p.end_submission();
+        assert!(p.batch.is_empty(), "{:?}", p.batch);
+        assert!(p.early.is_empty());
+    }
+
+    #[test]
+    fn a_late_write_for_a_dropped_queue_is_skipped() {
+        let old = QueueKey::from("/\0q");
+        let new = QueueKey::from("/\0q");
+        let other = QueueKey::from("/\0other");
+        let m = message(9);
+        let mut p = Pending::default();
+        p.add(Op::DropQueue(old.clone()));
+        p.batch = Batch::default();
+        p.add(Op::Index(new.clone(), 0, message(10)));
+        p.add(Op::PutMessage(m.clone(), vec![1]));
+        p.add(Op::Index(old.clone(), 4, m.clone()));
+        p.add(Op::Index(other.clone(), 4, m.clone()));
+        p.add(Op::Unindex(old.clone(), 0, message(11)));
+        p.end_submission();
+        let puts: Vec<_> = p.batch.index_puts.keys().cloned().collect();
+        assert_eq!(puts, vec![(other, 4), (new, 0)]);
+        assert!(p.batch.index_removes.is_empty());
     }
 }

@@ -25,20 +25,16 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn put_definition(&self, def: &Definition) -> io::Result<()> {
-        self.lock().definitions.insert(def.key(), def.clone());
-        Ok(())
-    }
-
-    fn delete_definition(&self, def: &Definition) -> io::Result<()> {
-        self.lock().definitions.remove(&def.key());
-        Ok(())
-    }
-
     fn commit(&self, batch: &Batch) -> io::Result<()> {
         let mut s = self.lock();
         for q in &batch.dropped_queues {
             s.queues.remove(q);
+        }
+        for (key, def) in &batch.definitions {
+            match def {
+                Some(def) => s.definitions.insert(key.clone(), def.clone()),
+                None => s.definitions.remove(key),
+            };
         }
         for (id, data) in &batch.messages {
             s.messages.insert(*id, data.clone());

@@ -1,29 +1,112 @@
 //! Storage: durable definitions and persistent messages, behind `trait Store`.
 //!
-//! Queues and channels do not write to disk themselves: they append `Op`s, which the connection
-//! hands to the one `Committer` once per read burst. The committer thread gathers everything
-//! submitted while its previous flush ran, cancels writes already undone (a message acked before
-//! it was written is never written, as RabbitMQ does), commits the batch durably in one go, and
-//! then tells each connection how far its submissions are durable, so confirms go out only for
-//! what is on disk.
+//! Nothing writes to disk itself: queues, channels and the vhost append `Op`s, which reach the
+//! one `Committer` once per connection read burst (topology changes at once, under the vhost's
+//! topology lock). The committer thread puts every op in one order (see `committer` for the
+//! ordering rules that make a late write harmless), gathers everything submitted while its
+//! previous commit ran, cancels writes already undone, commits the batch durably in one go, and
+//! then tells each submitter how far its submissions are durable, so confirms and declare-oks go
+//! out only for what is on disk.
 
-mod committer;
+pub mod committer;
 pub mod memory;
 pub mod record;
 pub mod sled;
 
-pub use committer::{Committer, Op, Submission};
+pub use committer::{Committer, Notify, Op, Submission, Submitter};
 
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Name of a durable queue in storage: `vhost` NUL `name`.
-pub type QueueKey = std::sync::Arc<str>;
+/// The stored index of one durable queue (or delayed exchange): its name in storage, `vhost`
+/// NUL `name`, and which incarnation it is. Maps compare and sort keys by name; the committer
+/// also tells incarnations apart (`same`), so that a write still on its way for a deleted
+/// queue is dropped instead of landing in a namesake declared after it.
+#[derive(Clone)]
+pub struct QueueKey(Arc<KeyInner>);
+
+struct KeyInner {
+    name: Box<str>,
+    /// Set by the committer thread when it takes this incarnation's DropQueue.
+    dropped: AtomicBool,
+}
+
+impl QueueKey {
+    pub fn new(name: impl Into<Box<str>>) -> Self {
+        QueueKey(Arc::new(KeyInner {
+            name: name.into(),
+            dropped: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The same incarnation (not merely the same name).
+    pub fn same(&self, other: &QueueKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    fn is_dropped(&self) -> bool {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+
+    fn mark_dropped(&self) {
+        self.0.dropped.store(true, Ordering::Relaxed);
+    }
+}
+
+impl From<String> for QueueKey {
+    fn from(s: String) -> Self {
+        QueueKey::new(s)
+    }
+}
+
+impl From<&str> for QueueKey {
+    fn from(s: &str) -> Self {
+        QueueKey::new(s)
+    }
+}
+
+impl std::fmt::Debug for QueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl PartialEq for QueueKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for QueueKey {}
+
+impl PartialOrd for QueueKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for QueueKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for QueueKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
 
 pub fn queue_key(vhost: &str, name: &str) -> QueueKey {
-    format!("{vhost}\0{name}").into()
+    QueueKey::new(format!("{vhost}\0{name}"))
 }
 
 /// One durable topology entity, as stored and as replayed at boot.
@@ -97,6 +180,8 @@ impl Definition {
 /// What a commit writes, already stripped of writes that were undone before they happened.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Batch {
+    /// Definitions to write (Some) or delete (None), by `Definition::key`; the last op wins.
+    pub definitions: BTreeMap<Vec<u8>, Option<Definition>>,
     /// Message records (see `record`), by message id.
     pub messages: BTreeMap<u64, Vec<u8>>,
     /// Queue index entries: (queue, position) → message id.
@@ -109,6 +194,7 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
+            && self.definitions.is_empty()
             && self.index_puts.is_empty()
             && self.index_removes.is_empty()
             && self.message_deletes.is_empty()
@@ -126,10 +212,10 @@ pub struct Recovered {
 }
 
 pub trait Store: Send + Sync + std::fmt::Debug {
-    fn put_definition(&self, def: &Definition) -> io::Result<()>;
-    fn delete_definition(&self, def: &Definition) -> io::Result<()>;
-    /// Write the batch; durable when this returns. Order matters for crash safety: message
-    /// records before the index entries that point at them, index removals before the records.
+    /// Write the batch; durable when this returns. Order matters for crash safety: dropped
+    /// queues first, then definitions, message records before the index entries that point at
+    /// them, index removals before the records. A failed commit may have written part of the
+    /// batch; the committer retries the whole of it, so each step must be idempotent.
     fn commit(&self, batch: &Batch) -> io::Result<()>;
     /// Load everything, dropping message records no index entry points at.
     fn recover(&self) -> io::Result<Recovered>;

@@ -101,7 +101,7 @@ impl SledStore {
         }
         let t = self
             .db
-            .open_tree(tree_name(q))
+            .open_tree(tree_name(q.as_str()))
             .map_err(|e| self.err("cannot open queue", e))?;
         trees.insert(q.clone(), t.clone());
         Ok(t)
@@ -131,21 +131,6 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn put_definition(&self, def: &Definition) -> io::Result<()> {
-        let json = serde_json::to_vec(def).map_err(|e| self.err("cannot encode definition", e))?;
-        self.definitions
-            .insert(def.key(), json)
-            .map_err(|e| self.err("write failed", e))?;
-        Ok(())
-    }
-
-    fn delete_definition(&self, def: &Definition) -> io::Result<()> {
-        self.definitions
-            .remove(def.key())
-            .map_err(|e| self.err("write failed", e))?;
-        Ok(())
-    }
-
     fn commit(&self, batch: &Batch) -> io::Result<()> {
         for q in &batch.dropped_queues {
             self.queues
@@ -153,8 +138,19 @@ impl Store for SledStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(q);
             self.db
-                .drop_tree(tree_name(q))
+                .drop_tree(tree_name(q.as_str()))
                 .map_err(|e| self.err("cannot drop queue", e))?;
+        }
+        for (key, def) in &batch.definitions {
+            match def {
+                Some(def) => {
+                    let json = serde_json::to_vec(def)
+                        .map_err(|e| self.err("cannot encode definition", e))?;
+                    self.definitions.insert(key.as_slice(), json)
+                }
+                None => self.definitions.remove(key.as_slice()),
+            }
+            .map_err(|e| self.err("write failed", e))?;
         }
         for (id, data) in &batch.messages {
             let chunks = data.chunks(CHUNK).enumerate();
@@ -199,7 +195,7 @@ impl Store for SledStore {
             let Some(q) = name.strip_prefix(QUEUE_TREE_PREFIX) else {
                 continue;
             };
-            let key: QueueKey = String::from_utf8_lossy(q).into_owned().into();
+            let key = QueueKey::from(String::from_utf8_lossy(q).into_owned());
             let tree = self.queue_tree(&key)?;
             let mut entries = Vec::new();
             for kv in tree.iter() {

@@ -3,18 +3,28 @@
 use super::*;
 
 impl VHost {
-    pub(super) fn put_definition(&self, def: Definition) {
-        if let Some(store) = &self.store {
-            if let Err(e) = store.put_definition(&def) {
-                tracing::error!(error = %e, ?def, "cannot store definition");
-            }
+    /// Queue a definition write with the topology change that makes it.
+    pub(super) fn put_definition(&self, def: Definition, fx: &mut Effects) {
+        if self.committer.is_some() {
+            fx.ops.push(Op::PutDefinition(def));
+            fx.topology = true;
         }
     }
 
-    pub(super) fn delete_definition(&self, def: Definition) {
-        if let Some(store) = &self.store {
-            if let Err(e) = store.delete_definition(&def) {
-                tracing::error!(error = %e, ?def, "cannot delete definition");
+    pub(super) fn delete_definition(&self, def: Definition, fx: &mut Effects) {
+        if self.committer.is_some() {
+            fx.ops.push(Op::DeleteDefinition(def));
+            fx.topology = true;
+        }
+    }
+
+    /// Called with the topology lock held, at the end of every topology change: submit what it
+    /// wrote now, so that it is ordered before anything that follows it (a namesake's writes,
+    /// a late ack), and make the connection's reply wait until it is durable.
+    pub(super) fn commit_topology(&self, fx: &mut Effects) {
+        if std::mem::take(&mut fx.topology) {
+            if let Some(ticket) = self.submit_ops(fx) {
+                fx.barrier = Some(ticket);
             }
         }
     }

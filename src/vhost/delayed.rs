@@ -16,21 +16,19 @@ impl VHost {
         let Some(delayed) = &x.delayed else {
             return false;
         };
-        let mut stored = false;
+        let mut record = None;
         if let (true, true, Some(committer)) = (message.persistent(), x.durable, &self.committer) {
             message.store_id = committer.next_message_id();
             message.store_refs = std::sync::atomic::AtomicU32::new(1);
-            fx.ops.push(Op::PutMessage(
-                message.store_id,
-                crate::store::record::encode(&message),
-            ));
-            stored = true;
+            record = Some(crate::store::record::encode(&message));
         }
-        let id = message.store_id;
-        let pos = delayed.hold(Arc::new(message), due);
-        if stored {
+        let message = Arc::new(message);
+        let pos = delayed.hold(message.clone(), due);
+        let stored = record.is_some();
+        if let Some(record) = record {
+            fx.ops.push(Op::PutMessage(message.clone(), record));
             fx.ops
-                .push(Op::Index(delayed_key(&self.name, &x.name), pos, id));
+                .push(Op::Index(delayed.store_key(&self.name, &x.name), pos, message));
         }
         self.start_delay_timer(x);
         stored
@@ -46,7 +44,11 @@ impl VHost {
         let Some(x) = self
             .exchanges()
             .into_iter()
-            .find(|x| x.delayed.is_some() && delayed_key(&self.name, &x.name) == *key)
+            .find(|x| {
+                x.delayed
+                    .as_ref()
+                    .is_some_and(|d| d.store_key(&self.name, &x.name) == *key)
+            })
         else {
             return false;
         };
@@ -79,19 +81,14 @@ impl VHost {
             self.enqueue(m.shallow_clone(), &routed.queues, &mut fx);
             if m.store_id != 0 {
                 fx.ops
-                    .push(Op::Unindex(delayed_key(&self.name, &x.name), pos));
+                    .push(Op::Unindex(d.store_key(&self.name, &x.name), pos, m.clone()));
                 if m.release_store_ref() {
-                    fx.ops.push(Op::DeleteMessage(m.store_id));
+                    fx.ops.push(Op::DeleteMessage(m));
                 }
             }
         }
         self.submit(&mut fx);
     }
-}
-
-/// Storage key under which a delayed exchange's held messages are indexed.
-pub fn delayed_key(vhost: &str, exchange: &str) -> crate::store::QueueKey {
-    format!("\u{1}delayed\0{vhost}\0{exchange}").into()
 }
 
 /// One task per delayed exchange holding messages: sleep until the earliest is due.

@@ -8,8 +8,6 @@ mod delayed;
 mod routing;
 mod topology;
 
-pub use delayed::delayed_key;
-
 use crate::args;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};

@@ -120,7 +120,7 @@ impl VHost {
         queues: &[Arc<Queue>],
         fx: &mut Effects,
     ) -> (bool, bool) {
-        let mut stored = false;
+        let mut record = None;
         if message.persistent() {
             let durable = queues
                 .iter()
@@ -130,14 +130,16 @@ impl VHost {
                 message.store_id = committer.next_message_id();
                 message.store_refs =
                     std::sync::atomic::AtomicU32::new(u32::try_from(durable).unwrap_or(u32::MAX));
-                fx.ops.push(Op::PutMessage(
-                    message.store_id,
-                    crate::store::record::encode(&message),
-                ));
-                stored = true;
+                record = Some(crate::store::record::encode(&message));
             }
         }
         let message = Arc::new(message);
+        let stored = record.is_some();
+        if let Some(record) = record {
+            // The record and its index entries go in one submission (the committer's
+            // ordering rule relies on it).
+            fx.ops.push(Op::PutMessage(message.clone(), record));
+        }
         let mut rejected = false;
         for q in queues {
             rejected |= !q.publish(message.clone(), fx);
@@ -177,17 +179,26 @@ impl VHost {
         }
     }
 
-    /// Route dead letters, then hand storage writes to the committer without waiting for them.
+    /// Route dead letters, then hand storage writes to the committer (under the origin's
+    /// ticket, if any) without waiting for them.
     pub fn submit(&self, fx: &mut Effects) {
         self.route_dead_letters(fx);
+        self.submit_ops(fx);
+    }
+
+    /// Hand `fx.ops` to the committer; the ticket they went under, for a connection.
+    pub(super) fn submit_ops(&self, fx: &mut Effects) -> Option<u64> {
         if fx.ops.is_empty() {
-            return;
+            return None;
         }
-        if let Some(c) = &self.committer {
-            c.submit(crate::store::Submission {
-                ops: std::mem::take(&mut fx.ops),
-                notify: None,
-            });
+        let ops = std::mem::take(&mut fx.ops);
+        let committer = self.committer.as_ref()?;
+        match fx.origin.as_mut() {
+            Some(s) => Some(s.submit(committer, ops)),
+            None => {
+                committer.submit(ops, None);
+                None
+            }
         }
     }
 }
@@ -199,10 +210,7 @@ impl Sink for VHost {
 
     fn expire(&self, queue: &Arc<Queue>) {
         let mut fx = Effects::default();
-        {
-            let _g = self.serialize();
-            self.remove_queue(queue, &mut fx);
-        }
+        self.auto_delete_queue(queue, &mut fx);
         self.submit(&mut fx);
     }
 }

@@ -4,7 +4,25 @@
 use super::*;
 
 impl VHost {
-    pub fn declare_exchange(&self, d: &ExchangeDecl, passive: bool) -> AmqpResult<()> {
+    /// Run a topology change under the topology lock; what it wrote is submitted before the
+    /// lock is released (see `commit_topology`).
+    fn changing<T>(
+        &self,
+        fx: &mut Effects,
+        f: impl FnOnce(&mut Effects) -> AmqpResult<T>,
+    ) -> AmqpResult<T> {
+        let _g = self.serialize();
+        let r = f(fx);
+        self.commit_topology(fx);
+        r
+    }
+
+    pub fn declare_exchange(
+        &self,
+        d: &ExchangeDecl,
+        passive: bool,
+        fx: &mut Effects,
+    ) -> AmqpResult<()> {
         if d.name.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -32,7 +50,16 @@ impl VHost {
                 d.kind
             )));
         };
-        let _g = self.serialize();
+        self.changing(fx, |fx| self.create_exchange(d, kind, delayed, fx))
+    }
+
+    fn create_exchange(
+        &self,
+        d: &ExchangeDecl,
+        kind: ExchangeKind,
+        delayed: bool,
+        fx: &mut Effects,
+    ) -> AmqpResult<()> {
         if let Some(x) = self.exchange(&d.name) {
             let ineq = |k: &str, r: &dyn std::fmt::Display, c: &dyn std::fmt::Display| {
                 Err(args::inequivalent(k, "exchange", &d.name, &self.name, r, c))
@@ -72,13 +99,13 @@ impl VHost {
             d.arguments.clone(),
         );
         if let Some(def) = self.exchange_definition(&x) {
-            self.put_definition(def);
+            self.put_definition(def, fx);
         }
         self.exchanges_mut().insert(d.name.clone(), x);
         Ok(())
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+    pub fn delete_exchange(&self, name: &str, if_unused: bool, fx: &mut Effects) -> AmqpResult<()> {
         if name.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -90,57 +117,57 @@ impl VHost {
                 self.name
             )));
         }
-        let _g = self.serialize();
-        let Some(x) = self.exchange(name) else {
-            return Ok(()); // idempotent, as RabbitMQ
-        };
-        if if_unused && x.binding_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "exchange '{name}' in vhost '{}' in use",
-                self.name
-            )));
-        }
-        self.remove_exchange(name);
-        Ok(())
+        self.changing(fx, |fx| {
+            let Some(x) = self.exchange(name) else {
+                return Ok(()); // idempotent, as RabbitMQ
+            };
+            if if_unused && x.binding_count() > 0 {
+                return Err(AmqpError::precondition_failed(format!(
+                    "exchange '{name}' in vhost '{}' in use",
+                    self.name
+                )));
+            }
+            self.remove_exchange(name, fx);
+            Ok(())
+        })
     }
 
     /// Drop an exchange and every binding from or to it; cascades to auto-delete exchanges.
-    pub(super) fn remove_exchange(&self, name: &str) {
+    pub(super) fn remove_exchange(&self, name: &str, fx: &mut Effects) {
         let Some(x) = self.exchanges_mut().remove(name) else {
             return;
         };
         if let Some(d) = &x.delayed {
-            let mut fx = Effects::default();
             let held = d.drain();
             if held.values().any(|m| m.store_id != 0) {
-                fx.ops.push(Op::DropQueue(delayed_key(&self.name, name)));
+                fx.ops.push(Op::DropQueue(d.store_key(&self.name, name)));
+                fx.topology = true;
             }
-            for m in held.values() {
+            for m in held.into_values() {
                 if m.release_store_ref() {
-                    fx.ops.push(Op::DeleteMessage(m.store_id));
+                    fx.ops.push(Op::DeleteMessage(m));
                 }
             }
-            self.submit(&mut fx);
         }
         for b in x.bindings() {
             if let Some(def) = self.binding_definition(&x, &b) {
-                self.delete_definition(def);
+                self.delete_definition(def, fx);
             }
         }
         if let Some(def) = self.exchange_definition(&x) {
-            self.delete_definition(def);
+            self.delete_definition(def, fx);
         }
-        self.remove_bindings_to(&Destination::Exchange(name.to_string()), x.durable);
+        self.remove_bindings_to(&Destination::Exchange(name.to_string()), x.durable, fx);
     }
 
     /// Unbind a deleted queue or exchange everywhere (`durable`: whether it was stored).
-    pub(super) fn remove_bindings_to(&self, dest: &Destination, durable: bool) {
+    pub(super) fn remove_bindings_to(&self, dest: &Destination, durable: bool, fx: &mut Effects) {
         let mut emptied = Vec::new();
         for x in self.exchanges() {
             let removed = x.remove_destination(dest);
             for b in &removed {
                 if let Some(def) = self.binding_definition_with(&x, b, durable) {
-                    self.delete_definition(def);
+                    self.delete_definition(def, fx);
                 }
             }
             if !removed.is_empty() && x.auto_delete && x.binding_count() == 0 {
@@ -148,7 +175,7 @@ impl VHost {
             }
         }
         for name in emptied {
-            self.remove_exchange(&name);
+            self.remove_exchange(&name, fx);
         }
     }
 
@@ -158,6 +185,7 @@ impl VHost {
         d: &QueueDecl,
         passive: bool,
         conn_id: u64,
+        fx: &mut Effects,
     ) -> AmqpResult<Arc<Queue>> {
         if passive {
             return self.queue_for(&d.name, conn_id);
@@ -168,7 +196,10 @@ impl VHost {
                 d.name
             )));
         }
-        let _g = self.serialize();
+        self.changing(fx, |fx| self.create_queue(d, conn_id, fx))
+    }
+
+    fn create_queue(&self, d: &QueueDecl, conn_id: u64, fx: &mut Effects) -> AmqpResult<Arc<Queue>> {
         if let Some(q) = self.queue(&d.name) {
             let wanted_owner = d.exclusive.then_some(conn_id);
             if q.config.exclusive_owner != wanted_owner {
@@ -236,7 +267,7 @@ impl VHost {
             Some(self.sink()),
         );
         if let Some(def) = self.queue_definition(&q) {
-            self.put_definition(def);
+            self.put_definition(def, fx);
         }
         self.queues_mut().insert(d.name.clone(), q.clone());
         Ok(q)
@@ -251,24 +282,25 @@ impl VHost {
         conn_id: u64,
         fx: &mut Effects,
     ) -> AmqpResult<u32> {
-        let _g = self.serialize();
-        let Some(q) = self.queue(name) else {
-            return Ok(0);
-        };
-        q.check_access(conn_id)?;
-        if if_unused && q.consumer_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue '{name}' in vhost '{}' in use",
-                self.name
-            )));
-        }
-        if if_empty && q.message_count() > 0 {
-            return Err(AmqpError::precondition_failed(format!(
-                "queue '{name}' in vhost '{}' not empty",
-                self.name
-            )));
-        }
-        Ok(self.remove_queue(&q, fx))
+        self.changing(fx, |fx| {
+            let Some(q) = self.queue(name) else {
+                return Ok(0);
+            };
+            q.check_access(conn_id)?;
+            if if_unused && q.consumer_count() > 0 {
+                return Err(AmqpError::precondition_failed(format!(
+                    "queue '{name}' in vhost '{}' in use",
+                    self.name
+                )));
+            }
+            if if_empty && q.message_count() > 0 {
+                return Err(AmqpError::precondition_failed(format!(
+                    "queue '{name}' in vhost '{}' not empty",
+                    self.name
+                )));
+            }
+            Ok(self.remove_queue(&q, fx))
+        })
     }
 
     pub(super) fn remove_queue(&self, q: &Arc<Queue>, fx: &mut Effects) -> u32 {
@@ -279,17 +311,23 @@ impl VHost {
             }
             qs.remove(q.name());
         }
-        self.remove_bindings_to(&Destination::Queue(q.clone()), q.config.store_key.is_some());
+        self.remove_bindings_to(
+            &Destination::Queue(q.clone()),
+            q.config.store_key.is_some(),
+            fx,
+        );
         if let Some(def) = self.queue_definition(q) {
-            self.delete_definition(def);
+            self.delete_definition(def, fx);
         }
+        // Its DropQueue must reach the committer before anything of a namesake.
+        fx.topology |= q.config.store_key.is_some();
         q.mark_deleted(fx)
     }
 
-    /// Delete a queue that lost its last consumer (auto-delete) if it is still that queue.
+    /// Delete a queue that lost its last consumer (auto-delete), or unused past its x-expires,
+    /// if it is still that queue.
     pub fn auto_delete_queue(&self, q: &Arc<Queue>, fx: &mut Effects) {
-        let _g = self.serialize();
-        self.remove_queue(q, fx);
+        let _ = self.changing(fx, |fx| Ok(self.remove_queue(q, fx)));
     }
 
     /// Delete the exclusive queues of a closing connection.
@@ -299,10 +337,12 @@ impl VHost {
             .into_iter()
             .filter(|q| q.config.exclusive_owner == Some(conn_id))
             .collect();
-        let _g = self.serialize();
-        for q in owned {
-            self.remove_queue(&q, fx);
-        }
+        let _ = self.changing(fx, |fx| {
+            for q in owned {
+                self.remove_queue(&q, fx);
+            }
+            Ok(())
+        });
     }
 
     pub(super) fn bindable_source(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
@@ -321,14 +361,16 @@ impl VHost {
         key: &str,
         arguments: &FieldTable,
         conn_id: u64,
+        fx: &mut Effects,
     ) -> AmqpResult<()> {
-        let _g = self.serialize();
-        // RabbitMQ refuses the default exchange before looking at the queue.
-        let x = self.bindable_source(exchange)?;
-        let q = self.queue_for(queue, conn_id)?;
-        check_binding_args(&x, arguments)?;
-        self.add_binding(&x, Destination::Queue(q), key, arguments);
-        Ok(())
+        self.changing(fx, |fx| {
+            // RabbitMQ refuses the default exchange before looking at the queue.
+            let x = self.bindable_source(exchange)?;
+            let q = self.queue_for(queue, conn_id)?;
+            check_binding_args(&x, arguments)?;
+            self.add_binding(&x, Destination::Queue(q), key, arguments, fx);
+            Ok(())
+        })
     }
 
     pub fn unbind_queue(
@@ -338,12 +380,14 @@ impl VHost {
         key: &str,
         arguments: &FieldTable,
         conn_id: u64,
+        fx: &mut Effects,
     ) -> AmqpResult<()> {
-        let _g = self.serialize();
-        let x = self.bindable_source(exchange)?;
-        let q = self.queue_for(queue, conn_id)?;
-        self.unbind(&x, Destination::Queue(q), key, arguments);
-        Ok(())
+        self.changing(fx, |fx| {
+            let x = self.bindable_source(exchange)?;
+            let q = self.queue_for(queue, conn_id)?;
+            self.unbind(&x, Destination::Queue(q), key, arguments, fx);
+            Ok(())
+        })
     }
 
     pub fn bind_exchange(
@@ -352,18 +396,21 @@ impl VHost {
         source: &str,
         key: &str,
         arguments: &FieldTable,
+        fx: &mut Effects,
     ) -> AmqpResult<()> {
-        let _g = self.serialize();
-        let src = self.bindable_source(source)?;
-        let dst = self.bindable_source(destination)?;
-        check_binding_args(&src, arguments)?;
-        self.add_binding(
-            &src,
-            Destination::Exchange(dst.name.clone()),
-            key,
-            arguments,
-        );
-        Ok(())
+        self.changing(fx, |fx| {
+            let src = self.bindable_source(source)?;
+            let dst = self.bindable_source(destination)?;
+            check_binding_args(&src, arguments)?;
+            self.add_binding(
+                &src,
+                Destination::Exchange(dst.name.clone()),
+                key,
+                arguments,
+                fx,
+            );
+            Ok(())
+        })
     }
 
     pub fn unbind_exchange(
@@ -372,17 +419,20 @@ impl VHost {
         source: &str,
         key: &str,
         arguments: &FieldTable,
+        fx: &mut Effects,
     ) -> AmqpResult<()> {
-        let _g = self.serialize();
-        let src = self.bindable_source(source)?;
-        let dst = self.bindable_source(destination)?;
-        self.unbind(
-            &src,
-            Destination::Exchange(dst.name.clone()),
-            key,
-            arguments,
-        );
-        Ok(())
+        self.changing(fx, |fx| {
+            let src = self.bindable_source(source)?;
+            let dst = self.bindable_source(destination)?;
+            self.unbind(
+                &src,
+                Destination::Exchange(dst.name.clone()),
+                key,
+                arguments,
+                fx,
+            );
+            Ok(())
+        })
     }
 
     pub(super) fn unbind(
@@ -391,6 +441,7 @@ impl VHost {
         destination: Destination,
         key: &str,
         arguments: &FieldTable,
+        fx: &mut Effects,
     ) {
         let b = Binding {
             destination,
@@ -401,10 +452,10 @@ impl VHost {
             return;
         }
         if let Some(def) = self.binding_definition(x, &b) {
-            self.delete_definition(def);
+            self.delete_definition(def, fx);
         }
         if x.auto_delete && x.binding_count() == 0 {
-            self.remove_exchange(&x.name);
+            self.remove_exchange(&x.name, fx);
         }
     }
 
@@ -414,6 +465,7 @@ impl VHost {
         destination: Destination,
         key: &str,
         arguments: &FieldTable,
+        fx: &mut Effects,
     ) {
         let b = Binding {
             destination,
@@ -423,7 +475,7 @@ impl VHost {
         let def = self.binding_definition(x, &b);
         if x.bind(b) {
             if let Some(def) = def {
-                self.put_definition(def);
+                self.put_definition(def, fx);
             }
         }
     }

@@ -102,17 +102,12 @@ fn sled_and_memory_stores_agree_across_reopen() {
                     "seed {seed}: after reopen"
                 );
             }
+            let mut batch = random_batch(&mut rng, &mut next_id, &queues);
             if rng.gen_ratio(1, 4) {
                 let def = random_definition(&mut rng);
-                if rng.gen() {
-                    sled.put_definition(&def).expect("put");
-                    memory.put_definition(&def).expect("put");
-                } else {
-                    sled.delete_definition(&def).expect("delete");
-                    memory.delete_definition(&def).expect("delete");
-                }
+                let keep = rng.gen::<bool>().then(|| def.clone());
+                batch.definitions.insert(def.key(), keep);
             }
-            let batch = random_batch(&mut rng, &mut next_id, &queues);
             sled.commit(&batch).expect("sled commit");
             memory.commit(&batch).expect("memory commit");
         }
