@@ -4,6 +4,8 @@
 
 mod common;
 
+mod committer_model;
+
 mod confirms;
 mod consumers;
 mod errors;
