@@ -81,8 +81,9 @@ pub struct RecoveryReport {
 impl Broker {
     /// Open the store (sled in `data_dir`, or memory), replay it, and build the broker.
     pub fn new(config: Config) -> io::Result<Arc<Self>> {
-        let store: Arc<dyn Store> = match (&config.data_dir, config.in_memory) {
-            (Some(dir), false) => Arc::new(store::sled::SledStore::open(dir, config.sync)?),
+        let store: Arc<dyn Store> = match (&config.store, &config.data_dir, config.in_memory) {
+            (Some(store), _, _) => store.clone(),
+            (None, Some(dir), false) => Arc::new(store::sled::SledStore::open(dir, config.sync)?),
             _ => Arc::new(store::memory::MemoryStore::default()),
         };
         let committer = Committer::start(store.clone(), config.store_backlog_bytes)?;

@@ -25,6 +25,8 @@ pub struct Config {
     /// Record bytes that may wait for the committer before publishers with writes in flight
     /// stop being read (about a second of this machine's disk throughput).
     pub store_backlog_bytes: u64,
+    /// Use this store instead of opening one (embedding, and tests that inject faults).
+    pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
 /// Default of `Config::store_backlog_bytes`.
@@ -45,6 +47,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
+            store: None,
         }
     }
 }

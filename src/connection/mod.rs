@@ -377,7 +377,11 @@ impl Connection {
     fn paused(&self) -> bool {
         self.state == State::Running
             && (self.barrier.is_some()
-                || (self.fx.origin.as_ref().is_some_and(|s| s.inflight_bytes() > 0)
+                || (self
+                    .fx
+                    .origin
+                    .as_ref()
+                    .is_some_and(|s| s.inflight_bytes() > 0)
                     && self.committer.as_ref().is_some_and(|c| c.congested())))
     }
 

@@ -27,8 +27,11 @@ impl VHost {
         let stored = record.is_some();
         if let Some(record) = record {
             fx.ops.push(Op::PutMessage(message.clone(), record));
-            fx.ops
-                .push(Op::Index(delayed.store_key(&self.name, &x.name), pos, message));
+            fx.ops.push(Op::Index(
+                delayed.store_key(&self.name, &x.name),
+                pos,
+                message,
+            ));
         }
         self.start_delay_timer(x);
         stored
@@ -41,15 +44,11 @@ impl VHost {
         position: u64,
         message: Arc<Message>,
     ) -> bool {
-        let Some(x) = self
-            .exchanges()
-            .into_iter()
-            .find(|x| {
-                x.delayed
-                    .as_ref()
-                    .is_some_and(|d| d.store_key(&self.name, &x.name) == *key)
-            })
-        else {
+        let Some(x) = self.exchanges().into_iter().find(|x| {
+            x.delayed
+                .as_ref()
+                .is_some_and(|d| d.store_key(&self.name, &x.name) == *key)
+        }) else {
             return false;
         };
         if let Some(d) = &x.delayed {
@@ -80,8 +79,11 @@ impl VHost {
             // A fresh record for the queues it reaches; the held one goes.
             self.enqueue(m.shallow_clone(), &routed.queues, &mut fx);
             if m.store_id != 0 {
-                fx.ops
-                    .push(Op::Unindex(d.store_key(&self.name, &x.name), pos, m.clone()));
+                fx.ops.push(Op::Unindex(
+                    d.store_key(&self.name, &x.name),
+                    pos,
+                    m.clone(),
+                ));
                 if m.release_store_ref() {
                     fx.ops.push(Op::DeleteMessage(m));
                 }

@@ -199,7 +199,12 @@ impl VHost {
         self.changing(fx, |fx| self.create_queue(d, conn_id, fx))
     }
 
-    fn create_queue(&self, d: &QueueDecl, conn_id: u64, fx: &mut Effects) -> AmqpResult<Arc<Queue>> {
+    fn create_queue(
+        &self,
+        d: &QueueDecl,
+        conn_id: u64,
+        fx: &mut Effects,
+    ) -> AmqpResult<Arc<Queue>> {
         if let Some(q) = self.queue(&d.name) {
             let wanted_owner = d.exclusive.then_some(conn_id);
             if q.config.exclusive_owner != wanted_owner {

@@ -8,6 +8,7 @@ mod committer_model;
 
 mod confirms;
 mod consumers;
+mod durability;
 mod errors;
 mod handshake;
 mod mgmt;

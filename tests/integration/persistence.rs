@@ -355,7 +355,23 @@ async fn confirmed_messages_survive_kill_9() {
         expected = present;
         // A consumer settles what it sees; settled messages may disappear.
         let acked = Arc::new(Mutex::new(BTreeSet::new()));
-        let cch = c.create_channel().await.expect("consumer channel");
+        // Odd rounds consume on a connection of their own: its acks then race the
+        // publisher's writes through the committer (they must never resurrect or lose one).
+        let consumer_conn = if round % 2 == 1 {
+            Some(
+                Connection::connect(&w.url(), ConnectionProperties::default())
+                    .await
+                    .expect("consumer connection"),
+            )
+        } else {
+            None
+        };
+        let cch = consumer_conn
+            .as_ref()
+            .unwrap_or(&c)
+            .create_channel()
+            .await
+            .expect("consumer channel");
         // No prefetch limit: unsettled deliveries pile up unacked without stalling the rest.
         let mut consumer = consume(&cch, "crashq", "", false).await;
         let acked2 = acked.clone();
