@@ -276,13 +276,13 @@ fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Resul
         messages.insert(id, Arc::new(m));
         committer.reserve_ids_above(id);
     }
-    let by_key: HashMap<store::QueueKey, Arc<crate::queue::Queue>> = vhost
+    let by_key: HashMap<String, Arc<crate::queue::Queue>> = vhost
         .queues()
         .into_iter()
-        .filter_map(|q| q.config.store_key.clone().map(|k| (k, q)))
+        .filter_map(|q| Some((q.config.store_key.as_ref()?.as_str().to_string(), q)))
         .collect();
     for (key, entries) in rec.queues {
-        let queue = by_key.get(&key);
+        let queue = by_key.get(key.as_str());
         let restored = entries
             .iter()
             .filter_map(|(seq, id)| messages.get(id).map(|m| (*seq, m.clone())));

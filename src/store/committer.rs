@@ -274,15 +274,14 @@ impl Pending {
                     b.index_removes.push((q, seq));
                 }
             }
-            Op::DeleteMessage(m) => match state(&m) {
-                PENDING => set_state(&m, CANCELLED),
-                WRITTEN => {
-                    if b.messages.remove(&m.store_id).is_none() {
-                        b.message_deletes.push(m.store_id);
-                    }
+            Op::DeleteMessage(m) => {
+                let st = state(&m);
+                if st == PENDING {
+                    set_state(&m, CANCELLED);
+                } else if st == WRITTEN && b.messages.remove(&m.store_id).is_none() {
+                    b.message_deletes.push(m.store_id);
                 }
-                _ => {}
-            },
+            }
             Op::DropQueue(q) => {
                 q.mark_dropped();
                 // Entries queued for the dropped queue belong to it; a namesake's can only

@@ -79,7 +79,7 @@ async fn ack_some(url: String, q: &'static str, stop: Arc<AtomicBool>) {
         match tokio::time::timeout(Duration::from_millis(100), consumer.next()).await {
             Ok(Some(Ok(d))) => {
                 n += 1;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let _ = d.acker.ack(BasicAckOptions::default()).await;
                 }
             }
@@ -223,6 +223,19 @@ impl Store for FaultyStore {
     }
 }
 
+/// A persistent publish to "dq"; its confirm.
+async fn publish(ch: &lapin::Channel, body: &[u8]) -> lapin::PublisherConfirm {
+    ch.basic_publish(
+        "".into(),
+        "dq".into(),
+        BasicPublishOptions::default(),
+        body,
+        persistent(),
+    )
+    .await
+    .expect("publish")
+}
+
 async fn start_on(store: &Arc<FaultyStore>) -> warren::BrokerHandle {
     warren::start(warren::Config {
         port: 0,
@@ -245,32 +258,18 @@ async fn failing_store_nacks_blocks_publishers_and_recovers() {
         .await
         .expect("confirms");
     durable_queue(&pch, "dq").await.expect("declare");
-    let publish = |body: &'static [u8]| {
-        let pch = pch.clone();
-        async move {
-            pch.basic_publish(
-                "".into(),
-                "dq".into(),
-                BasicPublishOptions::default(),
-                body,
-                persistent(),
-            )
-            .await
-            .expect("publish")
-        }
-    };
-    let c1 = publish(b"one").await.await.expect("confirm");
+    let c1 = publish(&pch, b"one").await.await.expect("confirm");
     assert!(c1.is_ack());
 
     store.failing.store(true, Ordering::Relaxed);
     // A write that cannot be made durable is nacked, not acked.
-    let c2 = tokio::time::timeout(Duration::from_secs(5), publish(b"two").await)
+    let c2 = tokio::time::timeout(Duration::from_secs(5), publish(&pch, b"two").await)
         .await
         .expect("an answer while the store fails")
         .expect("confirm");
     assert!(c2.is_nack(), "{c2:?}");
     // The publisher is now held back: its next publish is not even read.
-    let mut c3 = Box::pin(publish(b"three").await);
+    let mut c3 = Box::pin(publish(&pch, b"three").await);
     assert!(
         tokio::time::timeout(Duration::from_millis(500), &mut c3)
             .await
