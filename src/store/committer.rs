@@ -38,8 +38,9 @@ pub const WRITTEN: u8 = 1;
 /// Deleted before its write arrived: the write is skipped.
 pub const CANCELLED: u8 = 2;
 
-/// Each op counts at least this much against the backlog (the bookkeeping is not free).
-const OP_COST: u64 = 64;
+/// A record counts this much beyond its bytes against the backlog (the bookkeeping is not
+/// free).
+const OP_COST: u64 = 256;
 
 /// One storage operation, in the order its producer meant it.
 #[derive(Debug)]
@@ -120,11 +121,13 @@ impl Committer {
 
     /// Hand ops over; returns the bytes they count against the backlog.
     pub fn submit(&self, ops: Vec<Op>, notify: Option<Notify>) -> u64 {
+        // Only records count: a connection that only acks or declares has nothing in
+        // flight, so consumers keep flowing while publishers wait.
         let cost = ops
             .iter()
             .map(|op| match op {
                 Op::PutMessage(_, data) => OP_COST + data.len() as u64,
-                _ => OP_COST,
+                _ => 0,
             })
             .sum();
         self.shared.backlog.fetch_add(cost, Ordering::Relaxed);

@@ -111,7 +111,23 @@ impl SledStore {
         err(&self.path, what, e)
     }
 
+    /// Remove a record's chunks: only a full chunk can have a successor, so most deletes are
+    /// one removal instead of a prefix scan.
     fn delete_message(&self, id: u64) -> io::Result<()> {
+        for n in 0u32.. {
+            let old = self
+                .messages
+                .remove(chunk_key(id, n))
+                .map_err(|e| self.err("write failed", e))?;
+            if old.is_none_or(|v| v.len() < CHUNK) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every chunk of a record, whatever a crash left of it (recovery).
+    fn purge_message(&self, id: u64) -> io::Result<()> {
         for kv in self.messages.scan_prefix(id.to_be_bytes()) {
             let (k, _) = kv.map_err(|e| self.err("read failed", e))?;
             self.messages
@@ -226,7 +242,7 @@ impl Store for SledStore {
         // Half-written publishes (a record whose index entries never landed) and records whose
         // last reference was removed before a crash.
         for id in orphans {
-            self.delete_message(id)?;
+            self.purge_message(id)?;
         }
         // Index entries whose record is missing cannot be delivered; drop them.
         for (q, entries) in out.queues.iter_mut() {
