@@ -4,19 +4,35 @@
 //! sync_file_range; PERFORMANCE-NOTES §7), so each commit is followed by fdatasync of sled's
 //! data file. Values above ~128 KiB would go to blob files sled does not sync; message records
 //! are therefore cut into 64 KiB chunks. Keys are big-endian integers so they sort.
+//!
+//! After a failed write sled keeps answering with that error (a full disk stays "full" after
+//! space is freed), so a failed commit drops the handles and the next attempt reopens the
+//! directory: sled recovers what was flushed, and the committer writes the failed batch again.
 
 use super::{Batch, Definition, QueueKey, Recovered, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 
 const CHUNK: usize = 64 * 1024;
 const QUEUE_TREE_PREFIX: &[u8] = b"q\0";
 
 #[derive(Debug)]
 pub struct SledStore {
+    path: PathBuf,
+    sync: bool,
+    /// None between a failed commit's drop and the reopen that follows.
+    db: RwLock<Option<Db>>,
+    /// The last commit failed: reopen before the next.
+    poisoned: AtomicBool,
+}
+
+/// The open database.
+#[derive(Debug)]
+struct Db {
     path: PathBuf,
     db: sled::Db,
     definitions: sled::Tree,
@@ -51,6 +67,41 @@ impl SledStore {
     /// Open (or create) the store in `path`. Fails with a clear error when another process
     /// holds the directory or it cannot be read; never resets it.
     pub fn open(path: &Path, sync: bool) -> io::Result<SledStore> {
+        Ok(SledStore {
+            path: path.to_path_buf(),
+            sync,
+            db: RwLock::new(Some(Db::open(path, sync)?)),
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    /// Run `f` on the open database, reopening it first after a failure.
+    fn with_db<T>(&self, f: impl FnOnce(&Db) -> io::Result<T>) -> io::Result<T> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            let mut w = self.db.write().unwrap_or_else(|p| p.into_inner());
+            // Drop the old handles first: sled lets go of the directory's lock with them (its
+            // threads may hold it a moment longer; the committer's next retry tries again).
+            *w = None;
+            *w = Some(Db::open(&self.path, self.sync)?);
+            self.poisoned.store(false, Ordering::Relaxed);
+            tracing::warn!(path = %self.path.display(), "store reopened after a write error");
+        }
+        let r = {
+            let g = self.db.read().unwrap_or_else(|p| p.into_inner());
+            match g.as_ref() {
+                Some(db) => f(db),
+                None => Err(err(&self.path, "store is closed", "reopen pending")),
+            }
+        };
+        if r.is_err() {
+            self.poisoned.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl Db {
+    fn open(path: &Path, sync: bool) -> io::Result<Db> {
         std::fs::create_dir_all(path).map_err(|e| err(path, "cannot create", e))?;
         let db = sled::Config::new()
             .path(path)
@@ -84,7 +135,7 @@ impl SledStore {
         } else {
             None
         };
-        Ok(SledStore {
+        Ok(Db {
             path: path.to_path_buf(),
             db,
             definitions,
@@ -147,6 +198,16 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn commit(&self, batch: &Batch) -> io::Result<()> {
+        self.with_db(|db| db.commit(batch))
+    }
+
+    fn recover(&self) -> io::Result<Recovered> {
+        self.with_db(Db::recover)
+    }
+}
+
+impl Db {
     fn commit(&self, batch: &Batch) -> io::Result<()> {
         for q in &batch.dropped_queues {
             self.queues

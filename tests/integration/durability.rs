@@ -310,3 +310,119 @@ async fn failing_store_nacks_blocks_publishers_and_recovers() {
     assert_eq!(bodies, vec!["two".to_string(), "three".to_string()]);
     broker.shutdown().await;
 }
+
+/// A size-limited tmpfs, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// None where this process may not mount (not root, or no tmpfs).
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = temp_dir("small-disk");
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_nacks_keeps_serving_and_recovers_when_space_returns() {
+    if external() {
+        return;
+    }
+    let Some(disk) = SmallDisk::mount(8) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here; the injected-fault test covers the path");
+        return;
+    };
+    let filler = disk.0.join("filler");
+    std::fs::write(&filler, vec![0u8; 3 << 20]).expect("filler");
+    let data = disk.0.join("data");
+    let mut w = Warren::start(&data, &[]).await;
+    let (_pc, pch) = open(&w.url()).await;
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    durable_queue(&pch, "dq").await.expect("declare");
+    let body = [b'z'; 1024];
+    let mut acked = 0u32;
+    let mut nacked = false;
+    for _ in 0..20_000 {
+        let c = pch
+            .basic_publish(
+                "".into(),
+                "dq".into(),
+                BasicPublishOptions::default(),
+                &body,
+                persistent(),
+            )
+            .await
+            .expect("publish");
+        match tokio::time::timeout(Duration::from_secs(10), c).await {
+            Ok(Ok(c)) if c.is_ack() => acked += 1,
+            Ok(Ok(_)) => {
+                nacked = true;
+                break;
+            }
+            other => panic!("no confirm while the disk fills: {other:?}"),
+        }
+    }
+    assert!(nacked, "the disk never filled ({acked} acked)");
+    assert!(acked > 0);
+    // Reads and acks still work on another connection.
+    let (_cc, cch) = open(&w.url()).await;
+    let got = cch
+        .basic_get("dq".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a message");
+    got.delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
+    // Space returns: the broker writes again, and the publisher is answered again.
+    std::fs::remove_file(&filler).expect("free space");
+    let c = pch
+        .basic_publish(
+            "".into(),
+            "dq".into(),
+            BasicPublishOptions::default(),
+            &body,
+            persistent(),
+        )
+        .await
+        .expect("publish");
+    let c = tokio::time::timeout(Duration::from_secs(20), c)
+        .await
+        .expect("a confirm once space returned")
+        .expect("confirm");
+    assert!(c.is_ack(), "{c:?}");
+    let before = durable_queue(&cch, "dq").await.expect("count");
+    w.signal("-TERM");
+    assert_eq!(w.wait().await, Some(0));
+    // Every acked message (less the one consumed) is still there; the nacked one may be too.
+    let w = Warren::start(&data, &[]).await;
+    let (_c, ch) = open(&w.url()).await;
+    let after = durable_queue(&ch, "dq").await.expect("count");
+    assert_eq!(after, before);
+    assert!(
+        after >= acked,
+        "{after} stored, {acked} acked before the disk filled"
+    );
+    w.stop().await;
+    drop(disk);
+}
