@@ -415,6 +415,10 @@ impl Connection {
             Frame::Refused(ch, e) => {
                 match self.channels.get(&ch) {
                     Some(c) if c.closing => Ok(()),
+                    Some(_) if !e.closes_connection() && ch != 0 => {
+                        self.close_channel(ch, e);
+                        Ok(())
+                    }
                     Some(_) => Err(e),
                     None => Err(AmqpError::channel_error("expected 'channel.open'")
                         .on(e.class_id, e.method_id)),

@@ -11,6 +11,7 @@ mod consumers;
 mod durability;
 mod errors;
 mod handshake;
+mod hostile;
 mod mgmt;
 mod persistence;
 mod process;

@@ -4,6 +4,8 @@
 //! before the payload is buffered (RabbitMQ's reader does the same); method and content-header
 //! payloads are then parsed by amq-protocol. Body payloads stay `Bytes` (no per-frame Vec).
 
+pub mod nesting;
+
 use crate::error::AmqpError;
 use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{
@@ -92,6 +94,9 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpE
     buf.advance(1);
     match kind {
         FRAME_METHOD => decode_method(channel, &payload).map(Some),
+        FRAME_HEADER if nesting::check_header(&payload).is_err() => {
+            Ok(Some(Frame::Refused(channel, too_deep().on(60, 40))))
+        }
         FRAME_HEADER => match amq_protocol::frame::parsing::parse_content_header(&payload[..]) {
             // class (2) + weight (2) + body size (8), then the properties as sent.
             Ok((&[], header)) => Ok(Some(Frame::Header(
@@ -131,6 +136,9 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
             ));
         }
     }
+    if nesting::check_method(class, method, payload).is_err() {
+        return Ok(Frame::Refused(channel, too_deep().on(class, method)));
+    }
     match parse_class(payload) {
         Ok((&[], m)) => Ok(Frame::Method(channel, Box::new(m))),
         _ => Err(AmqpError::frame_error(format!(
@@ -138,6 +146,14 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         ))
         .on(class, method)),
     }
+}
+
+/// A field table nested past `nesting::MAX_DEPTH`: refused before it is parsed.
+fn too_deep() -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "field table nested deeper than {} levels",
+        nesting::MAX_DEPTH
+    ))
 }
 
 /// Append a method frame.

@@ -1,0 +1,81 @@
+//! Hostile input: frames and values crafted to crash, stall or exhaust the broker get a clear
+//! error and leave it serving everyone else.
+
+use crate::common::*;
+
+/// A field table whose one entry nests `levels` arrays (5 bytes a level).
+fn nested_table(levels: usize) -> Vec<u8> {
+    let mut value = vec![b'V'];
+    for _ in 0..levels {
+        let mut a = vec![b'A'];
+        a.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        a.extend_from_slice(&value);
+        value = a;
+    }
+    let mut entries = vec![1, b'k'];
+    entries.extend_from_slice(&value);
+    let mut t = (entries.len() as u32).to_be_bytes().to_vec();
+    t.extend_from_slice(&entries);
+    t
+}
+
+fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![kind];
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f.push(0xCE);
+    f
+}
+
+/// The broker still serves a new connection.
+async fn still_serving() {
+    let (_c, ch) = channel().await;
+    let q = ops::temp_queue(&ch).await;
+    ops::publish(&ch, "", &q, b"alive").await;
+    assert_eq!(
+        ops::get_within(&ch, &q, true)
+            .await
+            .map(|m| m.delivery.data),
+        Some(b"alive".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn deeply_nested_headers_are_refused_not_a_crash() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    // basic.publish to the default exchange, then a header whose headers table nests 20,000
+    // arrays (about 100 KB, under frame_max).
+    let publish = [0, 60, 0, 40, 0, 0, 0, 1, b'q', 0];
+    r.send_bytes(&frame(1, 1, &publish)).await;
+    let mut header = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    header.extend_from_slice(&(1u16 << 13).to_be_bytes());
+    header.extend_from_slice(&nested_table(20_000));
+    r.send_bytes(&frame(2, 1, &header)).await;
+    let (ch, code, class, method) = r.expect_close().await;
+    assert_eq!(
+        (ch, code),
+        (1, 406),
+        "a channel error, the connection lives on"
+    );
+    if !external() {
+        assert_eq!((class, method), (60, 40));
+    }
+    still_serving().await;
+}
+
+#[tokio::test]
+async fn deeply_nested_arguments_are_refused_not_a_crash() {
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    // queue.declare "deep" with arguments nesting 20,000 arrays.
+    let mut declare = vec![0, 50, 0, 10, 0, 0, 4, b'd', b'e', b'e', b'p', 0];
+    declare.extend_from_slice(&nested_table(20_000));
+    r.send_bytes(&frame(1, 1, &declare)).await;
+    let (ch, code, ..) = r.expect_close().await;
+    if !external() {
+        assert_eq!((ch, code), (1, 406));
+    }
+    still_serving().await;
+}
