@@ -98,25 +98,43 @@ impl<T> TopicTrie<T> {
 
     /// Call `f` for every value whose pattern matches `key` (a value may be seen more than once
     /// when several `#` paths reach it; callers dedupe destinations anyway).
+    ///
+    /// Bounded time: without `#` each node is reached at most once (its depth fixes the word
+    /// it looks at). A `#` can reach the same node at many word positions, and chains of `#`
+    /// would revisit them exponentially often (`#.#.#.#.x`), so from the first `#` on every
+    /// (node, position) pair is walked once: at most nodes x (words + 1) steps.
     pub fn matches<'a>(&'a self, key: &str, f: &mut dyn FnMut(&'a T)) {
-        fn go<'a, T>(node: &'a Node<T>, ws: &[&str], f: &mut dyn FnMut(&'a T)) {
-            if ws.is_empty() {
-                node.values.iter().for_each(&mut *f);
-            } else {
-                if let Some(child) = node.children.get(ws[0]) {
-                    go(child, &ws[1..], f);
+        struct Walk<'a, 'k, 'f, T> {
+            ws: Vec<&'k str>,
+            seen: Option<std::collections::HashSet<(*const Node<T>, usize)>>,
+            f: &'f mut dyn FnMut(&'a T),
+        }
+        fn go<'a, T>(node: &'a Node<T>, i: usize, w: &mut Walk<'a, '_, '_, T>) {
+            if let Some(seen) = w.seen.as_mut() {
+                if !seen.insert((node as *const Node<T>, i)) {
+                    return;
                 }
-                if let Some(child) = node.children.get("*") {
-                    go(child, &ws[1..], f);
+            }
+            match w.ws.get(i) {
+                None => node.values.iter().for_each(&mut *w.f),
+                Some(word) => {
+                    if let Some(child) = node.children.get(*word) {
+                        go(child, i + 1, w);
+                    }
+                    if let Some(child) = node.children.get("*") {
+                        go(child, i + 1, w);
+                    }
                 }
             }
             if let Some(child) = node.children.get("#") {
-                for i in 0..=ws.len() {
-                    go(child, &ws[i..], f);
+                w.seen.get_or_insert_with(Default::default);
+                for j in i..=w.ws.len() {
+                    go(child, j, w);
                 }
             }
         }
-        go(&self.root, &words(key), f);
+        let ws = words(key);
+        go(&self.root, 0, &mut Walk { ws, seen: None, f });
     }
 }
 
@@ -147,6 +165,24 @@ mod tests {
         assert_eq!(matching(&p, "a.c"), vec![2, 3, 5, 6, 7]);
         assert_eq!(matching(&p, "a.b"), vec![2, 3, 5, 10]);
         assert_eq!(matching(&p, "x.y.z.c"), vec![3, 6]);
+    }
+
+    #[test]
+    fn chains_of_hash_match_in_polynomial_time() {
+        let pattern = vec!["#"; 40].join(".") + ".x";
+        let key = vec!["w"; 100].join(".") + ".x";
+        let t0 = std::time::Instant::now();
+        assert_eq!(matching(&[pattern.as_str()], &key), vec![0]);
+        assert_eq!(
+            matching(&[pattern.as_str()], &vec!["w"; 127].join(".")),
+            Vec::<usize>::new()
+        );
+        // Exponential matching takes longer than the universe; polynomial, milliseconds.
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]
