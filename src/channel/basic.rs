@@ -196,7 +196,7 @@ impl Channel {
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                    consumer_tag: tag.as_ref().into(),
+                    consumer_tag: crate::names::short(tag.as_ref()),
                 })),
             );
         }
@@ -224,8 +224,8 @@ impl Channel {
             AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                exchange: (&*m.exchange).into(),
-                routing_key: (&*m.routing_key).into(),
+                exchange: crate::names::short(&m.exchange),
+                routing_key: crate::names::short(&m.routing_key),
                 message_count: left,
             })),
         );
@@ -453,8 +453,8 @@ impl Channel {
                 AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                     reply_code: 312,
                     reply_text: "NO_ROUTE".into(),
-                    exchange: (&*message.exchange).into(),
-                    routing_key: (&*message.routing_key).into(),
+                    exchange: crate::names::short(&message.exchange),
+                    routing_key: crate::names::short(&message.routing_key),
                 })),
             );
             crate::codec::write_content(
@@ -545,7 +545,7 @@ impl Channel {
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
-                    consumer_tag: tag.into(),
+                    consumer_tag: crate::names::short(tag),
                     nowait: true,
                 })),
             );

@@ -122,7 +122,7 @@ impl Channel {
                     cx.send(
                         self.id,
                         AMQPClass::Queue(M::DeclareOk(queue::DeclareOk {
-                            queue: name.into(),
+                            queue: crate::names::short(&name),
                             message_count: q.message_count(),
                             consumer_count: q.consumer_count(),
                         })),

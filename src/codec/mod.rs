@@ -215,7 +215,7 @@ pub fn write_content(
 
 fn put_shortstr(out: &mut Vec<u8>, s: &str) {
     // Callers pass names that arrived as shortstrs (at most 255 bytes); clamp anyway.
-    let b = &s.as_bytes()[..s.len().min(255)];
+    let b = &s.as_bytes()[..crate::names::fit(s, 255)];
     out.push(b.len() as u8);
     out.extend_from_slice(b);
 }

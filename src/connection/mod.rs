@@ -168,12 +168,38 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         committer,
         state: State::Running,
     };
-    c.run(stream, rbuf, inbox, heartbeat).await;
+    let mut inbox = inbox;
+    let ran = CatchUnwind(Box::pin(c.run(stream, rbuf, &mut inbox, heartbeat))).await;
+    if ran.is_err() {
+        // A bug, not the peer's doing: whatever the connection held still goes back.
+        tracing::error!("bug: the connection task panicked; releasing what it held");
+    }
+    c.release_inbox(&mut inbox);
     c.teardown_channels();
     c.info.vhost.connection_closed(id, &mut c.fx);
     c.submit_ops();
     broker.unregister(id);
     tracing::info!("connection closed");
+}
+
+/// Runs a future, turning a panic inside it into `Err` so that the caller's cleanup still runs
+/// (tokio would only end the task, and what the connection held would be lost with it).
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
 }
 
 /// Send connection.close and give the peer a moment to answer close-ok.
@@ -207,7 +233,7 @@ async fn close_during_handshake(stream: &mut TcpStream, rbuf: &mut BytesMut, e: 
 fn close_method(e: &AmqpError) -> AMQPClass {
     AMQPClass::Connection(conn::AMQPMethod::Close(conn::Close {
         reply_code: e.code(),
-        reply_text: e.text.as_str().into(),
+        reply_text: crate::names::short(&e.text),
         class_id: e.class_id,
         method_id: e.method_id,
     }))
@@ -218,7 +244,7 @@ impl Connection {
         &mut self,
         stream: TcpStream,
         mut rbuf: BytesMut,
-        mut inbox: mpsc::UnboundedReceiver<Outbound>,
+        inbox: &mut mpsc::UnboundedReceiver<Outbound>,
         heartbeat: u16,
     ) {
         let (mut reader, mut writer) = stream.into_split();
@@ -313,7 +339,10 @@ impl Connection {
             .await;
         }
         let _ = writer.shutdown().await;
-        // Deliveries still in the inbox go back to their queues.
+    }
+
+    /// Deliveries still in the inbox go back to their queues.
+    fn release_inbox(&mut self, inbox: &mut mpsc::UnboundedReceiver<Outbound>) {
         inbox.close();
         while let Ok(m) = inbox.try_recv() {
             if let Outbound::Deliver(d) = m {
@@ -581,7 +610,7 @@ impl Connection {
             ch,
             AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
                 reply_code: e.code(),
-                reply_text: e.text.as_str().into(),
+                reply_text: crate::names::short(&e.text),
                 class_id: e.class_id,
                 method_id: e.method_id,
             })),

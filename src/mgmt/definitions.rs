@@ -58,7 +58,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         format!("{what} '{name}': {text}")
     };
     for x in exchanges {
-        let name = str_of(x, "name").ok_or("an exchange without a name")?;
+        let name = short_ok(str_of(x, "name").ok_or("an exchange without a name")?)?;
         if name.is_empty() || name.starts_with("amq.") {
             continue;
         }
@@ -79,7 +79,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         done.exchanges += 1;
     }
     for q in queues {
-        let name = str_of(q, "name").ok_or("a queue without a name")?;
+        let name = short_ok(str_of(q, "name").ok_or("a queue without a name")?)?;
         let vh = vhost_of(broker, q)?;
         if vh.queue(name).is_some() {
             continue;
@@ -103,7 +103,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
             continue; // the default exchange's bindings are implicit
         }
         let vh = vhost_of(broker, b)?;
-        let key = str_of(b, "routing_key").unwrap_or("");
+        let key = short_ok(str_of(b, "routing_key").unwrap_or(""))?;
         let args = to_table(b.get("arguments").unwrap_or(&Value::Null))?;
         let r = match str_of(b, "destination_type").unwrap_or("queue") {
             "exchange" => vh.bind_exchange(dest, source, key, &args, &mut Effects::default()),
@@ -113,6 +113,17 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         done.bindings += 1;
     }
     Ok(done)
+}
+
+/// Names and keys are shortstrs over AMQP: refuse what cannot be one.
+fn short_ok(s: &str) -> Result<&str, String> {
+    if s.len() > 255 {
+        return Err(format!(
+            "'{}...' is longer than 255 bytes",
+            &s[..crate::names::fit(s, 40)]
+        ));
+    }
+    Ok(s)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

@@ -43,21 +43,35 @@ pub fn from_value(v: &AMQPValue) -> Value {
 pub fn to_table(v: &Value) -> Result<FieldTable, String> {
     match v {
         Value::Null => Ok(FieldTable::default()),
-        Value::Object(m) => Ok(table_of(m)),
+        Value::Object(m) => table_of(m, 1),
         _ => Err("arguments must be a JSON object".into()),
     }
 }
 
-fn table_of(m: &Map<String, Value>) -> FieldTable {
+/// The same limits as tables that arrive over AMQP: shortstr keys, bounded nesting.
+fn table_of(m: &Map<String, Value>, depth: usize) -> Result<FieldTable, String> {
     let mut t = FieldTable::default();
     for (k, v) in m {
-        t.insert(ShortString::from(k.as_str()), to_value(v));
+        let key = ShortString::try_new(k.as_str()).map_err(|_| {
+            format!(
+                "field name longer than 255 bytes: {}",
+                &k[..crate::names::fit(k, 40)]
+            )
+        })?;
+        t.insert(key, to_value(v, depth)?);
     }
-    t
+    Ok(t)
 }
 
-fn to_value(v: &Value) -> AMQPValue {
-    match v {
+fn to_value(v: &Value, depth: usize) -> Result<AMQPValue, String> {
+    if matches!(v, Value::Array(_) | Value::Object(_)) && depth >= crate::codec::nesting::MAX_DEPTH
+    {
+        return Err(format!(
+            "field table nested deeper than {} levels",
+            crate::codec::nesting::MAX_DEPTH
+        ));
+    }
+    Ok(match v {
         Value::Null => AMQPValue::Void,
         Value::Bool(b) => AMQPValue::Boolean(*b),
         Value::Number(n) => match n.as_i64() {
@@ -68,12 +82,12 @@ fn to_value(v: &Value) -> AMQPValue {
         Value::Array(a) => {
             let mut arr = FieldArray::default();
             for x in a {
-                arr.push(to_value(x));
+                arr.push(to_value(x, depth + 1)?);
             }
             AMQPValue::FieldArray(arr)
         }
-        Value::Object(m) => AMQPValue::FieldTable(table_of(m)),
-    }
+        Value::Object(m) => AMQPValue::FieldTable(table_of(m, depth + 1)?),
+    })
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
         ("POST", ["api", "bindings", v, "e", x, t @ ("q" | "e"), d]) => with_body(req, |b| {
             with_vhost(broker, v, |vh| {
                 let key = b.get("routing_key").and_then(Value::as_str).unwrap_or("");
+                if let Some(r) = too_long("routing_key", key) {
+                    return r;
+                }
                 let args = match to_table(b.get("arguments").unwrap_or(&Value::Null)) {
                     Ok(a) => a,
                     Err(e) => return Response::error(400, "bad_request", e),
@@ -135,7 +138,21 @@ fn arguments(b: &Map<String, Value>) -> Result<FieldTable, Response> {
         .map_err(|e| Response::error(400, "bad_request", e))
 }
 
+/// Names and keys are shortstrs over AMQP: what cannot be one is refused here, not later.
+fn too_long(what: &str, s: &str) -> Option<Response> {
+    (s.len() > 255).then(|| {
+        Response::error(
+            400,
+            "bad_request",
+            format!("{what} is longer than 255 bytes"),
+        )
+    })
+}
+
 fn declare_exchange(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
+    if let Some(r) = too_long("exchange name", name) {
+        return r;
+    }
     let Some(kind) = b.get("type").and_then(Value::as_str) else {
         return Response::error(400, "bad_request", "key_missing: type");
     };
@@ -159,6 +176,9 @@ fn declare_exchange(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response 
 }
 
 fn declare_queue(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
+    if let Some(r) = too_long("queue name", name) {
+        return r;
+    }
     let args = match arguments(b) {
         Ok(a) => a,
         Err(r) => return r,
@@ -223,6 +243,9 @@ pub fn exchange_name(x: &str) -> &str {
 fn publish(vh: &VHost, x: &str, b: &Map<String, Value>) -> Response {
     let x = exchange_name(x);
     let key = b.get("routing_key").and_then(Value::as_str).unwrap_or("");
+    if let Some(r) = too_long("routing_key", key) {
+        return r;
+    }
     let payload = b.get("payload").and_then(Value::as_str).unwrap_or("");
     let body = match b.get("payload_encoding").and_then(Value::as_str) {
         Some("base64") => match super::base64_decode(payload) {
@@ -321,6 +344,24 @@ fn properties_from_json(v: Option<&Value>) -> Result<BasicProperties, String> {
     let Some(m) = v.as_object() else {
         return Err("properties must be a JSON object".into());
     };
+    for k in [
+        "content_type",
+        "content_encoding",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "type",
+        "user_id",
+        "app_id",
+    ] {
+        if m.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.len() > 255)
+        {
+            return Err(format!("property {k} is longer than 255 bytes"));
+        }
+    }
     let s = |k: &str| m.get(k).and_then(Value::as_str).map(ShortString::from);
     let n = |k: &str| m.get(k).and_then(Value::as_u64);
     if let Some(x) = s("content_type") {

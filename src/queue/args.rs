@@ -112,6 +112,16 @@ impl QueueArgs {
                 .and_then(|p| u8::try_from(p).ok()),
             ..Default::default()
         };
+        // Both end up in shortstr fields (a dead letter's exchange and routing key, as
+        // basic.deliver carries them): refuse what cannot be represented there.
+        for (key, v) in [
+            ("x-dead-letter-exchange", &a.dead_letter_exchange),
+            ("x-dead-letter-routing-key", &a.dead_letter_routing_key),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| v.len() > 255) {
+                return Err(invalid(key, format!("{{value_too_long,{}}}", v.len())));
+            }
+        }
         if a.dead_letter_routing_key.is_some() && a.dead_letter_exchange.is_none() {
             return Err(invalid(
                 "x-dead-letter-routing-key",

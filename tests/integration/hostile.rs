@@ -126,3 +126,52 @@ async fn pathological_topic_binding_routes_in_milliseconds() {
         "only the key ending in x matches"
     );
 }
+
+#[tokio::test]
+async fn error_texts_quoting_long_names_are_cut_not_a_crash() {
+    use lapin::options::*;
+    // A 255-byte name is legal; "NOT_FOUND - no queue '...' in vhost '/'" around it is not a
+    // shortstr any more, and used to panic the connection task (the client saw EOF).
+    let name = "n".repeat(255);
+    let (_c, ch) = channel().await;
+    let e = ops::passive(&ch, &name).await.expect_err("missing queue");
+    assert_eq!(code(&e), Some(404), "{e}");
+    let (_c, ch) = channel().await;
+    let e = ch
+        .exchange_declare(
+            name.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect_err("missing exchange");
+    assert_eq!(code(&e), Some(404), "{e}");
+    still_serving().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_routing_key_too_long_for_a_message_is_refused_at_declare() {
+    if external() {
+        return; // RabbitMQ 3.10 accepts it (and cannot deliver such a dead letter either)
+    }
+    use lapin::types::AMQPValue;
+    let (_c, ch) = channel().await;
+    let args = table(&[
+        ("x-dead-letter-exchange", s("")),
+        (
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString("k".repeat(300).into()),
+        ),
+    ]);
+    let e = ch
+        .queue_declare(uniq("long-dlrk").as_str().into(), Default::default(), args)
+        .await
+        .expect_err("refused");
+    assert_eq!(code(&e), Some(406), "{e}");
+    assert!(text(&e).contains("x-dead-letter-routing-key"), "{e}");
+    still_serving().await;
+}

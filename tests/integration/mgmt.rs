@@ -589,3 +589,57 @@ async fn warren_loads_definitions_at_boot() {
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn values_that_cannot_be_shortstrs_or_nest_too_deep_are_400() {
+    if skip() || external() {
+        return;
+    }
+    let long = "n".repeat(300);
+    let (st, _) = http("PUT", &format!("/api/queues/%2F/{long}"), Some(json!({}))).await;
+    assert_eq!(st, 400, "long queue name");
+    let (st, _) = http(
+        "PUT",
+        &format!("/api/exchanges/%2F/{long}"),
+        Some(json!({"type": "direct"})),
+    )
+    .await;
+    assert_eq!(st, 400, "long exchange name");
+    let (st, _) = http(
+        "POST",
+        "/api/exchanges/%2F/amq.default/publish",
+        Some(json!({"routing_key": long, "payload": "x", "payload_encoding": "string", "properties": {}})),
+    )
+    .await;
+    assert_eq!(st, 400, "long routing key");
+    let (st, _) = http(
+        "POST",
+        "/api/exchanges/%2F/amq.default/publish",
+        Some(json!({"routing_key": "q", "payload": "x", "payload_encoding": "string", "properties": {"message_id": long}})),
+    )
+    .await;
+    assert_eq!(st, 400, "long shortstr property");
+    let mut args = json!({});
+    args[&long] = json!(1);
+    let (st, _) = http(
+        "PUT",
+        "/api/queues/%2F/long-arg-key",
+        Some(json!({"arguments": args})),
+    )
+    .await;
+    assert_eq!(st, 400, "long argument name");
+    let mut deep = json!(1);
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    let (st, _) = http(
+        "PUT",
+        "/api/queues/%2F/deep-args",
+        Some(json!({"arguments": {"x": deep}})),
+    )
+    .await;
+    assert_eq!(st, 400, "deep arguments");
+    // Still serving.
+    let (st, _) = http("GET", "/api/overview", None).await;
+    assert_eq!(st, 200);
+}
