@@ -25,6 +25,10 @@ pub struct Config {
     /// Record bytes that may wait for the committer before publishers with writes in flight
     /// stop being read (about a second of this machine's disk throughput).
     pub store_backlog_bytes: u64,
+    /// Deadline for a management request's head, and again for its body (slowloris).
+    pub mgmt_timeout_ms: u64,
+    /// Serve /metrics without credentials (Prometheus scrapers without a password).
+    pub metrics_public: bool,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -47,6 +51,8 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
+            mgmt_timeout_ms: 10_000,
+            metrics_public: false,
             store: None,
         }
     }

@@ -50,6 +50,10 @@ struct Args {
     /// writes in flight are no longer read (TCP back-pressure, RabbitMQ's credit flow).
     #[arg(long, env = "WARREN_STORE_BACKLOG_BYTES", default_value_t = warren::config::DEFAULT_STORE_BACKLOG_BYTES)]
     store_backlog_bytes: u64,
+    /// Serve the management port's /metrics without credentials (by default it asks for them,
+    /// like every other management path).
+    #[arg(long, env = "WARREN_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
         heartbeat: args.heartbeat,
         mgmt_port: (args.mgmt_port != 0).then_some(args.mgmt_port),
         store_backlog_bytes: args.store_backlog_bytes,
+        metrics_public: args.metrics_public,
         ..Config::default()
     };
     let runtime = match args.threads {

@@ -1,13 +1,5 @@
-//! Just enough HTTP/1.1 for the management API: one request per connection (httparse for the
-//! head, Content-Length bodies), one response, then close. Limits keep a bad peer cheap.
-
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const MAX_HEAD: usize = 16 * 1024;
-const MAX_BODY: usize = 8 * 1024 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+//! The management API's own view of a request and a response (the wire is hyper's, in
+//! `server`): decoded path segments, query, credentials, body; status, JSON body.
 
 #[derive(Debug)]
 pub struct Request {
@@ -15,7 +7,7 @@ pub struct Request {
     /// Percent-decoded path segments after the leading '/': "/api/queues/%2F/q" →
     /// ["api", "queues", "/", "q"].
     pub segments: Vec<String>,
-    pub query: Vec<(String, String)>,
+    pub query: Query,
     pub authorization: Option<String>,
     pub reason: Option<String>,
     pub body: Vec<u8>,
@@ -61,58 +53,19 @@ impl Response {
     }
 }
 
-/// Read one request; Err carries the response to send (400, 413, ...) or None to just close.
-pub async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<Response>> {
-    let mut buf = Vec::with_capacity(4096);
-    let (head_len, mut req, content_length) = loop {
-        let mut chunk = [0u8; 4096];
-        let n = match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(None),
-            Ok(Ok(n)) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let (req, cl) = head(&parsed).map_err(Some)?;
-                break (len, req, cl);
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => {
-                return Err(Some(Response::error(
-                    431,
-                    "bad_request",
-                    "header too large",
-                )))
-            }
-            Err(e) => return Err(Some(Response::error(400, "bad_request", e.to_string()))),
-        }
-    };
-    if content_length > MAX_BODY {
-        return Err(Some(Response::error(413, "bad_request", "body too large")));
-    }
-    let mut body = buf.split_off(head_len);
-    while body.len() < content_length {
-        let mut chunk = vec![0u8; (content_length - body.len()).min(64 * 1024)];
-        match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(None),
-            Ok(Ok(n)) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    body.truncate(content_length);
-    req.body = body;
-    Ok(req)
-}
+/// Query pairs, percent-decoded.
+pub type Query = Vec<(String, String)>;
 
-fn head(p: &httparse::Request<'_, '_>) -> Result<(Request, usize), Response> {
-    let bad = |why: &str| Response::error(400, "bad_request", why);
-    let target = p.path.ok_or_else(|| bad("no path"))?;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+/// The request target as percent-decoded path segments and query pairs.
+pub fn target(path: &str, query: &str) -> Result<(Vec<String>, Query), Response> {
     let segments = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false).ok_or_else(|| bad("bad percent-encoding in the path")))
+        .map(|s| {
+            percent_decode(s, false).ok_or_else(|| {
+                Response::error(400, "bad_request", "bad percent-encoding in the path")
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let query = query
         .split('&')
@@ -125,36 +78,7 @@ fn head(p: &httparse::Request<'_, '_>) -> Result<(Request, usize), Response> {
             )
         })
         .collect();
-    let mut content_length = 0usize;
-    let mut authorization = None;
-    let mut reason = None;
-    for h in p.headers.iter() {
-        let value = || String::from_utf8_lossy(h.value).trim().to_string();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            content_length = value().parse().map_err(|_| bad("bad content-length"))?;
-        } else if h.name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(value());
-        } else if h.name.eq_ignore_ascii_case("x-reason") {
-            reason = Some(value());
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Response::error(
-                411,
-                "bad_request",
-                "chunked bodies are not supported; send Content-Length",
-            ));
-        }
-    }
-    Ok((
-        Request {
-            method: p.method.unwrap_or("GET").to_string(),
-            segments,
-            query,
-            authorization,
-            reason,
-            body: Vec::new(),
-        },
-        content_length,
-    ))
+    Ok((segments, query))
 }
 
 /// `plus_is_space` for query strings (form encoding); in a path '+' is itself.
@@ -180,36 +104,6 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-pub async fn write_response(stream: &mut TcpStream, r: &Response) {
-    let reason = match r.status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
-        r.status,
-        r.content_type,
-        r.body.len()
-    );
-    if r.status == 401 {
-        out.push_str("www-authenticate: Basic realm=\"RabbitMQ Management\"\r\n");
-    }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&r.body);
-    let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(&bytes)).await;
-    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]

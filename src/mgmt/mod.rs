@@ -1,72 +1,21 @@
 //! The management interface: a RabbitMQ-compatible subset of the HTTP API (/api/...) plus
 //! Prometheus metrics (/metrics), on its own port. `warrenctl` is a client of it. Requests are
 //! authenticated with HTTP Basic against the broker's users, guest from loopback only, as in
-//! RabbitMQ's management plugin.
+//! RabbitMQ's management plugin; /metrics too, unless `--metrics-public`.
 
 pub mod api;
 pub mod definitions;
 pub mod http;
 pub mod json;
 pub mod metrics;
+mod server;
 mod write;
+
+pub use server::run;
 
 use crate::auth::Login;
 use crate::broker::Broker;
-use http::Response;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-
-/// Serve management requests until `shutdown` completes.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(serve(stream, broker.clone(), peer));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "management accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => break,
-        }
-    }
-}
-
-async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
-    let req = match http::read_request(&mut stream).await {
-        Ok(r) => r,
-        Err(Some(resp)) => return http::write_response(&mut stream, &resp).await,
-        Err(None) => return,
-    };
-    let mut resp = if is_public(&req.segments) {
-        api::handle(&broker, &req)
-    } else {
-        match authenticate(&broker, req.authorization.as_deref(), peer) {
-            Some(_) => api::handle(&broker, &req),
-            // RabbitMQ answers with an empty body and the Basic challenge.
-            None => Response::empty(401),
-        }
-    };
-    if req.method != "GET" && resp.status < 300 {
-        // A change is answered once it is durable, as over AMQP.
-        if let Err(e) = broker.sync().await {
-            resp = Response::error(500, "internal_server_error", format!("storage failed: {e}"));
-        }
-    }
-    tracing::debug!(method = %req.method, path = ?req.segments, status = resp.status, "management request");
-    http::write_response(&mut stream, &resp).await;
-}
-
-/// Prometheus scrapes without credentials, as with RabbitMQ's rabbitmq_prometheus plugin.
-fn is_public(segments: &[String]) -> bool {
-    segments.first().map(String::as_str) == Some("metrics")
-}
 
 fn authenticate(broker: &Broker, header: Option<&str>, peer: SocketAddr) -> Option<String> {
     let encoded = header?.strip_prefix("Basic ")?.trim();

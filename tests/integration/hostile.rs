@@ -175,3 +175,95 @@ async fn a_dead_letter_routing_key_too_long_for_a_message_is_refused_at_declare(
     assert!(text(&e).contains("x-dead-letter-routing-key"), "{e}");
     still_serving().await;
 }
+
+/// A broker of its own with a short management deadline.
+async fn mgmt_broker() -> (warren::BrokerHandle, std::net::SocketAddr) {
+    let b = warren::start(warren::Config {
+        port: 0,
+        mgmt_port: Some(0),
+        mgmt_timeout_ms: 1000,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let addr = b.mgmt_addr().expect("mgmt");
+    (b, addr)
+}
+
+/// Read until the server closes; the response text, or None if it did not close in `secs`.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, secs: u64) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        s.read_to_end(&mut raw),
+    )
+    .await;
+    r.ok().map(|_| String::from_utf8_lossy(&raw).into_owned())
+}
+
+#[tokio::test]
+async fn slowloris_management_client_is_cut_off() {
+    if external() {
+        return;
+    }
+    use tokio::io::AsyncWriteExt;
+    let (b, addr) = mgmt_broker().await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /api/overview HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let t0 = std::time::Instant::now();
+    let trickle = async {
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if s.write_all(b"X").await.is_err() {
+                return t0.elapsed();
+            }
+        }
+        t0.elapsed()
+    };
+    let cut_after = trickle.await;
+    assert!(
+        cut_after < std::time::Duration::from_secs(5),
+        "a head trickled a byte at a time kept its connection for {cut_after:?}"
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_is_not_read_before_credentials_and_is_bounded() {
+    if external() {
+        return;
+    }
+    use tokio::io::AsyncWriteExt;
+    let (b, addr) = mgmt_broker().await;
+    // Unauthenticated, announcing 5 MB it never sends: refused at once, nothing read.
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"POST /api/definitions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let raw = read_until_closed(&mut s, 3)
+        .await
+        .expect("answered without the body");
+    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
+    // Authenticated, over the 20 MiB limit: 413 without reading it.
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"POST /api/definitions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Length: 50000000\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let raw = read_until_closed(&mut s, 3)
+        .await
+        .expect("answered without the body");
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    // Authenticated, a body that never comes: the deadline answers.
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"POST /api/definitions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{")
+        .await
+        .expect("write");
+    let raw = read_until_closed(&mut s, 5)
+        .await
+        .expect("cut off after the deadline");
+    assert!(!raw.starts_with("HTTP/1.1 2"), "{raw}");
+    b.shutdown().await;
+}

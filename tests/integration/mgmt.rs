@@ -388,12 +388,22 @@ async fn metrics_show_queue_depth() {
     publish(&ch, "", &q, b"y").await;
     assert_eq!(message_count(&ch, &q).await, 2);
     let addr = mgmt_addr().expect("addr");
-    let mut s = TcpStream::connect(&addr).await.expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
+    let scrape = |auth: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let mut s = TcpStream::connect(&addr).await.expect("connect");
+            let req =
+                format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).await.expect("read");
+            raw
+        }
+    };
+    // Queue names are not for anyone who can reach the port.
+    let raw = scrape("").await;
+    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
+    let raw = scrape("Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n").await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     let line = format!("warren_queue_messages_ready{{vhost=\"/\",queue=\"{q}\"}} 2");
     assert!(raw.contains(&line), "missing {line}");
