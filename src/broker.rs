@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct Broker {
     pub config: Config,
     pub users: Users,
+    pub alarms: crate::alarm::Alarms,
     /// Every durable write goes through it.
     committer: Arc<Committer>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
@@ -99,7 +100,10 @@ impl Broker {
         }
         let mut vhosts = HashMap::new();
         vhosts.insert("/".to_string(), vhost);
+        let alarms =
+            crate::alarm::Alarms::new(config.vm_memory_high_watermark, config.disk_free_limit);
         Ok(Arc::new(Broker {
+            alarms,
             config,
             users: Users::default(),
             committer,

@@ -29,6 +29,10 @@ pub struct Config {
     pub mgmt_timeout_ms: u64,
     /// Serve /metrics without credentials (Prometheus scrapers without a password).
     pub metrics_public: bool,
+    /// Memory alarm threshold (RabbitMQ's vm_memory_high_watermark).
+    pub vm_memory_high_watermark: crate::alarm::Watermark,
+    /// Disk alarm threshold: free bytes on the data directory's filesystem (RabbitMQ: 50 MB).
+    pub disk_free_limit: u64,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -52,6 +56,8 @@ impl Default for Config {
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
             mgmt_timeout_ms: 10_000,
+            vm_memory_high_watermark: Default::default(),
+            disk_free_limit: 50_000_000,
             metrics_public: false,
             store: None,
         }

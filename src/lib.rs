@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alarm;
 pub mod args;
 pub mod auth;
 pub mod broker;

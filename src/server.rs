@@ -17,6 +17,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     tokio::pin!(shutdown);
+    tokio::spawn(crate::alarm::monitor(Arc::downgrade(&broker)));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -54,6 +54,14 @@ struct Args {
     /// like every other management path).
     #[arg(long, env = "WARREN_METRICS_PUBLIC")]
     metrics_public: bool,
+    /// Memory alarm: a fraction of the machine's (or container's) memory, or an absolute size
+    /// such as 256MiB. Past it, publishing connections are blocked (RabbitMQ's default: 0.4).
+    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK", default_value = "0.4")]
+    vm_memory_high_watermark: warren::alarm::Watermark,
+    /// Disk alarm: free space on the data directory's filesystem below which publishing
+    /// connections are blocked (50MB, 1GiB, bytes; RabbitMQ's default: 50MB).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = warren::alarm::parse_size)]
+    disk_free_limit: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +94,8 @@ fn main() -> std::process::ExitCode {
         mgmt_port: (args.mgmt_port != 0).then_some(args.mgmt_port),
         store_backlog_bytes: args.store_backlog_bytes,
         metrics_public: args.metrics_public,
+        vm_memory_high_watermark: args.vm_memory_high_watermark,
+        disk_free_limit: args.disk_free_limit,
         ..Config::default()
     };
     let runtime = match args.threads {

@@ -32,7 +32,8 @@ use std::time::Duration;
   export                                   definitions as JSON
   import FILE                              apply definitions (RabbitMQ's export format)
 rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connections,
-  list_consumers, list_vhosts, purge_queue N, delete_queue N, close_connection N [reason]"
+  list_consumers, list_vhosts, purge_queue N, delete_queue N, close_connection N [reason],
+  set_vm_memory_high_watermark FRACTION | absolute SIZE"
 )]
 struct Args {
     #[arg(
@@ -103,6 +104,16 @@ fn run(a: &Args) -> Res<String> {
         }
         ("close_connection", [name, reason @ ..]) => {
             return close(a, name, reason.first().copied())
+        }
+        // rabbitmqctl set_vm_memory_high_watermark 0.6 | absolute 256MiB
+        ("set_vm_memory_high_watermark", ["absolute", w] | [w]) => {
+            return request(
+                a,
+                "PUT",
+                "warren/vm-memory-high-watermark",
+                Some(Map::from_iter([("watermark".to_string(), Value::from(*w))])),
+            )
+            .map(|_| format!("memory high watermark set to {w}"))
         }
         _ => {}
     }

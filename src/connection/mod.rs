@@ -7,7 +7,9 @@
 //! - the committer is congested and this connection has writes in flight (a publisher that
 //!   outruns the disk; consumers and acks keep flowing, they have nothing in flight);
 //! - a topology change waits to be durable: its reply is held, and the frames after it wait
-//!   in the read buffer, so that nothing overtakes it.
+//!   in the read buffer, so that nothing overtakes it;
+//! - a memory or disk alarm is in effect and this connection published (RabbitMQ's blocking:
+//!   connection.blocked to clients that asked for it, connection.unblocked when it clears).
 
 mod handshake;
 
@@ -19,7 +21,7 @@ use crate::codec::{self, Frame};
 use crate::error::AmqpError;
 use crate::queue::{Effects, Outbound, Outbox, Queue};
 use crate::vhost::VHost;
-use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
+use amq_protocol::protocol::{basic, channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -97,6 +99,10 @@ struct Connection {
     barrier: Option<u64>,
     held: Vec<u8>,
     committer: Option<Arc<crate::store::Committer>>,
+    /// The broker's alarms; `alarm_blocked` once this connection published under one.
+    alarms: tokio::sync::watch::Receiver<u8>,
+    alarm_blocked: bool,
+    blocked_sent: bool,
     state: State,
 }
 
@@ -166,6 +172,9 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         barrier: None,
         held: Vec::new(),
         committer,
+        alarms: broker.alarms.subscribe(),
+        alarm_blocked: false,
+        blocked_sent: false,
         state: State::Running,
     };
     let mut inbox = inbox;
@@ -254,6 +263,7 @@ impl Connection {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_read = Instant::now();
         let mut wrote_since_tick = false;
+        let mut alarms_open = true;
         // Frames that arrived with the handshake's last read.
         self.process(&mut rbuf);
         loop {
@@ -310,6 +320,13 @@ impl Connection {
                         self.process(&mut rbuf);
                     }
                 }
+                changed = self.alarms.changed(), if alarms_open => {
+                    match changed {
+                        Ok(()) if self.alarms_changed() => self.process(&mut rbuf),
+                        Ok(()) => {}
+                        Err(_) => alarms_open = false,
+                    }
+                }
                 _ = ticker.tick(), if heartbeat > 0 => {
                     if pending >= WRITE_HIGH_WATER || paused {
                         // We stopped reading (back-pressure), so the peer's heartbeats sit
@@ -356,11 +373,13 @@ impl Connection {
 
     /// Handle every complete frame in the read buffer, then flush confirms and kicks.
     fn process(&mut self, rbuf: &mut BytesMut) {
-        while self.state != State::Closed && self.barrier.is_none() {
+        while self.state != State::Closed && self.barrier.is_none() && !self.alarm_blocked {
             let frame_max = self.info.frame_max;
             match codec::decode(rbuf, frame_max) {
                 Ok(Some(frame)) => {
                     let mark = self.out.len();
+                    let publish = matches!(&frame, Frame::Method(_, m)
+                        if matches!(**m, AMQPClass::Basic(basic::AMQPMethod::Publish(_))));
                     if let Err(e) = self.frame(frame) {
                         self.close_connection(e);
                     }
@@ -369,6 +388,12 @@ impl Connection {
                             // Its reply goes out once the change is durable.
                             self.held = self.out.split_off(mark);
                             self.barrier = Some(ticket);
+                        }
+                    }
+                    if publish && self.state == State::Running {
+                        let active = *self.alarms.borrow();
+                        if active != 0 {
+                            self.block_for_alarm(active);
                         }
                     }
                 }
@@ -401,11 +426,46 @@ impl Connection {
         self.info.vhost.submit(&mut self.fx);
     }
 
-    /// Not reading: a held reply waits for durability, or the committer is congested and
-    /// this connection has writes in flight. A closing connection still reads (for close-ok).
+    /// A publish under an alarm: stop reading (what follows stays in the socket), and say why
+    /// to a client that asked to be told.
+    fn block_for_alarm(&mut self, active: u8) {
+        self.alarm_blocked = true;
+        if self.info.caps.connection_blocked && !self.blocked_sent {
+            self.blocked_sent = true;
+            self.send(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Blocked(conn::Blocked {
+                    reason: crate::names::short(&crate::alarm::reason(active)),
+                })),
+            );
+        }
+        tracing::info!(reason = %crate::alarm::reason(active), "connection blocked");
+    }
+
+    /// The alarms changed; true when a blocked connection may read again.
+    fn alarms_changed(&mut self) -> bool {
+        let active = *self.alarms.borrow_and_update();
+        if active != 0 || !self.alarm_blocked {
+            return false;
+        }
+        self.alarm_blocked = false;
+        if std::mem::take(&mut self.blocked_sent) {
+            self.send(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Unblocked(conn::Unblocked {})),
+            );
+        }
+        tracing::info!("connection unblocked");
+        true
+    }
+
+    /// Not reading: a held reply waits for durability, the committer is congested and this
+    /// connection has writes in flight, or an alarm blocked it. A closing connection still
+    /// reads (for close-ok).
     fn paused(&self) -> bool {
         self.state == State::Running
             && (self.barrier.is_some()
+                || self.alarm_blocked
                 || (self
                     .fx
                     .origin

@@ -104,7 +104,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
         ("GET", ["api", "consumers"]) => ok(each_vhost(broker, consumers)),
         ("GET", ["api", "consumers", v]) => with_vhost(broker, v, |vh| ok(consumers(vh))),
         ("GET", ["api", "definitions"]) => ok(definitions(broker)),
-        (_, ["api", ..]) => match write::handle(broker, req, &seg) {
+        (_, ["api", ..]) => match super::node::handle(broker, req, &seg)
+            .or_else(|| write::handle(broker, req, &seg))
+        {
             Some(r) => r,
             None if is_known(&seg) => {
                 Response::error(405, "method_not_allowed", "Method Not Allowed")

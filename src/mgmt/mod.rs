@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod http;
 pub mod json;
 pub mod metrics;
+mod node;
 mod server;
 mod write;
 

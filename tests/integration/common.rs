@@ -206,6 +206,7 @@ impl Raw {
             AMQPValue::Boolean(true),
         );
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
+        caps.insert("connection.blocked".into(), AMQPValue::Boolean(true));
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
         self.send(

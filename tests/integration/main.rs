@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alarms;
 mod committer_model;
 
 mod confirms;
