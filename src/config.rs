@@ -33,6 +33,9 @@ pub struct Config {
     pub vm_memory_high_watermark: crate::alarm::Watermark,
     /// Disk alarm threshold: free bytes on the data directory's filesystem (RabbitMQ: 50 MB).
     pub disk_free_limit: u64,
+    /// RabbitMQ's consumer_timeout (ms): a delivery unacknowledged for longer closes its
+    /// channel with 406. None disables it. Queues override it with x-consumer-timeout.
+    pub consumer_timeout_ms: Option<u64>,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -56,6 +59,7 @@ impl Default for Config {
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
             mgmt_timeout_ms: 10_000,
+            consumer_timeout_ms: Some(1_800_000),
             vm_memory_high_watermark: Default::default(),
             disk_free_limit: 50_000_000,
             metrics_public: false,

@@ -62,6 +62,10 @@ struct Args {
     /// connections are blocked (50MB, 1GiB, bytes; RabbitMQ's default: 50MB).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = warren::alarm::parse_size)]
     disk_free_limit: u64,
+    /// RabbitMQ's consumer_timeout in ms: a delivery left unacknowledged longer closes its
+    /// channel with 406 and is requeued (0 disables; queues override with x-consumer-timeout).
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
+    consumer_timeout: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +100,7 @@ fn main() -> std::process::ExitCode {
         metrics_public: args.metrics_public,
         vm_memory_high_watermark: args.vm_memory_high_watermark,
         disk_free_limit: args.disk_free_limit,
+        consumer_timeout_ms: (args.consumer_timeout != 0).then_some(args.consumer_timeout),
         ..Config::default()
     };
     let runtime = match args.threads {

@@ -244,6 +244,7 @@ impl Channel {
                     queue: q,
                     entry,
                     credit: None,
+                    at: crate::queue::now_ms(),
                 },
             );
         }
@@ -498,6 +499,7 @@ impl Channel {
                     queue: d.queue,
                     entry: d.entry,
                     credit: Some(d.credit),
+                    at: crate::queue::now_ms(),
                 },
             );
         }

@@ -46,6 +46,8 @@ pub struct Unacked {
     pub entry: QueuedMessage,
     /// Credit to give back on settlement (None for basic.get).
     pub credit: Option<Arc<Credit>>,
+    /// When it was delivered (ms since the epoch), for consumer_timeout.
+    pub at: u64,
 }
 
 #[derive(Debug)]
@@ -305,6 +307,15 @@ impl Channel {
             c.failed(ticket);
         }
         self.commit_wait.is_some_and(|t| t <= ticket)
+    }
+
+    /// When the oldest unacknowledged delivery times out (ms since the epoch), with the timeout
+    /// that applies to it: its queue's x-consumer-timeout, else the broker's. Tags grow with
+    /// delivery time, so the oldest is the first (RabbitMQ also judges a channel by its oldest).
+    pub fn ack_deadline(&self, default: Option<u64>) -> Option<(u64, u64)> {
+        let (_, u) = self.unacked.iter().next()?;
+        let timeout = u.queue.config.args.consumer_timeout.or(default)?;
+        Some((u.at.saturating_add(timeout), timeout))
     }
 
     /// Flush coalesced publisher confirms: at most one basic.ack per read burst or commit.

@@ -103,6 +103,8 @@ struct Connection {
     alarms: tokio::sync::watch::Receiver<u8>,
     alarm_blocked: bool,
     blocked_sent: bool,
+    /// The broker's consumer_timeout (ms); queues may override it.
+    consumer_timeout: Option<u64>,
     state: State,
 }
 
@@ -175,6 +177,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         alarms: broker.alarms.subscribe(),
         alarm_blocked: false,
         blocked_sent: false,
+        consumer_timeout: broker.config.consumer_timeout_ms,
         state: State::Running,
     };
     let mut inbox = inbox;
@@ -273,6 +276,11 @@ impl Connection {
             let pending = self.out.len() - written;
             let running = self.state != State::Closed;
             let paused = self.paused();
+            let ack_deadline = if self.state == State::Running {
+                self.ack_deadline()
+            } else {
+                None
+            };
             let deadline = match self.state {
                 State::Closing(d) => d,
                 _ => Instant::now() + Duration::from_secs(3600),
@@ -326,6 +334,12 @@ impl Connection {
                         Ok(()) => {}
                         Err(_) => alarms_open = false,
                     }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(
+                    ack_deadline.unwrap_or(0).saturating_sub(crate::queue::now_ms())
+                )), if ack_deadline.is_some() => {
+                    self.ack_timeouts();
+                    self.after_burst();
                 }
                 _ = ticker.tick(), if heartbeat > 0 => {
                     if pending >= WRITE_HIGH_WATER || paused {
@@ -424,6 +438,46 @@ impl Connection {
     /// Hand this burst's storage writes to the committer, which reports back with the ticket.
     fn submit_ops(&mut self) {
         self.info.vhost.submit(&mut self.fx);
+    }
+
+    /// The earliest time a channel's oldest unacknowledged delivery times out.
+    fn ack_deadline(&self) -> Option<u64> {
+        self.channels
+            .values()
+            .filter(|c| !c.closing)
+            .filter_map(|c| c.ack_deadline(self.consumer_timeout))
+            .map(|(at, _)| at)
+            .min()
+    }
+
+    /// consumer_timeout: close each channel whose oldest delivery waited too long for its ack
+    /// (its deliveries are requeued with it), with RabbitMQ's 406.
+    fn ack_timeouts(&mut self) {
+        let now = crate::queue::now_ms();
+        let expired: Vec<(u16, u64)> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .filter_map(|(id, c)| {
+                let (at, timeout) = c.ack_deadline(self.consumer_timeout)?;
+                (at <= now).then_some((*id, timeout))
+            })
+            .collect();
+        for (ch, timeout) in expired {
+            tracing::warn!(
+                channel = ch,
+                timeout_ms = timeout,
+                "consumer acknowledgement timed out"
+            );
+            self.close_channel(
+                ch,
+                AmqpError::precondition_failed(format!(
+                    "delivery acknowledgement on channel {ch} timed out. Timeout value used: \
+                     {timeout} ms. This timeout value can be configured, see consumers doc \
+                     guide to learn more"
+                )),
+            );
+        }
     }
 
     /// A publish under an alarm: stop reading (what follows stays in the socket), and say why

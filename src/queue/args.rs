@@ -34,6 +34,8 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     pub queue_type: QueueType,
     pub delivery_limit: Option<u64>,
+    /// x-consumer-timeout (ms): overrides the broker's consumer_timeout for this queue.
+    pub consumer_timeout: Option<u64>,
 }
 
 /// Declaration facts the arguments are checked against.
@@ -110,6 +112,7 @@ impl QueueArgs {
             max_length_bytes: int("x-max-length-bytes", true, None)?,
             max_priority: int("x-max-priority", true, Some(255))?
                 .and_then(|p| u8::try_from(p).ok()),
+            consumer_timeout: int("x-consumer-timeout", true, None)?,
             ..Default::default()
         };
         // Both end up in shortstr fields (a dead letter's exchange and routing key, as

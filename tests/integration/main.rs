@@ -13,6 +13,7 @@ mod durability;
 mod errors;
 mod handshake;
 mod hostile;
+mod limits;
 mod mgmt;
 mod persistence;
 mod process;
