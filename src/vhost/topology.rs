@@ -387,9 +387,17 @@ impl VHost {
         conn_id: u64,
         fx: &mut Effects,
     ) -> AmqpResult<()> {
+        // RabbitMQ answers unbind-ok when the exchange, the queue or the binding is already
+        // gone (an auto-delete exchange that left with its last binding, say): teardown of such
+        // topologies and aio-pika's RPC pattern rely on it.
         self.changing(fx, |fx| {
-            let x = self.bindable_source(exchange)?;
-            let q = self.queue_for(queue, conn_id)?;
+            if exchange.is_empty() {
+                self.bindable_source(exchange)?;
+            }
+            let (Some(x), Some(q)) = (self.exchange(exchange), self.queue(queue)) else {
+                return Ok(());
+            };
+            q.check_access(conn_id)?;
             self.unbind(&x, Destination::Queue(q), key, arguments, fx);
             Ok(())
         })
@@ -426,12 +434,17 @@ impl VHost {
         arguments: &FieldTable,
         fx: &mut Effects,
     ) -> AmqpResult<()> {
+        // As for queues: unbind-ok when either end or the binding is already gone.
         self.changing(fx, |fx| {
-            let src = self.bindable_source(source)?;
-            let dst = self.bindable_source(destination)?;
+            if source.is_empty() || destination.is_empty() {
+                self.bindable_source("")?;
+            }
+            let Some(src) = self.exchange(source) else {
+                return Ok(());
+            };
             self.unbind(
                 &src,
-                Destination::Exchange(dst.name.clone()),
+                Destination::Exchange(destination.to_string()),
                 key,
                 arguments,
                 fx,

@@ -957,3 +957,75 @@ async fn dead_letters_keep_cc_routing_keys() {
         Some(&AMQPValue::FieldArray(vec![s(&q), s("cc-key")].into()))
     );
 }
+
+#[tokio::test]
+async fn unbinding_from_or_to_what_is_gone_is_fine() {
+    let (_c, ch) = channel().await;
+    let q = temp_queue(&ch).await;
+    // A missing exchange, a missing queue: unbind-ok, as RabbitMQ 3.10.8 answers.
+    ch.queue_unbind(
+        q.as_str().into(),
+        uniq("gone-x").as_str().into(),
+        "k".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind from a missing exchange");
+    ch.queue_unbind(
+        uniq("gone-q").as_str().into(),
+        "amq.direct".into(),
+        "k".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind of a missing queue");
+    ch.exchange_unbind(
+        uniq("gone-dst").as_str().into(),
+        uniq("gone-src").as_str().into(),
+        "k".into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange unbind between missing exchanges");
+    // An auto-delete exchange goes with its last binding (its auto-delete queue went with its
+    // consumer); the teardown's unbind afterwards is still fine (aio-pika's RPC pattern).
+    let x = uniq("ad-x");
+    ch.exchange_declare(
+        x.as_str().into(),
+        lapin::ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
+    let aq = uniq("ad-q");
+    ch.queue_declare(
+        aq.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("q");
+    bind(&ch, &aq, &x, "k", FieldTable::default()).await;
+    let consumer = consume(&ch, &aq, "ad-tag", false).await;
+    ch.basic_cancel("ad-tag".into(), BasicCancelOptions::default())
+        .await
+        .expect("cancel");
+    drop(consumer);
+    ch.queue_unbind(
+        aq.as_str().into(),
+        x.as_str().into(),
+        "k".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("unbind after the auto-delete cascade");
+    assert!(ch.status().connected());
+}
