@@ -182,16 +182,36 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
     };
     let mut inbox = inbox;
     let ran = CatchUnwind(Box::pin(c.run(stream, rbuf, &mut inbox, heartbeat))).await;
-    if ran.is_err() {
-        // A bug, not the peer's doing: whatever the connection held still goes back.
-        tracing::error!("bug: the connection task panicked; releasing what it held");
-    }
+    let reader = match ran {
+        Ok(reader) => reader,
+        Err(()) => {
+            // A bug, not the peer's doing: whatever the connection held still goes back.
+            tracing::error!("bug: the connection task panicked; releasing what it held");
+            None
+        }
+    };
     c.release_inbox(&mut inbox);
     c.teardown_channels();
     c.info.vhost.connection_closed(id, &mut c.fx);
     c.submit_ops();
     broker.unregister(id);
     tracing::info!("connection closed");
+    if let Some(reader) = reader {
+        drain(reader).await;
+    }
+}
+
+/// Read and discard until the peer closes its side, for at most `CLOSE_TIMEOUT`.
+async fn drain(mut reader: tokio::net::tcp::OwnedReadHalf) {
+    let mut scratch = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Ok(n) = reader.read(&mut scratch).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs a future, turning a panic inside it into `Err` so that the caller's cleanup still runs
@@ -258,7 +278,7 @@ impl Connection {
         mut rbuf: BytesMut,
         inbox: &mut mpsc::UnboundedReceiver<Outbound>,
         heartbeat: u16,
-    ) {
+    ) -> Option<tokio::net::tcp::OwnedReadHalf> {
         let (mut reader, mut writer) = stream.into_split();
         let mut written = 0usize;
         let hb = Duration::from_secs(heartbeat.max(1).into());
@@ -370,6 +390,10 @@ impl Connection {
             .await;
         }
         let _ = writer.shutdown().await;
+        // After a close handshake the peer may still be sending (amqplib flushes publishes it
+        // queued before its connection.close): give the socket back to be drained, so that
+        // closing it with unread data does not reset the connection under the close-ok.
+        (self.state == State::Closed).then_some(reader)
     }
 
     /// Deliveries still in the inbox go back to their queues.

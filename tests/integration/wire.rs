@@ -1,8 +1,8 @@
 //! Wire-level errors, sent as raw frames: each asserts the reply code and what gets closed.
 
 use crate::common::*;
-use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
-use amq_protocol::protocol::{basic, channel as chan, AMQPClass};
+use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
+use amq_protocol::protocol::{basic, channel as chan, connection as conn, AMQPClass};
 
 fn publish(exchange: &str, key: &str) -> AMQPClass {
     AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
@@ -247,4 +247,53 @@ async fn garbage_after_handshake_is_refused_cleanly() {
     )
     .await
     .expect("broker still serves");
+}
+
+#[tokio::test]
+async fn close_ok_arrives_even_when_publishes_follow_the_close() {
+    // amqplib's pattern: connection.close goes out on channel 0 while publishes queued on a
+    // channel are still being flushed behind it. The broker must answer close-ok and keep
+    // draining, not drop the socket with unread data (a reset that loses the close-ok).
+    let mut r = Raw::open().await;
+    r.open_channel(1).await;
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::Close(conn::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    )
+    .await;
+    let mut burst = Vec::new();
+    for _ in 0..2000 {
+        let f = AMQPFrame::Method(1, publish("", "nowhere"));
+        burst.extend(
+            gen_frame(&f)(WriteContext::from(Vec::new()))
+                .expect("gen")
+                .into_inner()
+                .0,
+        );
+        burst.extend(
+            gen_frame(&header(1, 1000))(WriteContext::from(Vec::new()))
+                .expect("gen")
+                .into_inner()
+                .0,
+        );
+        let body = AMQPFrame::Body(1, vec![b'b'; 1000]);
+        burst.extend(
+            gen_frame(&body)(WriteContext::from(Vec::new()))
+                .expect("gen")
+                .into_inner()
+                .0,
+        );
+    }
+    use tokio::io::AsyncWriteExt;
+    let written = r.stream.write_all(&burst).await;
+    assert!(written.is_ok(), "the publishes behind the close were reset: {written:?}");
+    match r.recv_method().await {
+        Some((0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)))) => {}
+        other => panic!("expected close-ok, got {other:?}"),
+    }
 }
