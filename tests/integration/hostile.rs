@@ -43,6 +43,9 @@ async fn still_serving() {
 
 #[tokio::test]
 async fn deeply_nested_headers_are_refused_not_a_crash() {
+    if external() {
+        return; // RabbitMQ 3.10.8 accepts it (and survives); Warren refuses past 64 levels
+    }
     let mut r = Raw::open().await;
     r.open_channel(1).await;
     // basic.publish to the default exchange, then a header whose headers table nests 20,000
@@ -67,6 +70,9 @@ async fn deeply_nested_headers_are_refused_not_a_crash() {
 
 #[tokio::test]
 async fn deeply_nested_arguments_are_refused_not_a_crash() {
+    if external() {
+        return; // as above
+    }
     let mut r = Raw::open().await;
     r.open_channel(1).await;
     // queue.declare "deep" with arguments nesting 20,000 arrays.
@@ -74,14 +80,15 @@ async fn deeply_nested_arguments_are_refused_not_a_crash() {
     declare.extend_from_slice(&nested_table(20_000));
     r.send_bytes(&frame(1, 1, &declare)).await;
     let (ch, code, ..) = r.expect_close().await;
-    if !external() {
-        assert_eq!((ch, code), (1, 406));
-    }
+    assert_eq!((ch, code), (1, 406));
     still_serving().await;
 }
 
 #[tokio::test]
 async fn pathological_topic_binding_routes_in_milliseconds() {
+    if external() {
+        return; // RabbitMQ 3.10.8 is exponential here too: 24 s a publish at 16 words
+    }
     use lapin::options::*;
     let (_c, ch) = channel().await;
     let q = ops::temp_queue(&ch).await;

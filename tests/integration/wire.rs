@@ -291,7 +291,10 @@ async fn close_ok_arrives_even_when_publishes_follow_the_close() {
     }
     use tokio::io::AsyncWriteExt;
     let written = r.stream.write_all(&burst).await;
-    assert!(written.is_ok(), "the publishes behind the close were reset: {written:?}");
+    assert!(
+        written.is_ok(),
+        "the publishes behind the close were reset: {written:?}"
+    );
     match r.recv_method().await {
         Some((0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)))) => {}
         other => panic!("expected close-ok, got {other:?}"),
