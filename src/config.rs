@@ -36,9 +36,15 @@ pub struct Config {
     /// RabbitMQ's consumer_timeout (ms): a delivery unacknowledged for longer closes its
     /// channel with 406. None disables it. Queues override it with x-consumer-timeout.
     pub consumer_timeout_ms: Option<u64>,
+    /// The RabbitMQ version Warren says it is (server properties' `version`, the management
+    /// API's `rabbitmq_version`/`product_version`): clients and tools pick features by it.
+    pub rabbitmq_version: String,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
+
+/// The RabbitMQ release whose behaviour Warren follows (and is checked against).
+pub const DEFAULT_RABBITMQ_VERSION: &str = "3.10.8";
 
 /// Default of `Config::store_backlog_bytes`.
 pub const DEFAULT_STORE_BACKLOG_BYTES: u64 = 64 * 1024 * 1024;
@@ -59,6 +65,7 @@ impl Default for Config {
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
             mgmt_timeout_ms: 10_000,
+            rabbitmq_version: DEFAULT_RABBITMQ_VERSION.to_string(),
             consumer_timeout_ms: Some(1_800_000),
             vm_memory_high_watermark: Default::default(),
             disk_free_limit: 50_000_000,

@@ -66,6 +66,10 @@ struct Args {
     /// channel with 406 and is requeued (0 disables; queues override with x-consumer-timeout).
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
     consumer_timeout: u64,
+    /// The RabbitMQ version to report to clients and tools (server properties' `version`,
+    /// the management API's `rabbitmq_version`); Warren's own is reported beside it.
+    #[arg(long, env = "WARREN_RABBITMQ_VERSION", default_value = warren::config::DEFAULT_RABBITMQ_VERSION)]
+    rabbitmq_version: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -101,6 +105,7 @@ fn main() -> std::process::ExitCode {
         vm_memory_high_watermark: args.vm_memory_high_watermark,
         disk_free_limit: args.disk_free_limit,
         consumer_timeout_ms: (args.consumer_timeout != 0).then_some(args.consumer_timeout),
+        rabbitmq_version: args.rabbitmq_version,
         ..Config::default()
     };
     let runtime = match args.threads {

@@ -40,7 +40,9 @@ impl From<AmqpError> for Failed {
     }
 }
 
-pub fn server_properties() -> FieldTable {
+/// What connection.start tells the client. `version` is the RabbitMQ version Warren matches
+/// (clients such as kombu pick their behaviour by it); Warren's own is `warren_version`.
+pub fn server_properties(rabbitmq_version: &str) -> FieldTable {
     let mut caps = FieldTable::default();
     for c in [
         "publisher_confirms",
@@ -69,7 +71,8 @@ pub fn server_properties() -> FieldTable {
         s(&format!("Rust ({})", std::env::consts::OS)),
     );
     t.insert("product".into(), s("Warren"));
-    t.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    t.insert("version".into(), s(rabbitmq_version));
+    t.insert("warren_version".into(), s(env!("CARGO_PKG_VERSION")));
     t
 }
 
@@ -164,7 +167,7 @@ pub async fn run(
         conn::AMQPMethod::Start(conn::Start {
             version_major: 0,
             version_minor: 9,
-            server_properties: server_properties(),
+            server_properties: server_properties(&broker.config.rabbitmq_version),
             mechanisms: "PLAIN AMQPLAIN".into(),
             locales: "en_US".into(),
         }),

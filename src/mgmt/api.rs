@@ -14,8 +14,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub const NODE: &str = "warren@localhost";
-/// The RabbitMQ version whose behaviour Warren follows; tools branch on it.
-pub const RABBITMQ_VERSION: &str = "3.10.8";
 
 pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
@@ -175,10 +173,12 @@ fn overview(broker: &Broker) -> Value {
     let channels = channel_count(&conns);
     let [recv_oct, send_oct, published, delivered] = broker.totals();
     json!({
-        "management_version": RABBITMQ_VERSION,
-        "rabbitmq_version": RABBITMQ_VERSION,
+        "management_version": broker.config.rabbitmq_version,
+        "rabbitmq_version": broker.config.rabbitmq_version,
         "product_name": "Warren",
-        "product_version": env!("CARGO_PKG_VERSION"),
+        // Tools compare this with RabbitMQ releases; Warren's own version has its own key.
+        "product_version": broker.config.rabbitmq_version,
+        "warren_version": env!("CARGO_PKG_VERSION"),
         "cluster_name": NODE,
         "node": NODE,
         "uptime_ms": u64::try_from(broker.started_at.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -393,7 +393,8 @@ fn definitions(broker: &Broker) -> Value {
         }
     }
     json!({
-        "rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
+        "rabbit_version": broker.config.rabbitmq_version,
+        "rabbitmq_version": broker.config.rabbitmq_version,
         "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
         "users": [], "vhosts": broker.vhosts().iter().map(|v| json!({"name": v.name})).collect::<Vec<_>>(),
         "permissions": [], "parameters": [], "policies": [],

@@ -56,7 +56,10 @@ async fn start_advertises_rabbitmq_shaped_properties() {
     }
     if !external() {
         assert_eq!(props.get("product"), Some(&s("Warren")));
+        assert!(props.contains_key("warren_version"));
     }
+    // Clients pick features by `version`: the RabbitMQ release whose behaviour this is.
+    assert_eq!(props.get("version"), Some(&s("3.10.8")));
 }
 
 #[tokio::test]

@@ -601,6 +601,21 @@ async fn warren_loads_definitions_at_boot() {
 }
 
 #[tokio::test]
+async fn overview_reports_the_rabbitmq_version_tools_compare_with() {
+    if skip() {
+        return;
+    }
+    let (st, o) = http("GET", "/api/overview", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(o["rabbitmq_version"], "3.10.8");
+    assert_eq!(o["product_version"], "3.10.8");
+    if !external() {
+        assert_eq!(o["product_name"], "Warren");
+        assert!(o["warren_version"].is_string());
+    }
+}
+
+#[tokio::test]
 async fn values_that_cannot_be_shortstrs_or_nest_too_deep_are_400() {
     if skip() || external() {
         return;
