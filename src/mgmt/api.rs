@@ -382,8 +382,26 @@ fn definitions(broker: &Broker) -> Value {
                     "durable": true, "auto_delete": q["auto_delete"], "arguments": q["arguments"]}));
             }
         }
+        // Only bindings whose both ends are exported (or built in): a binding to an
+        // exclusive or transient queue would make the file fail to import.
+        let exported = |kind: &Value, name: &Value| -> bool {
+            let name = name.as_str().unwrap_or("");
+            if kind == "exchange" {
+                name.starts_with("amq.")
+                    || exchanges_out
+                        .iter()
+                        .any(|x| x["name"] == name && x["vhost"] == vh.name.as_str())
+            } else {
+                queues_out
+                    .iter()
+                    .any(|q| q["name"] == name && q["vhost"] == vh.name.as_str())
+            }
+        };
         for b in bindings(&vh).as_array().into_iter().flatten() {
-            if b["source"] != "" {
+            if b["source"] != ""
+                && exported(&json!("exchange"), &b["source"])
+                && exported(&b["destination_type"], &b["destination"])
+            {
                 let mut b = b.clone();
                 if let Some(m) = b.as_object_mut() {
                     m.remove("properties_key");
@@ -395,7 +413,7 @@ fn definitions(broker: &Broker) -> Value {
     json!({
         "rabbit_version": broker.config.rabbitmq_version,
         "rabbitmq_version": broker.config.rabbitmq_version,
-        "product_name": "Warren", "product_version": env!("CARGO_PKG_VERSION"),
+        "product_name": "Warren", "product_version": broker.config.rabbitmq_version,
         "users": [], "vhosts": broker.vhosts().iter().map(|v| json!({"name": v.name})).collect::<Vec<_>>(),
         "permissions": [], "parameters": [], "policies": [],
         "queues": queues_out, "exchanges": exchanges_out, "bindings": bindings_out,

@@ -16,11 +16,12 @@ pub struct Imported {
     pub bindings: usize,
 }
 
-/// Apply `defs`; stops at the first refused item with RabbitMQ's explanation. An exchange or
-/// queue that already exists is left as it is, even if the file describes it differently
-/// (RabbitMQ 3.10's import does the same). Items for a vhost this broker does not have are
-/// refused before anything is applied. Users, permissions,
-/// policies and parameters are not supported and are ignored (reported in the log).
+/// Apply `defs`. The whole file is checked first, so a file with a bad entry changes nothing
+/// and the error names that entry: names, exchange types, queue arguments, and that every
+/// binding's ends exist (on the broker or in the file). An exchange or queue that already
+/// exists is left as it is, even if the file describes it differently (RabbitMQ 3.10's import
+/// does the same). Users, permissions, policies and parameters are not supported and are
+/// ignored (reported in the log).
 pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
     let list = |key: &str| -> Vec<&Value> {
         defs.get(key)
@@ -49,6 +50,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
             tracing::warn!(key, "definitions import: not supported, ignored");
         }
     }
+    check(broker, &exchanges, &queues, &bindings)?;
     let mut done = Imported::default();
     let explain = |what: &str, name: &str, e: crate::error::AmqpError| {
         let text = e
@@ -113,6 +115,91 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         done.bindings += 1;
     }
     Ok(done)
+}
+
+/// Everything `import` would refuse, found before anything is applied.
+fn check(
+    broker: &Broker,
+    exchanges: &[&Value],
+    queues: &[&Value],
+    bindings: &[&Value],
+) -> Result<(), String> {
+    let vhost = |v: &Value| str_of(v, "vhost").unwrap_or("/").to_string();
+    let mut new_exchanges = std::collections::HashSet::new();
+    for x in exchanges {
+        let name = short_ok(str_of(x, "name").ok_or("an exchange without a name")?)?;
+        let vh = vhost_of(broker, x)?;
+        if name.is_empty() || name.starts_with("amq.") || vh.exchange(name).is_some() {
+            continue;
+        }
+        let kind = str_of(x, "type").unwrap_or("direct");
+        let args = to_table(x.get("arguments").unwrap_or(&Value::Null))
+            .map_err(|e| format!("exchange '{name}': {e}"))?;
+        if crate::exchange::resolve_type(kind, &args).is_none() {
+            return Err(format!("exchange '{name}': unknown exchange type '{kind}'"));
+        }
+        new_exchanges.insert((vhost(x), name.to_string()));
+    }
+    let mut new_queues = std::collections::HashSet::new();
+    for q in queues {
+        let name = short_ok(str_of(q, "name").ok_or("a queue without a name")?)?;
+        let vh = vhost_of(broker, q)?;
+        if vh.queue(name).is_some() {
+            continue;
+        }
+        if name.starts_with("amq.") {
+            return Err(format!(
+                "queue '{name}': queue name '{name}' contains reserved prefix 'amq.*'"
+            ));
+        }
+        let args = to_table(q.get("arguments").unwrap_or(&Value::Null))
+            .map_err(|e| format!("queue '{name}': {e}"))?;
+        let cx = crate::queue::args::DeclareContext {
+            name,
+            vhost: &vh.name,
+            durable: bool_of(q, "durable", true),
+            exclusive: false,
+            auto_delete: bool_of(q, "auto_delete", false),
+        };
+        crate::queue::QueueArgs::parse(&args, &cx).map_err(|e| {
+            let text = e.text.split_once(" - ").map_or(e.text.as_str(), |(_, x)| x);
+            format!("queue '{name}': {text}")
+        })?;
+        new_queues.insert((vhost(q), name.to_string()));
+    }
+    for b in bindings {
+        let source = short_ok(str_of(b, "source").ok_or("a binding without a source")?)?;
+        let dest = short_ok(str_of(b, "destination").ok_or("a binding without a destination")?)?;
+        if source.is_empty() {
+            continue;
+        }
+        let vh = vhost_of(broker, b)?;
+        let v = vhost(b);
+        short_ok(str_of(b, "routing_key").unwrap_or(""))?;
+        to_table(b.get("arguments").unwrap_or(&Value::Null))
+            .map_err(|e| format!("binding from '{source}' to '{dest}': {e}"))?;
+        let exchange_known = |n: &str| {
+            vh.exchange(n).is_some() || new_exchanges.contains(&(v.clone(), n.to_string()))
+        };
+        let to_queue = str_of(b, "destination_type").unwrap_or("queue") != "exchange";
+        let missing = if !exchange_known(source) {
+            Some(format!("no exchange '{source}' in vhost '{v}'"))
+        } else if to_queue
+            && vh.queue(dest).is_none()
+            && !new_queues.contains(&(v.clone(), dest.to_string()))
+        {
+            Some(format!("no queue '{dest}' in vhost '{v}'"))
+        } else if !to_queue && !exchange_known(dest) {
+            Some(format!("no exchange '{dest}' in vhost '{v}'"))
+        } else {
+            None
+        };
+        if let Some(why) = missing {
+            let kind = if to_queue { "queue" } else { "exchange" };
+            return Err(format!("binding from '{source}' to {kind} '{dest}': {why}"));
+        }
+    }
+    Ok(())
 }
 
 /// Names and keys are shortstrs over AMQP: refuse what cannot be one.

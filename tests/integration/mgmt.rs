@@ -668,3 +668,78 @@ async fn values_that_cannot_be_shortstrs_or_nest_too_deep_are_400() {
     let (st, _) = http("GET", "/api/overview", None).await;
     assert_eq!(st, 200);
 }
+
+#[tokio::test]
+async fn a_bad_definitions_file_changes_nothing_and_names_the_entry() {
+    if skip() || external() {
+        return;
+    }
+    let x = uniq("defs-x");
+    let q = uniq("defs-q");
+    let missing = uniq("defs-missing");
+    let file = json!({
+        "exchanges": [{"name": x, "vhost": "/", "type": "topic", "durable": true,
+                       "auto_delete": false, "internal": false, "arguments": {}}],
+        "queues": [{"name": q, "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}}],
+        "bindings": [{"source": x, "vhost": "/", "destination": missing, "destination_type": "queue",
+                      "routing_key": "k", "arguments": {}}],
+    });
+    let (st, v) = http("POST", "/api/definitions", Some(file)).await;
+    assert_eq!(st, 400);
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&missing), "{reason}");
+    let (st, _) = http("GET", &format!("/api/exchanges/%2F/{x}"), None).await;
+    assert_eq!(st, 404, "nothing of a refused file is applied");
+    let (st, _) = http("GET", &format!("/api/queues/%2F/{q}"), None).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn an_export_imports_again() {
+    if skip() || external() {
+        return;
+    }
+    // A durable exchange bound to an exclusive queue: the binding cannot be exported (its
+    // queue is not), or the file would not import.
+    let (_c, ch) = channel().await;
+    let x = uniq("export-x");
+    ch.exchange_declare(
+        x.as_str().into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .expect("x");
+    let excl = temp_queue(&ch).await;
+    bind(&ch, &excl, &x, "", Default::default()).await;
+    let (st, defs) = http("GET", "/api/definitions", None).await;
+    assert_eq!(st, 200);
+    let bindings = defs["bindings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !bindings.iter().any(|b| b["destination"] == excl.as_str()),
+        "a binding to an exclusive queue was exported"
+    );
+    let fresh = warren::start(warren::Config {
+        port: 0,
+        mgmt_port: Some(0),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let addr = fresh.mgmt_addr().expect("mgmt").to_string();
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    let body = defs.to_string();
+    let req = format!(
+        "POST /api/definitions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    assert!(raw.starts_with("HTTP/1.1 204"), "{raw}");
+    fresh.shutdown().await;
+}
