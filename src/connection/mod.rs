@@ -34,7 +34,12 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Read buffer: an idle connection keeps `READ_INITIAL`; a read that fills the buffer doubles it,
+/// up to `READ_BUFFER` (publishers get big reads, 10,000 idle connections stay small).
 const READ_BUFFER: usize = 64 * 1024;
+const READ_INITIAL: usize = 2 * 1024;
+/// Above this an empty output buffer is given back (after a burst of large messages).
+const OUT_KEEP: usize = 256 * 1024;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Inbox items handled per wake, so a flood of deliveries cannot starve reading.
@@ -111,7 +116,7 @@ struct Connection {
 /// Serve one accepted socket until it closes.
 pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
+    let mut rbuf = BytesMut::with_capacity(READ_INITIAL);
     let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
     let negotiated = match tokio::time::timeout(
         timeout,
@@ -167,7 +172,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
             meta,
         },
         channels: HashMap::new(),
-        out: Vec::with_capacity(READ_BUFFER),
+        out: Vec::new(),
         kicks: Vec::new(),
         fx: Effects::for_connection(outbox.clone()),
         durable_ticket: 0,
@@ -287,6 +292,7 @@ impl Connection {
         let mut last_read = Instant::now();
         let mut wrote_since_tick = false;
         let mut alarms_open = true;
+        let mut read_size = READ_INITIAL;
         // Frames that arrived with the handshake's last read.
         self.process(&mut rbuf);
         loop {
@@ -305,6 +311,7 @@ impl Connection {
                 State::Closing(d) => d,
                 _ => Instant::now() + Duration::from_secs(3600),
             };
+            let spare = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 r = reader.read_buf(&mut rbuf), if running && pending < WRITE_HIGH_WATER && !paused => {
                     match r {
@@ -312,9 +319,13 @@ impl Connection {
                         Ok(n) => {
                             self.info.meta.stats.recv_oct.fetch_add(n as u64, Relaxed);
                             last_read = Instant::now();
+                            if n >= spare {
+                                // The peer had more to say than we had room for.
+                                read_size = (read_size * 2).min(READ_BUFFER);
+                            }
                             self.process(&mut rbuf);
-                            if rbuf.capacity() - rbuf.len() < 4096 {
-                                rbuf.reserve(READ_BUFFER);
+                            if rbuf.capacity() - rbuf.len() < read_size / 2 {
+                                rbuf.reserve(read_size);
                             }
                         }
                     }
@@ -328,6 +339,9 @@ impl Connection {
                             wrote_since_tick = true;
                             if written == self.out.len() {
                                 self.out.clear();
+                                if self.out.capacity() > OUT_KEEP {
+                                    self.out = Vec::new();
+                                }
                                 written = 0;
                             }
                         }
@@ -373,6 +387,11 @@ impl Connection {
                     }
                     if !wrote_since_tick && pending == 0 {
                         codec::write_heartbeat(&mut self.out);
+                    }
+                    if last_read.elapsed() >= hb / 2 && rbuf.is_empty() && read_size > READ_INITIAL {
+                        // Quiet for a while: give the big read buffer back.
+                        read_size = READ_INITIAL;
+                        rbuf = BytesMut::with_capacity(READ_INITIAL);
                     }
                     wrote_since_tick = false;
                 }
