@@ -17,6 +17,8 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     pub alarms: crate::alarm::Alarms,
+    /// Slots for sockets in the handshake (`Config::max_handshakes`).
+    pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Every durable write goes through it.
     committer: Arc<Committer>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
@@ -102,8 +104,10 @@ impl Broker {
         vhosts.insert("/".to_string(), vhost);
         let alarms =
             crate::alarm::Alarms::new(config.vm_memory_high_watermark, config.disk_free_limit);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes.max(1)));
         Ok(Arc::new(Broker {
             alarms,
+            handshakes,
             config,
             users: Users::default(),
             committer,

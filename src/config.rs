@@ -39,6 +39,11 @@ pub struct Config {
     /// The RabbitMQ version Warren says it is (server properties' `version`, the management
     /// API's `rabbitmq_version`/`product_version`): clients and tools pick features by it.
     pub rabbitmq_version: String,
+    /// Open connections at most (RabbitMQ's connection_max); beyond, connection.open gets 530.
+    pub max_connections: Option<usize>,
+    /// Sockets still in the handshake at once; more are closed on accept (unauthenticated peers
+    /// cost little).
+    pub max_handshakes: usize,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -65,6 +70,8 @@ impl Default for Config {
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
             mgmt_timeout_ms: 10_000,
+            max_connections: None,
+            max_handshakes: 1024,
             rabbitmq_version: DEFAULT_RABBITMQ_VERSION.to_string(),
             consumer_timeout_ms: Some(1_800_000),
             vm_memory_high_watermark: Default::default(),

@@ -70,6 +70,10 @@ struct Args {
     /// the management API's `rabbitmq_version`); Warren's own is reported beside it.
     #[arg(long, env = "WARREN_RABBITMQ_VERSION", default_value = warren::config::DEFAULT_RABBITMQ_VERSION)]
     rabbitmq_version: String,
+    /// Open AMQP connections at most (RabbitMQ's connection_max); beyond it connection.open
+    /// is refused with 530. Unlimited by default.
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,6 +110,7 @@ fn main() -> std::process::ExitCode {
         disk_free_limit: args.disk_free_limit,
         consumer_timeout_ms: (args.consumer_timeout != 0).then_some(args.consumer_timeout),
         rabbitmq_version: args.rabbitmq_version,
+        max_connections: args.max_connections,
         ..Config::default()
     };
     let runtime = match args.threads {

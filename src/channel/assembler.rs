@@ -104,7 +104,7 @@ impl Assembler {
             raw_properties,
             size,
             // Cap the up-front reservation: the peer's claim is not yet backed by bytes.
-            body: BytesMut::with_capacity(size.min(1 << 20)),
+            body: BytesMut::with_capacity(size.min(128 * 1024)),
         };
         Ok(None)
     }

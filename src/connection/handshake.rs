@@ -254,6 +254,16 @@ pub async fn run(
                 .into(),
         );
     };
+    if let Some(max) = broker.config.max_connections {
+        if broker.connection_count() >= max {
+            // rabbit_reader's node connection limit (connection_max).
+            return Err(AmqpError::not_allowed(format!(
+                "connection refused: node connection limit ({max}) is reached"
+            ))
+            .on(10, 40)
+            .into());
+        }
+    }
     send(stream, conn::AMQPMethod::OpenOk(conn::OpenOk {})).await?;
     Ok(Negotiated {
         user,

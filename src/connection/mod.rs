@@ -116,6 +116,10 @@ struct Connection {
 /// Serve one accepted socket until it closes.
 pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let Ok(slot) = broker.handshakes.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "too many connections in the handshake; closed");
+        return;
+    };
     let mut rbuf = BytesMut::with_capacity(READ_INITIAL);
     let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
     let negotiated = match tokio::time::timeout(
@@ -136,6 +140,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         }
         Ok(Ok(n)) => n,
     };
+    drop(slot);
     let (outbox, inbox) = mpsc::unbounded_channel();
     let id = broker.next_connection_id();
     let local = stream.local_addr().unwrap_or(peer);

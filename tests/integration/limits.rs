@@ -104,3 +104,91 @@ async fn acked_in_time_is_not_timed_out() {
     assert!(ch.status().connected(), "each ack came in time");
     assert!(quiet(&mut consumer, 100).await);
 }
+
+#[tokio::test]
+async fn connections_past_max_connections_get_530() {
+    if external() {
+        return;
+    }
+    let b = warren::start(warren::Config {
+        port: 0,
+        max_connections: Some(2),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let c1 = lapin::Connection::connect(&b.url(), Default::default())
+        .await
+        .expect("first");
+    let _c2 = lapin::Connection::connect(&b.url(), Default::default())
+        .await
+        .expect("second");
+    let mut r = Raw::tcp_at(&b.local_addr().to_string()).await;
+    r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    r.recv_method().await.expect("start");
+    r.start_ok("PLAIN", b"\0guest\0guest").await;
+    r.recv_method().await.expect("tune");
+    use amq_protocol::protocol::{connection as conn, AMQPClass};
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
+            channel_max: 2047,
+            frame_max: 131072,
+            heartbeat: 0,
+        })),
+    )
+    .await;
+    r.send(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
+            virtual_host: "/".into(),
+        })),
+    )
+    .await;
+    assert_eq!(r.expect_close().await, (0, 530, 10, 40));
+    // A slot frees when a connection goes.
+    c1.close(200, "bye".into()).await.expect("close");
+    let mut ok = false;
+    for _ in 0..50 {
+        if lapin::Connection::connect(&b.url(), Default::default())
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a connection is accepted again below the limit");
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn sockets_past_the_handshake_cap_are_closed() {
+    if external() {
+        return;
+    }
+    let b = warren::start(warren::Config {
+        port: 0,
+        max_handshakes: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let addr = b.local_addr().to_string();
+    // Two silent sockets hold both handshake slots.
+    let _s1 = Raw::tcp_at(&addr).await;
+    let _s2 = Raw::tcp_at(&addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = Raw::tcp_at(&addr).await;
+    assert!(
+        third.closed_within(2).await,
+        "a third silent socket is closed at once"
+    );
+    drop(_s1);
+    drop(_s2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = lapin::Connection::connect(&b.url(), Default::default()).await;
+    assert!(c.is_ok(), "handshakes are accepted again");
+    b.shutdown().await;
+}
