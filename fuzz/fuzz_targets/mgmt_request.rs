@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         segments,
         query,
         authorization: None,
+        user: Some("guest".into()),
         reason: None,
         body: body.as_bytes().to_vec(),
     };

@@ -339,23 +339,7 @@ impl Channel {
         let mut rewritten = false;
         let vh = cx.conn.vhost.clone();
         let exchange = publish.exchange.as_str();
-        if !exchange.is_empty() {
-            let x = vh.exchange_for(exchange)?;
-            if x.internal {
-                return Err(AmqpError::access_refused(format!(
-                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
-                    vh.name
-                )));
-            }
-        }
-        if let Some(user) = properties.user_id() {
-            if user.as_str() != cx.conn.user {
-                return Err(AmqpError::precondition_failed(format!(
-                    "user_id property set to '{}' but authenticated user was '{}'",
-                    user, cx.conn.user
-                )));
-            }
-        }
+        vh.check_publish(exchange, &properties, &cx.conn.user)?;
         if properties
             .reply_to()
             .as_ref()
@@ -386,13 +370,6 @@ impl Channel {
                 rewritten = true;
             }
             extra_keys.extend(bcc);
-        }
-        if let Some(exp) = properties.expiration() {
-            if let Err(why) = crate::message::parse_expiration(exp.as_str()) {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{exp}': {why}"
-                )));
-            }
         }
         let (exchange, routing_key) = self.names(exchange, publish.routing_key.as_str());
         let message = if rewritten {

@@ -9,6 +9,8 @@ pub struct Request {
     pub segments: Vec<String>,
     pub query: Query,
     pub authorization: Option<String>,
+    /// The authenticated user (None on public paths).
+    pub user: Option<String>,
     pub reason: Option<String>,
     pub body: Vec<u8>,
 }

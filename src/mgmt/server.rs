@@ -100,7 +100,8 @@ async fn answer(
     let public =
         broker.config.metrics_public && segments.first().map(String::as_str) == Some("metrics");
     // Credentials first: an unauthenticated peer never gets a body read.
-    if !public && super::authenticate(broker, header("authorization").as_deref(), peer).is_none() {
+    let user = super::authenticate(broker, header("authorization").as_deref(), peer);
+    if !public && user.is_none() {
         // RabbitMQ answers with an empty body and the Basic challenge.
         return Response::empty(401);
     }
@@ -121,6 +122,7 @@ async fn answer(
         segments,
         query,
         authorization: header("authorization"),
+        user,
         reason: header("x-reason"),
         body,
     };

@@ -32,7 +32,8 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             done(vh.delete_exchange(x, req.query_flag("if-unused"), &mut Effects::default()))
         }),
         ("POST", ["api", "exchanges", v, x, "publish"]) => {
-            with_body(req, |b| with_vhost(broker, v, |vh| publish(vh, x, b)))
+            let user = req.user.as_deref().unwrap_or("");
+            with_body(req, |b| with_vhost(broker, v, |vh| publish(vh, x, b, user)))
         }
         ("PUT", ["api", "queues", v, q]) => {
             with_body(req, |b| with_vhost(broker, v, |vh| declare_queue(vh, q, b)))
@@ -240,7 +241,7 @@ pub fn exchange_name(x: &str) -> &str {
     }
 }
 
-fn publish(vh: &VHost, x: &str, b: &Map<String, Value>) -> Response {
+fn publish(vh: &VHost, x: &str, b: &Map<String, Value>, user: &str) -> Response {
     let x = exchange_name(x);
     let key = b.get("routing_key").and_then(Value::as_str).unwrap_or("");
     if let Some(r) = too_long("routing_key", key) {
@@ -258,6 +259,10 @@ fn publish(vh: &VHost, x: &str, b: &Map<String, Value>) -> Response {
         Ok(p) => p,
         Err(e) => return Response::error(400, "bad_request", e),
     };
+    // The same checks as a publish over AMQP (internal exchange, user_id, expiration).
+    if let Err(e) = vh.check_publish(x, &props, user) {
+        return amqp_error(e);
+    }
     let message = Message::new(x.to_string(), key.to_string(), props, Bytes::from(body));
     let mut routed = match vh.route(x, &message) {
         Ok(r) => r,

@@ -4,6 +4,41 @@
 use super::*;
 
 impl VHost {
+    /// What every publish is checked for, over AMQP or HTTP, with RabbitMQ's codes: the
+    /// exchange exists (404) and is not internal (403), user_id is the publisher's (406), the
+    /// expiration is valid (406).
+    pub fn check_publish(
+        &self,
+        exchange: &str,
+        properties: &amq_protocol::protocol::BasicProperties,
+        user: &str,
+    ) -> AmqpResult<()> {
+        if !exchange.is_empty() {
+            let x = self.exchange_for(exchange)?;
+            if x.internal {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                    self.name
+                )));
+            }
+        }
+        if let Some(u) = properties.user_id() {
+            if u.as_str() != user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{u}' but authenticated user was '{user}'"
+                )));
+            }
+        }
+        if let Some(exp) = properties.expiration() {
+            if let Err(why) = crate::message::parse_expiration(exp.as_str()) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{exp}': {why}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Route a message published to `exchange` (404 if it does not exist). Follows
     /// exchange-to-exchange bindings and alternate exchanges; every queue appears once.
     pub fn route(&self, exchange: &str, message: &Message) -> AmqpResult<Routed> {

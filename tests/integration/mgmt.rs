@@ -743,3 +743,37 @@ async fn an_export_imports_again() {
     assert!(raw.starts_with("HTTP/1.1 204"), "{raw}");
     fresh.shutdown().await;
 }
+
+#[tokio::test]
+async fn publishing_over_http_is_checked_as_over_amqp() {
+    if skip() {
+        return;
+    }
+    let x = uniq("internal-x");
+    let (st, _) = http(
+        "PUT",
+        &format!("/api/exchanges/%2F/{x}"),
+        Some(json!({"type": "fanout", "internal": true, "durable": false})),
+    )
+    .await;
+    assert!(st == 201 || st == 204, "{st}");
+    let publish = |exchange: String, properties: Value| async move {
+        http(
+            "POST",
+            &format!("/api/exchanges/%2F/{exchange}/publish"),
+            Some(
+                json!({"routing_key": "k", "payload": "x", "payload_encoding": "string",
+                        "properties": properties}),
+            ),
+        )
+        .await
+    };
+    let (st, _) = publish(x.clone(), json!({})).await;
+    assert_eq!(st, 400, "an internal exchange takes no publishes");
+    let (st, _) = publish("amq.default".into(), json!({"user_id": "someone-else"})).await;
+    assert_eq!(st, 400, "user_id must be the publisher's");
+    let (st, _) = publish("amq.default".into(), json!({"expiration": "soon"})).await;
+    assert_eq!(st, 400, "expiration must be a number of ms");
+    let (st, v) = publish("amq.default".into(), json!({"user_id": "guest"})).await;
+    assert_eq!(st, 200, "{v}");
+}
