@@ -5,6 +5,7 @@
 mod common;
 
 mod alarms;
+mod arguments;
 mod committer_model;
 
 mod confirms;
