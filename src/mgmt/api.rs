@@ -346,7 +346,15 @@ fn consumers(vh: &VHost) -> Value {
     let mut qs = vh.queues();
     qs.sort_by(|a, b| a.name().cmp(b.name()));
     for q in qs {
-        for c in q.consumers() {
+        let sac = q.config.args.single_active_consumer;
+        for (i, c) in q.consumers().into_iter().enumerate() {
+            // With single-active-consumer only the first registered one gets messages.
+            let active = !sac || i == 0;
+            let status = match (sac, active) {
+                (false, _) => "up",
+                (true, true) => "single_active",
+                (true, false) => "waiting",
+            };
             let arguments = if c.priority != 0 {
                 json!({"x-priority": c.priority})
             } else {
@@ -357,7 +365,8 @@ fn consumers(vh: &VHost) -> Value {
                 "consumer_tag": c.tag,
                 "channel_details": {"number": c.channel, "connection_id": c.conn_id},
                 "ack_required": !c.no_ack, "exclusive": c.exclusive,
-                "prefetch_count": c.prefetch, "active": true, "arguments": arguments,
+                "prefetch_count": c.prefetch, "active": active, "activity_status": status,
+                "arguments": arguments,
             }));
         }
     }

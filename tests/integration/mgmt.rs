@@ -777,3 +777,52 @@ async fn publishing_over_http_is_checked_as_over_amqp() {
     let (st, v) = publish("amq.default".into(), json!({"user_id": "guest"})).await;
     assert_eq!(st, 200, "{v}");
 }
+
+#[tokio::test]
+async fn single_active_consumer_shows_which_one_is_active() {
+    if skip() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    let q = uniq("sac");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        table(&[(
+            "x-single-active-consumer",
+            lapin::types::AMQPValue::Boolean(true),
+        )]),
+    )
+    .await
+    .expect("declare");
+    let _first = consume(&ch, &q, "first", false).await;
+    let ch2 = _c.create_channel().await.expect("ch2");
+    let _second = consume(&ch2, &q, "second", false).await;
+    let mut listed = Vec::new();
+    for _ in 0..80 {
+        let (_, v) = http("GET", "/api/consumers/%2F", None).await;
+        listed = v
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["queue"]["name"] == q.as_str())
+            .collect();
+        if listed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let by_tag = |t: &str| {
+        listed
+            .iter()
+            .find(|c| c["consumer_tag"] == t)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by_tag("first")["active"], true);
+    assert_eq!(by_tag("second")["active"], false);
+    assert_eq!(by_tag("first")["activity_status"], "single_active");
+    assert_eq!(by_tag("second")["activity_status"], "waiting");
+}
