@@ -313,7 +313,7 @@ fn check_capabilities(table: &FieldTable, cx: &DeclareContext<'_>) -> AmqpResult
         // Streams and unknown types are answered by the x-queue-type check.
         Some(_) => return Ok(()),
     };
-    for (key, _) in table.inner() {
+    for key in table.inner().keys() {
         let Some(&(name, classic_ok, quorum_ok)) =
             KNOWN_ARGS.iter().find(|(n, ..)| *n == key.as_str())
         else {
