@@ -2,6 +2,7 @@
 //! the data directory's free space once a second; while either is past its limit, connections
 //! that publish are blocked (see `connection`), consumers go on, so the alarm can clear.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Weak;
@@ -161,17 +162,14 @@ pub fn reason(active: u8) -> String {
     parts.join(" & ")
 }
 
-/// Sample once a second while the broker lives.
-pub async fn monitor(broker: Weak<crate::broker::Broker>) {
+/// Sample once a second while the alarms (the broker) live; `data_dir` is checked for space.
+pub async fn monitor(alarms: Weak<Alarms>, data_dir: Option<PathBuf>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(b) = broker.upgrade() else { return };
-        let dir = (!b.config.in_memory && b.config.store.is_none())
-            .then_some(b.config.data_dir.as_deref())
-            .flatten();
-        b.alarms.check(dir);
+        let Some(a) = alarms.upgrade() else { return };
+        a.check(data_dir.as_deref());
     }
 }
 

@@ -10,13 +10,15 @@ use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub use crate::meta::{ConnMeta, ConnStats};
 use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
     pub users: Users,
-    pub alarms: crate::alarm::Alarms,
+    pub alarms: Arc<crate::alarm::Alarms>,
     /// Slots for sockets in the handshake (`Config::max_handshakes`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Every durable write goes through it.
@@ -27,50 +29,6 @@ pub struct Broker {
     /// Counters of connections that have closed, so totals do not drop when they go.
     closed: ConnStats,
     pub started_at: std::time::Instant,
-}
-
-/// What the management API shows of a live connection. Counters are written only by the
-/// connection's own task, once per read burst or inbox drain, so they cost no contention.
-#[derive(Debug)]
-pub struct ConnMeta {
-    pub id: u64,
-    /// RabbitMQ's connection name: "peer -> local".
-    pub name: String,
-    pub peer: std::net::SocketAddr,
-    pub user: String,
-    pub vhost: String,
-    pub client_properties: amq_protocol::types::FieldTable,
-    pub connected_at_ms: u64,
-    pub channel_max: u16,
-    pub frame_max: u32,
-    pub heartbeat: u16,
-    pub channels: AtomicU32,
-    pub stats: ConnStats,
-}
-
-#[derive(Debug, Default)]
-pub struct ConnStats {
-    pub recv_oct: AtomicU64,
-    pub send_oct: AtomicU64,
-    pub published: AtomicU64,
-    pub delivered: AtomicU64,
-}
-
-impl ConnStats {
-    fn add(&self, o: &ConnStats) {
-        for (a, b) in self.fields().into_iter().zip(o.fields()) {
-            a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-    }
-
-    fn fields(&self) -> [&AtomicU64; 4] {
-        [
-            &self.recv_oct,
-            &self.send_oct,
-            &self.published,
-            &self.delivered,
-        ]
-    }
 }
 
 /// What boot found in the store.
@@ -102,8 +60,10 @@ impl Broker {
         }
         let mut vhosts = HashMap::new();
         vhosts.insert("/".to_string(), vhost);
-        let alarms =
-            crate::alarm::Alarms::new(config.vm_memory_high_watermark, config.disk_free_limit);
+        let alarms = Arc::new(crate::alarm::Alarms::new(
+            config.vm_memory_high_watermark,
+            config.disk_free_limit,
+        ));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes.max(1)));
         Ok(Arc::new(Broker {
             alarms,
@@ -117,6 +77,12 @@ impl Broker {
             closed: ConnStats::default(),
             started_at: std::time::Instant::now(),
         }))
+    }
+
+    /// The directory whose free space the disk alarm watches (None: nothing on disk).
+    pub fn disk_dir(&self) -> Option<&std::path::Path> {
+        let on_disk = !self.config.in_memory && self.config.store.is_none();
+        self.config.data_dir.as_deref().filter(|_| on_disk)
     }
 
     pub fn committer(&self) -> &Arc<Committer> {

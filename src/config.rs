@@ -48,6 +48,9 @@ pub struct Config {
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
+/// RabbitMQ 3.x's max_message_size (128 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+
 /// The RabbitMQ release whose behaviour Warren follows (and is checked against).
 pub const DEFAULT_RABBITMQ_VERSION: &str = "3.10.8";
 
@@ -62,7 +65,7 @@ impl Default for Config {
             data_dir: None,
             in_memory: false,
             sync: true,
-            max_message_size: crate::channel::DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             channel_max: 2047,
             frame_max: 131072,
             heartbeat: 60,

@@ -28,6 +28,7 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod meta;
 pub mod mgmt;
 pub mod names;
 pub mod queue;

@@ -17,7 +17,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     tokio::pin!(shutdown);
-    tokio::spawn(crate::alarm::monitor(Arc::downgrade(&broker)));
+    tokio::spawn(crate::alarm::monitor(
+        Arc::downgrade(&broker.alarms),
+        broker.disk_dir().map(Into::into),
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -6,8 +6,7 @@ use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::basic::{AMQPProperties, Publish};
 use bytes::{Bytes, BytesMut};
 
-/// RabbitMQ 3.x's max_message_size (128 MiB).
-pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+pub use crate::config::DEFAULT_MAX_MESSAGE_SIZE;
 
 #[derive(Debug, Default)]
 pub enum Assembler {

@@ -2,12 +2,13 @@
 
 mod assembler;
 mod basic;
+mod conn;
 mod topology;
 mod tx;
 
 pub use assembler::{Assembler, Content, DEFAULT_MAX_MESSAGE_SIZE};
+pub use conn::{ClientCaps, ConnInfo};
 
-use crate::connection::ConnInfo;
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::Effects;
 use crate::queue::{Credit, Queue, QueuedMessage};

@@ -14,13 +14,13 @@
 mod handshake;
 
 pub use crate::broker::Broker;
+pub use crate::channel::{ClientCaps, ConnInfo};
 pub use handshake::server_properties;
 
 use crate::channel::{Channel, Cx};
 use crate::codec::{self, Frame};
 use crate::error::AmqpError;
-use crate::queue::{Effects, Outbound, Outbox, Queue};
-use crate::vhost::VHost;
+use crate::queue::{Effects, Outbound, Queue};
 use amq_protocol::protocol::{basic, channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -56,29 +56,6 @@ macro_rules! cx {
             fx: &mut $c.fx,
         }
     };
-}
-
-/// What the client said it understands (client-properties.capabilities).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientCaps {
-    pub consumer_cancel_notify: bool,
-    pub connection_blocked: bool,
-    pub authentication_failure_close: bool,
-}
-
-/// Per-connection facts every channel handler may read.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub id: u64,
-    pub vhost: Arc<VHost>,
-    pub user: String,
-    pub outbox: Outbox,
-    pub frame_max: u32,
-    pub channel_max: u16,
-    pub caps: ClientCaps,
-    pub max_message_size: u64,
-    /// What the management API sees of this connection, counters included.
-    pub meta: Arc<crate::broker::ConnMeta>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -144,7 +121,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
     let (outbox, inbox) = mpsc::unbounded_channel();
     let id = broker.next_connection_id();
     let local = stream.local_addr().unwrap_or(peer);
-    let meta = Arc::new(crate::broker::ConnMeta {
+    let meta = Arc::new(crate::meta::ConnMeta {
         id,
         name: format!("{peer} -> {local}"),
         peer,

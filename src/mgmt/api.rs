@@ -4,6 +4,7 @@
 
 use super::http::{Request, Response};
 use super::json::from_table;
+pub use super::reply::{channel_count, not_found, ok, properties_key, with_vhost, NODE};
 use super::write;
 use crate::broker::Broker;
 use crate::exchange::{Binding, Exchange};
@@ -12,8 +13,6 @@ use crate::vhost::VHost;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-
-pub const NODE: &str = "warren@localhost";
 
 pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
@@ -54,12 +53,12 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
         }
         ("GET", ["api", "exchanges"]) => ok(each_vhost(broker, exchanges)),
         ("GET", ["api", "exchanges", v]) => with_vhost(broker, v, |vh| ok(exchanges(vh))),
-        ("GET", ["api", "exchanges", v, x]) => {
-            with_vhost(broker, v, |vh| match vh.exchange(write::exchange_name(x)) {
+        ("GET", ["api", "exchanges", v, x]) => with_vhost(broker, v, |vh| {
+            match vh.exchange(super::reply::exchange_name(x)) {
                 Some(e) => ok(exchange_json(vh, &e)),
                 None => not_found(),
-            })
-        }
+            }
+        }),
         ("GET", ["api", "exchanges", v, x, "bindings", dir @ ("source" | "destination")]) => {
             with_vhost(broker, v, |vh| {
                 if vh.exchange(x).is_none() {
@@ -120,25 +119,6 @@ fn is_known(seg: &[&str]) -> bool {
         seg.get(1),
         Some(&("overview" | "vhosts" | "connections" | "exchanges" | "queues" | "bindings"))
     )
-}
-
-pub fn ok(v: Value) -> Response {
-    Response::json(200, &v)
-}
-
-pub fn not_found() -> Response {
-    Response::error(404, "Object Not Found", "Not Found")
-}
-
-pub fn with_vhost(
-    broker: &Broker,
-    name: &str,
-    f: impl FnOnce(&Arc<VHost>) -> Response,
-) -> Response {
-    match broker.vhost(name) {
-        Some(vh) => f(&vh),
-        None => not_found(),
-    }
 }
 
 fn each_vhost(broker: &Broker, f: fn(&VHost) -> Value) -> Value {
@@ -218,13 +198,6 @@ pub fn queue_totals(vh: &VHost) -> QueueTotals {
         t.consumers += u64::from(q.consumer_count());
     }
     t
-}
-
-pub fn channel_count(conns: &[Arc<crate::broker::ConnMeta>]) -> u64 {
-    conns
-        .iter()
-        .map(|c| u64::from(c.channels.load(Relaxed)))
-        .sum()
 }
 
 fn vhost_json(vh: &VHost) -> Value {
@@ -318,27 +291,6 @@ fn binding_json(vh: &VHost, x: &Exchange, b: &Binding) -> Value {
         "routing_key": b.routing_key, "arguments": from_table(&b.arguments),
         "properties_key": properties_key(&b.routing_key, &from_table(&b.arguments)),
     })
-}
-
-/// RabbitMQ's binding id in URLs: the routing key ("~" when empty), plus "~" and a hash of the
-/// arguments when there are any.
-pub fn properties_key(routing_key: &str, arguments: &Value) -> String {
-    let empty = arguments.as_object().is_none_or(|m| m.is_empty());
-    let key = if routing_key.is_empty() {
-        "~"
-    } else {
-        routing_key
-    };
-    if empty {
-        return key.to_string();
-    }
-    // FNV-1a over the canonical JSON: stable across runs, unlike std's random hasher.
-    let text = arguments.to_string();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{key}~{h:x}")
 }
 
 fn consumers(vh: &VHost) -> Value {

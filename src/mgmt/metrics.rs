@@ -8,7 +8,7 @@ use std::fmt::Write;
 pub fn render(broker: &Broker) -> Response {
     let mut s = String::new();
     let conns = broker.connections();
-    let channels = super::api::channel_count(&conns);
+    let channels = super::reply::channel_count(&conns);
     let [recv, send, published, delivered] = broker.totals();
     let gauge = |s: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

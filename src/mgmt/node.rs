@@ -1,8 +1,8 @@
 //! The node: `/api/nodes` (memory, disk, alarms), the alarm health checks shaped as RabbitMQ's,
 //! and changing the memory watermark at run time (rabbitmqctl set_vm_memory_high_watermark).
 
-use super::api::{ok, NODE};
 use super::http::{Request, Response};
+use super::reply::{ok, NODE};
 use crate::alarm::{Watermark, DISK, MEMORY};
 use crate::broker::Broker;
 use serde_json::{json, Value};
@@ -77,10 +77,7 @@ fn set_watermark(broker: &Broker, req: &Request) -> Response {
     match w.parse::<Watermark>() {
         Ok(w) => {
             broker.alarms.set_watermark(w);
-            let dir = (!broker.config.in_memory && broker.config.store.is_none())
-                .then_some(broker.config.data_dir.as_deref())
-                .flatten();
-            broker.alarms.check(dir);
+            broker.alarms.check(broker.disk_dir());
             Response::empty(204)
         }
         Err(e) => Response::error(400, "bad_request", e),

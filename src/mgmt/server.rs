@@ -100,7 +100,7 @@ async fn answer(
     let public =
         broker.config.metrics_public && segments.first().map(String::as_str) == Some("metrics");
     // Credentials first: an unauthenticated peer never gets a body read.
-    let user = super::authenticate(broker, header("authorization").as_deref(), peer);
+    let user = super::basic_auth::authenticate(broker, header("authorization").as_deref(), peer);
     if !public && user.is_none() {
         // RabbitMQ answers with an empty body and the Basic challenge.
         return Response::empty(401);

@@ -2,9 +2,9 @@
 //! bindings, publish and get. They go through the same vhost calls as the AMQP methods, so the
 //! checks, RabbitMQ's error texts and durability are the same.
 
-use super::api::{not_found, ok, properties_key, with_vhost};
 use super::http::{Request, Response};
 use super::json::{from_table, to_table};
+use super::reply::{exchange_name, not_found, ok, properties_key, with_vhost};
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::message::Message;
@@ -232,15 +232,6 @@ fn unbind(vh: &VHost, source: &str, to_queue: bool, dest: &str, props: &str) -> 
     done(r)
 }
 
-/// The management API names the default exchange "amq.default".
-pub fn exchange_name(x: &str) -> &str {
-    if x == "amq.default" {
-        ""
-    } else {
-        x
-    }
-}
-
 fn publish(vh: &VHost, x: &str, b: &Map<String, Value>, user: &str) -> Response {
     let x = exchange_name(x);
     let key = b.get("routing_key").and_then(Value::as_str).unwrap_or("");
@@ -249,7 +240,7 @@ fn publish(vh: &VHost, x: &str, b: &Map<String, Value>, user: &str) -> Response 
     }
     let payload = b.get("payload").and_then(Value::as_str).unwrap_or("");
     let body = match b.get("payload_encoding").and_then(Value::as_str) {
-        Some("base64") => match super::base64_decode(payload) {
+        Some("base64") => match super::basic_auth::base64_decode(payload) {
             Some(bytes) => bytes,
             None => return Response::error(400, "bad_request", "payload is not base64"),
         },
@@ -321,8 +312,8 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         }
         let (payload, encoding) = match String::from_utf8(payload) {
             Ok(s) if !base64 => (s, "string"),
-            Ok(s) => (super::base64_encode(s.as_bytes()), "base64"),
-            Err(e) => (super::base64_encode(e.as_bytes()), "base64"),
+            Ok(s) => (super::basic_auth::base64_encode(s.as_bytes()), "base64"),
+            Err(e) => (super::basic_auth::base64_encode(e.as_bytes()), "base64"),
         };
         out.push(json!({
             "payload_bytes": bytes, "redelivered": entry.redelivered,

@@ -19,6 +19,17 @@ pub struct Delivery {
     pub credit: Arc<Credit>,
 }
 
+/// A connection hears from the committer through its inbox.
+impl crate::store::DurableSink for Outbox {
+    fn durable(&self, ticket: u64) {
+        let _ = self.send(Outbound::Durable(ticket));
+    }
+
+    fn failed(&self, ticket: u64) {
+        let _ = self.send(Outbound::StoreFailed(ticket));
+    }
+}
+
 #[derive(Debug)]
 pub enum Outbound {
     Deliver(Delivery),

@@ -58,7 +58,7 @@ impl Effects {
     /// Effects of a connection, submitted under its tickets.
     pub fn for_connection(outbox: Outbox) -> Self {
         Effects {
-            origin: Some(crate::store::Submitter::new(outbox)),
+            origin: Some(crate::store::Submitter::new(std::sync::Arc::new(outbox))),
             ..Default::default()
         }
     }

@@ -24,7 +24,6 @@
 
 use super::{Batch, QueueKey, Store};
 use crate::message::Message;
-use crate::queue::{Outbound, Outbox};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -55,12 +54,20 @@ pub enum Op {
     DeleteDefinition(super::Definition),
 }
 
+/// Where a connection hears how far its submissions are durable (its inbox, in practice).
+pub trait DurableSink: Send + Sync + std::fmt::Debug {
+    /// Everything up to `ticket` is durable.
+    fn durable(&self, ticket: u64);
+    /// The commit holding submissions up to `ticket` failed (it is being retried).
+    fn failed(&self, ticket: u64);
+}
+
 /// Who hears back when a submission is durable (or failed).
 #[derive(Debug)]
 pub enum Notify {
-    /// A connection: `Outbound::Durable(ticket)` or `Outbound::StoreFailed(ticket)`. Tickets
-    /// grow per connection and one sender's channel is FIFO, so its watermark only moves up.
-    Conn(Outbox, u64),
+    /// A connection, with the ticket of this submission. Tickets grow per connection and the
+    /// committer takes one submitter's submissions in order, so its watermark only moves up.
+    Conn(Arc<dyn DurableSink>, u64),
     /// A one-off waiter (shutdown, management, boot).
     Once(oneshot::Sender<Result<(), String>>),
 }
@@ -166,7 +173,7 @@ impl Committer {
 /// A connection's side of the committer: its tickets and what it has in flight.
 #[derive(Debug)]
 pub struct Submitter {
-    outbox: Outbox,
+    sink: Arc<dyn DurableSink>,
     next_ticket: u64,
     /// (ticket, cost) of submissions not yet reported durable, oldest first.
     inflight: VecDeque<(u64, u64)>,
@@ -174,9 +181,9 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    pub fn new(outbox: Outbox) -> Self {
+    pub fn new(sink: Arc<dyn DurableSink>) -> Self {
         Submitter {
-            outbox,
+            sink,
             next_ticket: 1,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
@@ -193,7 +200,7 @@ impl Submitter {
     pub fn submit(&mut self, committer: &Committer, ops: Vec<Op>) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let cost = committer.submit(ops, Some(Notify::Conn(self.outbox.clone(), ticket)));
+        let cost = committer.submit(ops, Some(Notify::Conn(self.sink.clone(), ticket)));
         self.inflight.push_back((ticket, cost));
         self.inflight_bytes += cost;
         ticket
@@ -315,17 +322,17 @@ impl Pending {
 /// Waiting submitters of the batch being built, one entry per connection.
 #[derive(Default)]
 struct Waiters {
-    conns: Vec<(Outbox, u64)>,
+    conns: Vec<(Arc<dyn DurableSink>, u64)>,
     once: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
 impl Waiters {
     fn add(&mut self, n: Notify) {
         match n {
-            Notify::Conn(outbox, ticket) => {
-                match self.conns.iter_mut().find(|(o, _)| o.same_channel(&outbox)) {
+            Notify::Conn(sink, ticket) => {
+                match self.conns.iter_mut().find(|(s, _)| same(s, &sink)) {
                     Some((_, t)) => *t = (*t).max(ticket),
-                    None => self.conns.push((outbox, ticket)),
+                    None => self.conns.push((sink, ticket)),
                 }
             }
             Notify::Once(tx) => self.once.push(tx),
@@ -333,8 +340,8 @@ impl Waiters {
     }
 
     fn durable(&mut self) {
-        for (outbox, ticket) in self.conns.drain(..) {
-            let _ = outbox.send(Outbound::Durable(ticket));
+        for (sink, ticket) in self.conns.drain(..) {
+            sink.durable(ticket);
         }
         for tx in self.once.drain(..) {
             let _ = tx.send(Ok(()));
@@ -344,13 +351,18 @@ impl Waiters {
     /// Tell everyone waiting that this attempt failed; connections stay on the list, so they
     /// also hear when the retry succeeds.
     fn failed(&mut self, reason: &str) {
-        for (outbox, ticket) in &self.conns {
-            let _ = outbox.send(Outbound::StoreFailed(*ticket));
+        for (sink, ticket) in &self.conns {
+            sink.failed(*ticket);
         }
         for tx in self.once.drain(..) {
             let _ = tx.send(Err(reason.to_string()));
         }
     }
+}
+
+/// The same submitter (the same allocation; the vtable does not matter).
+fn same(a: &Arc<dyn DurableSink>, b: &Arc<dyn DurableSink>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
 fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {

@@ -13,7 +13,7 @@ pub mod memory;
 pub mod record;
 pub mod sled;
 
-pub use committer::{Committer, Notify, Op, Submission, Submitter};
+pub use committer::{Committer, DurableSink, Notify, Op, Submission, Submitter};
 
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,7 @@ mod durability;
 mod errors;
 mod handshake;
 mod hostile;
+mod layers;
 mod limits;
 mod mgmt;
 mod persistence;

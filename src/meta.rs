@@ -1,0 +1,48 @@
+//! What the broker and the management API see of a live connection: its facts and the
+//! counters its task keeps. A leaf: connections write it, the registry and the API read it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// What the management API shows of a live connection. Counters are written only by the
+/// connection's own task, once per read burst or inbox drain, so they cost no contention.
+#[derive(Debug)]
+pub struct ConnMeta {
+    pub id: u64,
+    /// RabbitMQ's connection name: "peer -> local".
+    pub name: String,
+    pub peer: std::net::SocketAddr,
+    pub user: String,
+    pub vhost: String,
+    pub client_properties: amq_protocol::types::FieldTable,
+    pub connected_at_ms: u64,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    pub channels: AtomicU32,
+    pub stats: ConnStats,
+}
+
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub recv_oct: AtomicU64,
+    pub send_oct: AtomicU64,
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+}
+
+impl ConnStats {
+    pub fn add(&self, o: &ConnStats) {
+        for (a, b) in self.fields().into_iter().zip(o.fields()) {
+            a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    pub fn fields(&self) -> [&AtomicU64; 4] {
+        [
+            &self.recv_oct,
+            &self.send_oct,
+            &self.published,
+            &self.delivered,
+        ]
+    }
+}

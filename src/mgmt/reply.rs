@@ -1,0 +1,67 @@
+//! What every management handler answers with: JSON replies, RabbitMQ's 404, the vhost lookup,
+//! and the names shared across the API (the node, a binding's properties key).
+
+use super::http::Response;
+use crate::broker::Broker;
+use crate::vhost::VHost;
+use serde_json::Value;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub const NODE: &str = "warren@localhost";
+
+pub fn ok(v: Value) -> Response {
+    Response::json(200, &v)
+}
+
+pub fn not_found() -> Response {
+    Response::error(404, "Object Not Found", "Not Found")
+}
+
+pub fn with_vhost(
+    broker: &Broker,
+    name: &str,
+    f: impl FnOnce(&Arc<VHost>) -> Response,
+) -> Response {
+    match broker.vhost(name) {
+        Some(vh) => f(&vh),
+        None => not_found(),
+    }
+}
+
+pub fn channel_count(conns: &[Arc<crate::meta::ConnMeta>]) -> u64 {
+    conns
+        .iter()
+        .map(|c| u64::from(c.channels.load(Relaxed)))
+        .sum()
+}
+
+/// RabbitMQ's binding id in URLs: the routing key ("~" when empty), plus "~" and a hash of the
+/// arguments when there are any.
+pub fn properties_key(routing_key: &str, arguments: &Value) -> String {
+    let empty = arguments.as_object().is_none_or(|m| m.is_empty());
+    let key = if routing_key.is_empty() {
+        "~"
+    } else {
+        routing_key
+    };
+    if empty {
+        return key.to_string();
+    }
+    // FNV-1a over the canonical JSON: stable across runs, unlike std's random hasher.
+    let text = arguments.to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{key}~{h:x}")
+}
+
+/// The management API names the default exchange "amq.default".
+pub fn exchange_name(x: &str) -> &str {
+    if x == "amq.default" {
+        ""
+    } else {
+        x
+    }
+}
