@@ -4,6 +4,23 @@ import json
 import sys
 
 import aio_pika
+from aio_pika.patterns import RPC, JsonRPC
+
+
+async def multiply(*, x, y):
+    return x * y
+
+
+async def rpc_round_trips(conn) -> None:
+    """aio-pika's RPC patterns: create, call, close, and create again. Closing unbinds from an
+    auto-delete exchange that may already be gone; RabbitMQ answers unbind-ok, so must we."""
+    for pattern in (RPC, JsonRPC, RPC):
+        ch = await conn.channel()
+        rpc = await pattern.create(ch)
+        await rpc.register("multiply", multiply, auto_delete=True)
+        assert await rpc.proxy.multiply(x=6, y=7) == 42
+        await rpc.close()
+        await ch.close()
 
 
 async def main(url: str) -> None:
@@ -55,6 +72,7 @@ async def main(url: str) -> None:
         assert got.headers["x-death"][0]["reason"] == "rejected"
         await q.delete()
         await dead.delete()
+        await rpc_round_trips(conn)
     print(f"{tag}: ok")
 
 
