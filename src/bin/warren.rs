@@ -74,17 +74,29 @@ struct Args {
     /// is refused with 530. Unlimited by default.
     #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Log lines as text (default) or one JSON object per line (`json`).
+    #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Write the ports Warren listens on to this file, as one JSON line (with --port 0 the
+    /// system picks a free one; parallel test runs read it here).
+    #[arg(long, env = "WARREN_PORTS_FILE")]
+    ports_file: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in CI logs or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     if args.in_memory {
         // Nothing is written: the data directory is neither created nor opened.
     } else if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
@@ -176,14 +188,18 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        match listener.local_addr() {
-            Ok(addr) => tracing::info!(%addr, "warren {} listening", env!("CARGO_PKG_VERSION")),
-            Err(e) => tracing::warn!(error = %e, "listening (address unknown)"),
-        }
+        let amqp_port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+        tracing::info!(
+            port = amqp_port,
+            "warren {} listening",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut mgmt_port = None;
         if let Some(port) = broker.config.mgmt_port {
             match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
                 Ok(l) => {
-                    tracing::info!(port, "management API listening");
+                    mgmt_port = l.local_addr().ok().map(|a| a.port());
+                    tracing::info!(port = mgmt_port.unwrap_or(port), "management API listening");
                     tokio::spawn(warren::mgmt::run(l, broker.clone(), std::future::pending()));
                 }
                 Err(e) => {
@@ -191,6 +207,17 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        // One machine-readable line with the ports (chosen by the system for port 0).
+        let ports = serde_json::json!({"amqp": amqp_port, "management": mgmt_port});
+        println!("{ports}");
+        if let Some(path) = &args.ports_file {
+            if let Err(e) = std::fs::write(path, format!("{ports}\n")) {
+                eprintln!("warren: cannot write {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        // RabbitMQ's line, which readiness probes (testcontainers among them) wait for.
+        tracing::info!("Server startup complete; both listeners are up");
         match warren::server::run(listener, broker, shutdown_signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");

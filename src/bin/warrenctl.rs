@@ -33,7 +33,7 @@ use std::time::Duration;
   import FILE                              apply definitions (RabbitMQ's export format)
 rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connections,
   list_consumers, list_vhosts, purge_queue N, delete_queue N, close_connection N [reason],
-  set_vm_memory_high_watermark FRACTION | absolute SIZE"
+  set_vm_memory_high_watermark FRACTION | absolute SIZE, ping, await_startup [SECONDS]"
 )]
 struct Args {
     #[arg(
@@ -84,6 +84,28 @@ fn run(a: &Args) -> Res<String> {
         [] => return Err("no command; try --help".into()),
         [verb, rest @ ..] => (*verb, rest),
     };
+    match (verb, rest) {
+        // rabbitmqctl ping / rabbitmq-diagnostics check_running: one try.
+        ("ping" | "check_running", _) => {
+            return request(a, "GET", "overview", None).map(|_| "Ping succeeded".to_string())
+        }
+        // rabbitmqctl await_startup: wait until the broker answers (default 30 s), exit 1 if
+        // it never does.
+        ("await_startup" | "await-startup", rest) => {
+            let secs: u64 = rest.first().and_then(|s| s.parse().ok()).unwrap_or(30);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            loop {
+                match request(a, "GET", "overview", None) {
+                    Ok(_) => return Ok(String::new()),
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        return Err(format!("not started within {secs} s: {e}"))
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            }
+        }
+        _ => {}
+    }
     // rabbitmqctl's verbs become rabbitmqadmin's.
     if let Some(kind) = verb.strip_prefix("list_") {
         return list(a, &v, kind, rest);

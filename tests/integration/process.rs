@@ -102,3 +102,75 @@ async fn sigterm_closes_connections_with_320_and_exits_0() {
     assert_eq!(w.wait().await, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn startup_line_ports_file_and_await_startup() {
+    if external() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("startup");
+    let ports_file = dir.with_extension("ports");
+    let mgmt = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--port", "0", "--bind", "127.0.0.1", "--in-memory"])
+        .args(["--mgmt-port", &mgmt.to_string()])
+        .arg("--ports-file")
+        .arg(&ports_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (line, log) = tokio::task::spawn_blocking(move || {
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("ports line");
+        let mut log = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.push_str(&l);
+            log.push('\n');
+            if l.contains("Server startup complete") {
+                break;
+            }
+        }
+        (first, log)
+    })
+    .await
+    .expect("reader");
+    let ports: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    let amqp = ports["amqp"].as_u64().expect("amqp port");
+    assert_ne!(amqp, 0, "the system's choice, not 0");
+    assert_eq!(ports["management"].as_u64(), Some(u64::from(mgmt)));
+    let written = std::fs::read_to_string(&ports_file).expect("ports file");
+    assert_eq!(written.trim(), line.trim());
+    assert!(log.contains("Server startup complete"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal"
+    );
+    // The broker serves on the chosen port.
+    tokio::net::TcpStream::connect(("127.0.0.1", amqp as u16))
+        .await
+        .expect("amqp listening");
+    let ctl = |args: &[&str], port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+            .args(["--port", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("warrenctl")
+    };
+    assert!(ctl(&["await_startup", "5"], mgmt).status.success());
+    assert!(ctl(&["ping"], mgmt).status.success());
+    assert!(
+        !ctl(&["ping"], free_port()).status.success(),
+        "nothing there: exit 1"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&ports_file);
+}
