@@ -19,6 +19,10 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     pub alarms: Arc<crate::alarm::Alarms>,
+    /// Listening sockets: (protocol as RabbitMQ names it, port).
+    listeners: Mutex<Vec<(&'static str, u16)>>,
+    /// RabbitMQ's cluster name (GET/PUT /api/cluster-name); the node name until set.
+    cluster_name: RwLock<String>,
     /// Slots for sockets in the handshake (`Config::max_handshakes`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Every durable write goes through it.
@@ -30,6 +34,9 @@ pub struct Broker {
     closed: ConnStats,
     pub started_at: std::time::Instant,
 }
+
+/// This node's name, as RabbitMQ's `rabbit@host`.
+pub const NODE_NAME: &str = "warren@localhost";
 
 /// What boot found in the store.
 #[derive(Debug, Default, Clone, Copy)]
@@ -66,6 +73,8 @@ impl Broker {
         ));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes.max(1)));
         Ok(Arc::new(Broker {
+            listeners: Mutex::new(Vec::new()),
+            cluster_name: RwLock::new(NODE_NAME.to_string()),
             alarms,
             handshakes,
             config,
@@ -77,6 +86,32 @@ impl Broker {
             closed: ConnStats::default(),
             started_at: std::time::Instant::now(),
         }))
+    }
+
+    /// A listener is up (`amqp`, `http`).
+    pub fn listening(&self, protocol: &'static str, port: u16) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((protocol, port));
+    }
+
+    pub fn listeners(&self) -> Vec<(&'static str, u16)> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn cluster_name(&self) -> String {
+        self.cluster_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_cluster_name(&self, name: &str) {
+        *self.cluster_name.write().unwrap_or_else(|p| p.into_inner()) = name.to_string();
     }
 
     /// The directory whose free space the disk alarm watches (None: nothing on disk).

@@ -17,6 +17,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     tokio::pin!(shutdown);
+    if let Ok(a) = listener.local_addr() {
+        broker.listening("amqp", a.port());
+    }
     tokio::spawn(crate::alarm::monitor(
         Arc::downgrade(&broker.alarms),
         broker.disk_dir().map(Into::into),

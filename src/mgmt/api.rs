@@ -159,7 +159,7 @@ fn overview(broker: &Broker) -> Value {
         // Tools compare this with RabbitMQ releases; Warren's own version has its own key.
         "product_version": broker.config.rabbitmq_version,
         "warren_version": env!("CARGO_PKG_VERSION"),
-        "cluster_name": NODE,
+        "cluster_name": broker.cluster_name(),
         "node": NODE,
         "uptime_ms": u64::try_from(broker.started_at.elapsed().as_millis()).unwrap_or(u64::MAX),
         "object_totals": {
@@ -174,8 +174,9 @@ fn overview(broker: &Broker) -> Value {
             "publish": published, "deliver_get": delivered,
             "recv_oct": recv_oct, "send_oct": send_oct,
         },
-        "listeners": [{"node": NODE, "protocol": "amqp", "ip_address": broker.config.bind,
-                       "port": broker.config.port}],
+        "listeners": broker.listeners().iter().map(|(protocol, port)| json!({
+            "node": NODE, "protocol": protocol, "ip_address": broker.config.bind, "port": port,
+        })).collect::<Vec<_>>(),
     })
 }
 

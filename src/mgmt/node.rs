@@ -20,8 +20,69 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             alarms_check(broker, "There are alarms in effect on the node")
         }
         ("PUT", ["api", "warren", "vm-memory-high-watermark"]) => set_watermark(broker, req),
+        ("GET", ["api", "health", "checks", "port-listener", port]) => port_listener(broker, port),
+        ("GET", ["api", "health", "checks", "protocol-listener", p]) => {
+            protocol_listener(broker, p)
+        }
+        // One node: no mirrors or quorum peers to lose (RabbitMQ's answer for a single node),
+        // and no TLS certificates to expire.
+        ("GET", ["api", "health", "checks", "node-is-mirror-sync-critical"])
+        | ("GET", ["api", "health", "checks", "node-is-quorum-critical"]) => {
+            ok(json!({"status": "ok", "reason": "single node cluster"}))
+        }
+        ("GET", ["api", "health", "checks", "virtual-hosts"])
+        | ("GET", ["api", "health", "checks", "certificate-expiration", _, _]) => {
+            ok(json!({"status": "ok"}))
+        }
+        ("GET", ["api", "cluster-name"]) => ok(json!({"name": broker.cluster_name()})),
+        ("PUT", ["api", "cluster-name"]) => set_cluster_name(broker, req),
+        ("GET", ["api", "extensions"]) => ok(json!([])),
         _ => return None,
     })
+}
+
+fn port_listener(broker: &Broker, port: &str) -> Response {
+    let ports: Vec<u16> = broker.listeners().iter().map(|(_, p)| *p).collect();
+    let Ok(port) = port.parse::<u16>() else {
+        return Response::error(400, "bad_request", format!("invalid port: {port}"));
+    };
+    if ports.contains(&port) {
+        return ok(json!({"status": "ok", "port": port}));
+    }
+    Response::json(
+        503,
+        &json!({"status": "failed", "reason": "No active listener", "missing": port, "ports": ports}),
+    )
+}
+
+fn protocol_listener(broker: &Broker, protocol: &str) -> Response {
+    // RabbitMQ's aliases for AMQP 0-9-1.
+    let protocol = match protocol {
+        "amqp091" | "amqp0-9-1" | "amqp0.9.1" | "amqp-0-9-1" => "amqp",
+        p => p,
+    };
+    let protocols: Vec<&str> = broker.listeners().iter().map(|(p, _)| *p).collect();
+    if protocols.contains(&protocol) {
+        return ok(json!({"status": "ok", "protocol": protocol}));
+    }
+    Response::json(
+        503,
+        &json!({"status": "failed", "reason": "No active listener", "missing": protocol,
+                "protocols": protocols}),
+    )
+}
+
+fn set_cluster_name(broker: &Broker, req: &Request) -> Response {
+    let name = serde_json::from_slice::<Value>(&req.body)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_string));
+    match name {
+        Some(n) if !n.is_empty() => {
+            broker.set_cluster_name(&n);
+            Response::empty(204)
+        }
+        _ => Response::error(400, "bad_request", "expected {\"name\": \"...\"}"),
+    }
 }
 
 fn node(broker: &Broker) -> Value {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-pub const NODE: &str = "warren@localhost";
+pub const NODE: &str = crate::broker::NODE_NAME;
 
 pub fn ok(v: Value) -> Response {
     Response::json(200, &v)

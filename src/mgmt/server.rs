@@ -25,6 +25,9 @@ const MAX_BODY: usize = 20 * 1024 * 1024;
 /// Serve management requests until `shutdown` completes.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    if let Ok(a) = listener.local_addr() {
+        broker.listening("http", a.port());
+    }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {

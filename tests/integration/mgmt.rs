@@ -826,3 +826,49 @@ async fn single_active_consumer_shows_which_one_is_active() {
     assert_eq!(by_tag("first")["activity_status"], "single_active");
     assert_eq!(by_tag("second")["activity_status"], "waiting");
 }
+
+#[tokio::test]
+async fn health_checks_answer_as_rabbitmqs() {
+    if skip() {
+        return;
+    }
+    let amqp_port = addr().rsplit(':').next().unwrap_or("0").to_string();
+    for (path, status) in [
+        (format!("/api/health/checks/port-listener/{amqp_port}"), 200),
+        ("/api/health/checks/port-listener/1".to_string(), 503),
+        ("/api/health/checks/protocol-listener/amqp".to_string(), 200),
+        (
+            "/api/health/checks/protocol-listener/amqp091".to_string(),
+            200,
+        ),
+        ("/api/health/checks/protocol-listener/mqtt".to_string(), 503),
+        ("/api/health/checks/virtual-hosts".to_string(), 200),
+        (
+            "/api/health/checks/node-is-quorum-critical".to_string(),
+            200,
+        ),
+        (
+            "/api/health/checks/node-is-mirror-sync-critical".to_string(),
+            200,
+        ),
+        (
+            "/api/health/checks/certificate-expiration/1/months".to_string(),
+            200,
+        ),
+        ("/api/health/checks/alarms".to_string(), 200),
+        ("/api/health/checks/local-alarms".to_string(), 200),
+    ] {
+        let (st, v) = http("GET", &path, None).await;
+        assert_eq!(st, status, "{path}: {v}");
+        let want = if status == 200 { "ok" } else { "failed" };
+        assert_eq!(v["status"], want, "{path}: {v}");
+    }
+    let (_, v) = http("GET", "/api/health/checks/port-listener/1", None).await;
+    assert_eq!(v["reason"], "No active listener");
+    assert_eq!(v["missing"], 1);
+    let (_, v) = http("GET", "/api/health/checks/protocol-listener/amqp091", None).await;
+    assert_eq!(v["protocol"], "amqp");
+    let (st, v) = http("GET", "/api/cluster-name", None).await;
+    assert_eq!(st, 200);
+    assert!(v["name"].is_string(), "{v}");
+}
