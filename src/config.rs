@@ -44,6 +44,11 @@ pub struct Config {
     /// Sockets still in the handshake at once; more are closed on accept (unauthenticated peers
     /// cost little).
     pub max_handshakes: usize,
+    /// Definitions to apply at boot, before listening (RabbitMQ's load_definitions).
+    pub definitions: Option<PathBuf>,
+    /// A taken management port is a warning, not a failure (the binary's default port may be
+    /// RabbitMQ's own on a developer machine); embedded brokers asked for a port on purpose.
+    pub mgmt_port_optional: bool,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -73,6 +78,8 @@ impl Default for Config {
             mgmt_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
             mgmt_timeout_ms: 10_000,
+            definitions: None,
+            mgmt_port_optional: false,
             max_connections: None,
             max_handshakes: 1024,
             rabbitmq_version: DEFAULT_RABBITMQ_VERSION.to_string(),

@@ -74,34 +74,89 @@ impl BrokerHandle {
 
     /// Stop listening, close every connection with 320 CONNECTION_FORCED, and wait until
     /// everything durable queues hold is on disk.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        let _ = self.stop().await;
+    }
+
+    /// `shutdown`, telling whether the last writes were made durable (Err: the store failed).
+    pub async fn stop(mut self) -> Result<(), String> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        let r = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("server task ended abnormally: {e}")),
+        };
         if let Some((_, task)) = self.mgmt.take() {
             task.abort();
         }
+        r
     }
 }
 
-/// Bind `config.bind:config.port` (port 0 picks a free one) and serve in the background; with
-/// `config.mgmt_port`, the management API too (0 picks a free port).
+/// Start a broker, the one boot path of the binary, embedding applications and the tests:
+/// open and replay the store (nothing listens while a backlog is recovered), apply
+/// `config.definitions`, then listen on `config.bind:config.port` (port 0 picks a free one)
+/// and, with `config.mgmt_port`, serve the management API (0 picks a free port too).
 pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
-    let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
-    let addr = listener.local_addr()?;
-    let mgmt_listener = match config.mgmt_port {
-        Some(port) => Some(tokio::net::TcpListener::bind((config.bind.as_str(), port)).await?),
-        None => None,
-    };
+    use std::io::{Error, ErrorKind};
     let broker = Broker::new(config)?;
-    let mgmt = match mgmt_listener {
-        Some(l) => {
-            let a = l.local_addr()?;
-            let task = tokio::spawn(mgmt::run(l, broker.clone(), std::future::pending()));
-            Some((a, task))
+    if let Some(path) = broker.config.definitions.clone() {
+        let applied = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
+            .and_then(|defs| mgmt::definitions::import(&broker, &defs));
+        let applied = match applied {
+            Ok(n) => broker.sync().await.map(|()| n),
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok(n) => tracing::info!(
+                file = %path.display(),
+                exchanges = n.exchanges,
+                queues = n.queues,
+                bindings = n.bindings,
+                "definitions loaded"
+            ),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!("cannot load definitions from {}: {e}", path.display()),
+                ))
+            }
         }
+    }
+    let bind = broker.config.bind.clone();
+    let port = broker.config.port;
+    let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
+        .await
+        .map_err(|e| Error::new(e.kind(), format!("cannot listen on {bind}:{port}: {e}")))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        port = addr.port(),
+        "warren {} listening",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mgmt = match broker.config.mgmt_port {
         None => None,
+        Some(port) => match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
+            Ok(l) => {
+                let a = l.local_addr()?;
+                tracing::info!(port = a.port(), "management API listening");
+                let task = tokio::spawn(mgmt::run(l, broker.clone(), std::future::pending()));
+                Some((a, task))
+            }
+            Err(e) if broker.config.mgmt_port_optional => {
+                tracing::warn!(port, error = %e, "management API disabled: cannot listen");
+                None
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    e.kind(),
+                    format!("cannot listen on {bind}:{port} (management): {e}"),
+                ))
+            }
+        },
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listener, broker.clone(), async move {

@@ -97,16 +97,7 @@ fn main() -> std::process::ExitCode {
     } else {
         logs.init();
     }
-    if args.in_memory {
-        // Nothing is written: the data directory is neither created nor opened.
-    } else if let Err(e) = std::fs::create_dir_all(&args.data_dir) {
-        eprintln!(
-            "warren: cannot create data directory {}: {e}",
-            args.data_dir.display()
-        );
-        return std::process::ExitCode::FAILURE;
-    }
-    let definitions = args.definitions.clone();
+    let ports_file = args.ports_file.clone();
     let config = Config {
         bind: args.bind,
         port: args.port,
@@ -123,6 +114,8 @@ fn main() -> std::process::ExitCode {
         consumer_timeout_ms: (args.consumer_timeout != 0).then_some(args.consumer_timeout),
         rabbitmq_version: args.rabbitmq_version,
         max_connections: args.max_connections,
+        definitions: args.definitions,
+        mgmt_port_optional: true,
         ..Config::default()
     };
     let runtime = match args.threads {
@@ -145,72 +138,20 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        // Open and replay the store first: a store that cannot be opened stops the broker
-        // before it listens, and clients are not accepted while a backlog is recovered.
-        let (bind, port) = (config.bind.clone(), config.port);
-        let broker = match warren::Broker::new(config) {
+        let broker = match warren::start(config).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("warren: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         };
-        if let Some(path) = &definitions {
-            let applied = std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
-                .and_then(|defs| warren::mgmt::definitions::import(&broker, &defs));
-            let applied = match applied {
-                Ok(n) => broker.sync().await.map(|()| n),
-                Err(e) => Err(e),
-            };
-            match applied {
-                Ok(n) => tracing::info!(
-                    file = %path.display(),
-                    exchanges = n.exchanges,
-                    queues = n.queues,
-                    bindings = n.bindings,
-                    "definitions loaded"
-                ),
-                Err(e) => {
-                    eprintln!(
-                        "warren: cannot load definitions from {}: {e}",
-                        path.display()
-                    );
-                    return std::process::ExitCode::FAILURE;
-                }
-            }
-        }
-        let listener = match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("warren: cannot listen on {bind}:{port}: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
-        let amqp_port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-        tracing::info!(
-            port = amqp_port,
-            "warren {} listening",
-            env!("CARGO_PKG_VERSION")
-        );
-        let mut mgmt_port = None;
-        if let Some(port) = broker.config.mgmt_port {
-            match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
-                Ok(l) => {
-                    mgmt_port = l.local_addr().ok().map(|a| a.port());
-                    tracing::info!(port = mgmt_port.unwrap_or(port), "management API listening");
-                    tokio::spawn(warren::mgmt::run(l, broker.clone(), std::future::pending()));
-                }
-                Err(e) => {
-                    tracing::warn!(port, error = %e, "management API disabled: cannot listen")
-                }
-            }
-        }
         // One machine-readable line with the ports (chosen by the system for port 0).
-        let ports = serde_json::json!({"amqp": amqp_port, "management": mgmt_port});
+        let ports = serde_json::json!({
+            "amqp": broker.local_addr().port(),
+            "management": broker.mgmt_addr().map(|a| a.port()),
+        });
         println!("{ports}");
-        if let Some(path) = &args.ports_file {
+        if let Some(path) = &ports_file {
             if let Err(e) = std::fs::write(path, format!("{ports}\n")) {
                 eprintln!("warren: cannot write {}: {e}", path.display());
                 return std::process::ExitCode::FAILURE;
@@ -218,7 +159,8 @@ fn main() -> std::process::ExitCode {
         }
         // RabbitMQ's line, which readiness probes (testcontainers among them) wait for.
         tracing::info!("Server startup complete; both listeners are up");
-        match warren::server::run(listener, broker, shutdown_signal()).await {
+        shutdown_signal().await;
+        match broker.stop().await {
             Ok(()) => {
                 tracing::info!("stopped");
                 std::process::ExitCode::SUCCESS

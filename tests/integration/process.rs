@@ -174,3 +174,49 @@ async fn startup_line_ports_file_and_await_startup() {
     let _ = child.wait();
     let _ = std::fs::remove_file(&ports_file);
 }
+
+#[tokio::test]
+async fn one_boot_path_for_the_binary_and_the_embedded_broker() {
+    if external() {
+        return;
+    }
+    // Definitions at boot, embedded: applied before the broker listens.
+    let file = temp_dir("defs").with_extension("json");
+    std::fs::write(
+        &file,
+        r#"{"exchanges":[{"name":"boot-x","vhost":"/","type":"fanout","durable":true,
+            "auto_delete":false,"internal":false,"arguments":{}}],"queues":[],"bindings":[]}"#,
+    )
+    .expect("write");
+    let b = warren::start(warren::Config {
+        port: 0,
+        definitions: Some(file.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    assert!(b
+        .broker()
+        .vhost("/")
+        .and_then(|v| v.exchange("boot-x"))
+        .is_some());
+    b.shutdown().await;
+    let _ = std::fs::remove_file(&file);
+    // A taken management port: an error for an embedding that asked for it...
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let r = warren::start(warren::Config {
+        port: 0,
+        mgmt_port: Some(port),
+        ..Default::default()
+    })
+    .await;
+    assert!(r.is_err(), "embedded: the management port was asked for");
+    // ...and a warning for the binary, which serves AMQP anyway.
+    let dir = temp_dir("busy-mgmt");
+    let w = Warren::start(&dir, &["--mgmt-port", &port.to_string()]).await;
+    let mut raw = Raw::open_at(&w.addr()).await;
+    raw.open_channel(1).await;
+    w.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
