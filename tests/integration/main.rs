@@ -21,6 +21,7 @@ mod persistence;
 mod process;
 mod queues;
 mod routing;
+mod routing_model;
 mod scenarios;
 mod semantics;
 mod store_model;
