@@ -269,12 +269,19 @@ impl Channel {
     /// The channel is going away (closed by either side, or its connection): requeue what the
     /// client never acknowledged and cancel its consumers.
     pub fn teardown(&mut self, conn: &ConnInfo, fx: &mut Effects) {
-        let unacked = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(unacked.into_values(), fx);
+        // Consumers go first: a message requeued while its consumer is still registered would
+        // be dispatched straight back to this closing channel, and be out of its queue until
+        // the connection's inbox gave it back (a basic.get in between found the queue empty).
+        let mut emptied = Vec::new();
         for (tag, c) in self.consumers.drain() {
             if c.queue.remove_consumer(conn.id, self.id, &tag) {
-                conn.vhost.auto_delete_queue(&c.queue, fx);
+                emptied.push(c.queue);
             }
+        }
+        let unacked = std::mem::take(&mut self.unacked);
+        self.requeue_unacked(unacked.into_values(), fx);
+        for q in emptied {
+            conn.vhost.auto_delete_queue(&q, fx);
         }
         if let Some((_, token)) = self.reply_to.take() {
             conn.vhost.remove_reply_consumer(&token);
