@@ -58,6 +58,14 @@ macro_rules! cx {
     };
 }
 
+// After the macro, so that these files can use it.
+mod ack_timeout;
+mod catch_unwind;
+mod flow;
+mod inbox;
+
+use catch_unwind::CatchUnwind;
+
 #[derive(Debug, PartialEq)]
 enum State {
     Running,
@@ -199,26 +207,6 @@ async fn drain(mut reader: tokio::net::tcp::OwnedReadHalf) {
         }
     })
     .await;
-}
-
-/// Runs a future, turning a panic inside it into `Err` so that the caller's cleanup still runs
-/// (tokio would only end the task, and what the connection held would be lost with it).
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
-
-impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(_) => std::task::Poll::Ready(Err(())),
-        }
-    }
 }
 
 /// Send connection.close and give the peer a moment to answer close-ok.
@@ -397,19 +385,6 @@ impl Connection {
         (self.state == State::Closed).then_some(reader)
     }
 
-    /// Deliveries still in the inbox go back to their queues.
-    fn release_inbox(&mut self, inbox: &mut mpsc::UnboundedReceiver<Outbound>) {
-        inbox.close();
-        while let Ok(m) = inbox.try_recv() {
-            if let Outbound::Deliver(d) = m {
-                if !d.no_ack {
-                    d.credit.release(1);
-                }
-                d.queue.requeue([d.entry], &mut self.fx);
-            }
-        }
-    }
-
     /// Handle every complete frame in the read buffer, then flush confirms and kicks.
     fn process(&mut self, rbuf: &mut BytesMut) {
         while self.state != State::Closed && self.barrier.is_none() && !self.alarm_blocked {
@@ -463,94 +438,6 @@ impl Connection {
     /// Hand this burst's storage writes to the committer, which reports back with the ticket.
     fn submit_ops(&mut self) {
         self.info.vhost.submit(&mut self.fx);
-    }
-
-    /// The earliest time a channel's oldest unacknowledged delivery times out.
-    fn ack_deadline(&self) -> Option<u64> {
-        self.channels
-            .values()
-            .filter(|c| !c.closing)
-            .filter_map(|c| c.ack_deadline(self.consumer_timeout))
-            .map(|(at, _)| at)
-            .min()
-    }
-
-    /// consumer_timeout: close each channel whose oldest delivery waited too long for its ack
-    /// (its deliveries are requeued with it), with RabbitMQ's 406.
-    fn ack_timeouts(&mut self) {
-        let now = crate::queue::now_ms();
-        let expired: Vec<(u16, u64)> = self
-            .channels
-            .iter()
-            .filter(|(_, c)| !c.closing)
-            .filter_map(|(id, c)| {
-                let (at, timeout) = c.ack_deadline(self.consumer_timeout)?;
-                (at <= now).then_some((*id, timeout))
-            })
-            .collect();
-        for (ch, timeout) in expired {
-            tracing::warn!(
-                channel = ch,
-                timeout_ms = timeout,
-                "consumer acknowledgement timed out"
-            );
-            self.close_channel(
-                ch,
-                AmqpError::precondition_failed(format!(
-                    "delivery acknowledgement on channel {ch} timed out. Timeout value used: \
-                     {timeout} ms. This timeout value can be configured, see consumers doc \
-                     guide to learn more"
-                )),
-            );
-        }
-    }
-
-    /// A publish under an alarm: stop reading (what follows stays in the socket), and say why
-    /// to a client that asked to be told.
-    fn block_for_alarm(&mut self, active: u8) {
-        self.alarm_blocked = true;
-        if self.info.caps.connection_blocked && !self.blocked_sent {
-            self.blocked_sent = true;
-            self.send(
-                0,
-                AMQPClass::Connection(conn::AMQPMethod::Blocked(conn::Blocked {
-                    reason: crate::names::short(&crate::alarm::reason(active)),
-                })),
-            );
-        }
-        tracing::info!(reason = %crate::alarm::reason(active), "connection blocked");
-    }
-
-    /// The alarms changed; true when a blocked connection may read again.
-    fn alarms_changed(&mut self) -> bool {
-        let active = *self.alarms.borrow_and_update();
-        if active != 0 || !self.alarm_blocked {
-            return false;
-        }
-        self.alarm_blocked = false;
-        if std::mem::take(&mut self.blocked_sent) {
-            self.send(
-                0,
-                AMQPClass::Connection(conn::AMQPMethod::Unblocked(conn::Unblocked {})),
-            );
-        }
-        tracing::info!("connection unblocked");
-        true
-    }
-
-    /// Not reading: a held reply waits for durability, the committer is congested and this
-    /// connection has writes in flight, or an alarm blocked it. A closing connection still
-    /// reads (for close-ok).
-    fn paused(&self) -> bool {
-        self.state == State::Running
-            && (self.barrier.is_some()
-                || self.alarm_blocked
-                || (self
-                    .fx
-                    .origin
-                    .as_ref()
-                    .is_some_and(|s| s.inflight_bytes() > 0)
-                    && self.committer.as_ref().is_some_and(|c| c.congested())))
     }
 
     fn frame(&mut self, frame: Frame) -> Result<(), AmqpError> {
@@ -770,77 +657,6 @@ impl Connection {
     fn teardown_channels(&mut self) {
         for (_, mut c) in self.channels.drain() {
             c.teardown(&self.info, &mut self.fx);
-        }
-    }
-
-    fn outbound(&mut self, m: Outbound) {
-        match m {
-            Outbound::Deliver(d) => {
-                self.info.meta.stats.delivered.fetch_add(1, Relaxed);
-                if d.no_ack && d.credit.release(1) {
-                    let q = d.queue.clone();
-                    if !self.kicks.iter().any(|k| Arc::ptr_eq(k, &q)) {
-                        self.kicks.push(q);
-                    }
-                }
-                match self.channels.get_mut(&d.channel) {
-                    Some(channel) => {
-                        let mut cx = cx!(self);
-                        channel.deliver(d, &mut cx);
-                    }
-                    None => {
-                        if !d.no_ack {
-                            d.credit.release(1);
-                        }
-                        d.queue.requeue([d.entry], &mut self.fx);
-                    }
-                }
-            }
-            Outbound::Reply { channel, message } => {
-                if let Some(c) = self.channels.get_mut(&channel) {
-                    let mut cx = cx!(self);
-                    c.deliver_reply(&message, &mut cx);
-                }
-            }
-            Outbound::Cancel {
-                channel,
-                consumer_tag,
-            } => {
-                if let Some(c) = self.channels.get_mut(&channel) {
-                    let mut cx = cx!(self);
-                    c.consumer_cancelled(&consumer_tag, &mut cx);
-                }
-            }
-            Outbound::ForceClose(reason) => {
-                self.close_connection(AmqpError::connection_forced(reason));
-            }
-            Outbound::Durable(ticket) => {
-                self.durable_ticket = self.durable_ticket.max(ticket);
-                if let Some(s) = self.fx.origin.as_mut() {
-                    s.durable(ticket);
-                }
-                if self.barrier.is_some_and(|b| b <= ticket) {
-                    self.barrier = None;
-                    let held = std::mem::take(&mut self.held);
-                    self.out.extend_from_slice(&held);
-                }
-            }
-            Outbound::StoreFailed(ticket) => {
-                // Publishes in the failed commit are nacked (the commit is retried, and they
-                // stay in their queues); a reply promised on durability cannot be given.
-                let mut promised = self.barrier.is_some_and(|b| b <= ticket);
-                for ch in self.channels.values_mut() {
-                    promised |= ch.store_failed(ticket);
-                }
-                self.durable_ticket = self.durable_ticket.max(ticket);
-                if promised {
-                    self.barrier = None;
-                    self.held.clear();
-                    self.close_connection(AmqpError::internal_error(
-                        "storage failed; the change is not durable yet and is being retried",
-                    ));
-                }
-            }
         }
     }
 }
