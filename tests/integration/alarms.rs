@@ -108,13 +108,7 @@ async fn publish_flood_is_blocked_by_the_memory_alarm_and_resumes() {
         ],
     )
     .await;
-    let (_c, ch) = {
-        let c = lapin::Connection::connect(&w.url(), Default::default())
-            .await
-            .expect("connect");
-        let ch = c.create_channel().await.expect("channel");
-        (c, ch)
-    };
+    let (_c, ch) = channel_at(&w.url()).await;
     ops::declare(&ch, "flood").await;
 
     let mut r = Raw::open_at(&w.addr()).await;

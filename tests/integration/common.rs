@@ -77,6 +77,20 @@ pub async fn connect() -> Connection {
         .expect("connect")
 }
 
+/// A connection to the broker at `url` and one channel on it.
+pub async fn channel_at(url: &str) -> (Connection, Channel) {
+    let c = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = c.create_channel().await.expect("channel");
+    (c, ch)
+}
+
+/// delivery_mode 2.
+pub fn persistent() -> lapin::BasicProperties {
+    lapin::BasicProperties::default().with_delivery_mode(2)
+}
+
 pub async fn channel() -> (Connection, Channel) {
     let c = connect().await;
     let ch = c.create_channel().await.expect("channel");
@@ -169,6 +183,22 @@ impl Raw {
     }
 
     async fn handshake(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
+        self.send_open(channel_max, frame_max, heartbeat, "/").await;
+        match self.recv_method().await {
+            Some((0, AMQPClass::Connection(conn::AMQPMethod::OpenOk(_)))) => {}
+            other => panic!("expected open-ok, got {other:?}"),
+        }
+    }
+
+    /// The handshake up to and including connection.open, without waiting for its answer
+    /// (for tests of what refuses a connection at open).
+    pub async fn send_open(
+        &mut self,
+        channel_max: u16,
+        frame_max: u32,
+        heartbeat: u16,
+        vhost: &str,
+    ) {
         self.send_bytes(b"AMQP\x00\x00\x09\x01").await;
         self.recv_method().await.expect("start");
         self.start_ok("PLAIN", b"\0guest\0guest").await;
@@ -185,14 +215,10 @@ impl Raw {
         self.send(
             0,
             AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
-                virtual_host: "/".into(),
+                virtual_host: vhost.into(),
             })),
         )
         .await;
-        match self.recv_method().await {
-            Some((0, AMQPClass::Connection(conn::AMQPMethod::OpenOk(_)))) => {}
-            other => panic!("expected open-ok, got {other:?}"),
-        }
     }
 
     pub async fn open() -> Raw {

@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::process::{temp_dir, Warren};
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::Connection;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +15,7 @@ use warren::store::memory::MemoryStore;
 use warren::store::{Batch, Recovered, Store};
 
 async fn open(url: &str) -> (Connection, lapin::Channel) {
-    let c = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = c.create_channel().await.expect("channel");
-    (c, ch)
-}
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
+    channel_at(url).await
 }
 
 async fn durable_queue(ch: &lapin::Channel, q: &str) -> Result<u32, lapin::Error> {

@@ -176,26 +176,7 @@ async fn tune_ok_within_limits_is_adopted() {
 #[tokio::test]
 async fn unknown_vhost_is_530() {
     let mut r = Raw::tcp().await;
-    r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-    r.recv_method().await.expect("start");
-    r.start_ok("PLAIN", b"\0guest\0guest").await;
-    r.recv_method().await.expect("tune");
-    r.send(
-        0,
-        AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
-            channel_max: 2047,
-            frame_max: 131072,
-            heartbeat: 0,
-        })),
-    )
-    .await;
-    r.send(
-        0,
-        AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
-            virtual_host: "no-such-vhost".into(),
-        })),
-    )
-    .await;
+    r.send_open(2047, 131072, 0, "no-such-vhost").await;
     let (ch, code, class, method) = r.expect_close().await;
     assert_eq!((ch, code, class, method), (0, 530, 10, 40));
 }

@@ -57,13 +57,7 @@ async fn broker_consumer_timeout_gives_rabbitmqs_406() {
     .expect("start");
     let mut r = Raw::open_at(&b.local_addr().to_string()).await;
     r.open_channel(1).await;
-    let (_c, ch) = {
-        let c = lapin::Connection::connect(&b.url(), Default::default())
-            .await
-            .expect("connect");
-        let ch = c.create_channel().await.expect("ch");
-        (c, ch)
-    };
+    let (_c, ch) = channel_at(&b.url()).await;
     declare(&ch, "ct").await;
     publish(&ch, "", "ct", b"m").await;
     use amq_protocol::protocol::{basic, AMQPClass};
@@ -124,27 +118,7 @@ async fn connections_past_max_connections_get_530() {
         .await
         .expect("second");
     let mut r = Raw::tcp_at(&b.local_addr().to_string()).await;
-    r.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-    r.recv_method().await.expect("start");
-    r.start_ok("PLAIN", b"\0guest\0guest").await;
-    r.recv_method().await.expect("tune");
-    use amq_protocol::protocol::{connection as conn, AMQPClass};
-    r.send(
-        0,
-        AMQPClass::Connection(conn::AMQPMethod::TuneOk(conn::TuneOk {
-            channel_max: 2047,
-            frame_max: 131072,
-            heartbeat: 0,
-        })),
-    )
-    .await;
-    r.send(
-        0,
-        AMQPClass::Connection(conn::AMQPMethod::Open(conn::Open {
-            virtual_host: "/".into(),
-        })),
-    )
-    .await;
+    r.send_open(2047, 131072, 0, "/").await;
     assert_eq!(r.expect_close().await, (0, 530, 10, 40));
     // A slot frees when a connection goes.
     c1.close(200, "bye".into()).await.expect("close");

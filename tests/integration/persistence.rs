@@ -8,15 +8,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
 async fn open(w: &Warren) -> (Connection, lapin::Channel) {
-    let c = Connection::connect(&w.url(), ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = c.create_channel().await.expect("channel");
-    (c, ch)
-}
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
+    channel_at(&w.url()).await
 }
 
 async fn passive_queue(ch: &lapin::Channel, q: &str) -> Result<u32, lapin::Error> {
