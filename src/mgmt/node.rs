@@ -77,6 +77,9 @@ fn set_cluster_name(broker: &Broker, req: &Request) -> Response {
         .ok()
         .and_then(|v| v["name"].as_str().map(str::to_string));
     match name {
+        Some(n) if n.len() > 255 => {
+            Response::error(400, "bad_request", "name is longer than 255 bytes")
+        }
         Some(n) if !n.is_empty() => {
             broker.set_cluster_name(&n);
             Response::empty(204)

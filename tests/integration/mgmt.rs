@@ -871,4 +871,9 @@ async fn health_checks_answer_as_rabbitmqs() {
     let (st, v) = http("GET", "/api/cluster-name", None).await;
     assert_eq!(st, 200);
     assert!(v["name"].is_string(), "{v}");
+    if !external() {
+        let long = "n".repeat(100_000);
+        let (st, _) = http("PUT", "/api/cluster-name", Some(json!({ "name": long }))).await;
+        assert_eq!(st, 400, "an unbounded cluster name is refused");
+    }
 }
