@@ -10,15 +10,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
-
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![kind];
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    f.extend_from_slice(payload);
-    f.push(0xCE);
-    f
-}
+use warren::codec::frame;
 
 /// Read frames until a method with this class and method id arrives.
 fn wait_for(s: &mut TcpStream, class: u16, method: u16) -> std::io::Result<()> {

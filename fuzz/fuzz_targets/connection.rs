@@ -6,20 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warren::codec::frame;
 
 struct Env {
     rt: tokio::runtime::Runtime,
     addr: std::net::SocketAddr,
     prelude: Vec<u8>,
-}
-
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![kind];
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    f.extend_from_slice(payload);
-    f.push(0xCE);
-    f
 }
 
 fn env() -> &'static Env {
@@ -31,7 +23,10 @@ fn env() -> &'static Env {
             .build()
             .expect("runtime");
         let handle = rt
-            .block_on(warren::start(warren::Config { port: 0, ..Default::default() }))
+            .block_on(warren::start(warren::Config {
+                port: 0,
+                ..Default::default()
+            }))
             .expect("broker");
         let addr = handle.local_addr();
         std::mem::forget(handle);
@@ -47,14 +42,20 @@ fn env() -> &'static Env {
         p.extend(frame(1, 0, &[0, 10, 0, 31, 0x07, 0xFF, 0, 2, 0, 0, 0, 0]));
         p.extend(frame(1, 0, &[0, 10, 0, 40, 1, b'/', 0, 0]));
         p.extend(frame(1, 1, &[0, 20, 0, 10, 0]));
-        Env { rt, addr, prelude: p }
+        Env {
+            rt,
+            addr,
+            prelude: p,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let e = env();
     e.rt.block_on(async {
-        let Ok(mut s) = tokio::net::TcpStream::connect(e.addr).await else { return };
+        let Ok(mut s) = tokio::net::TcpStream::connect(e.addr).await else {
+            return;
+        };
         let _ = s.write_all(&e.prelude).await;
         let _ = s.write_all(data).await;
         let mut sink = vec![0u8; 64 * 1024];

@@ -12,11 +12,15 @@ fn broker() -> &'static Arc<warren::Broker> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&m, rest)) = data.split_first() else { return };
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
     let text = String::from_utf8_lossy(rest);
     let (line, body) = text.split_once('\n').unwrap_or((&text, ""));
     let (path, query) = line.split_once('?').unwrap_or((line, ""));
-    let Ok((segments, query)) = target(path, query) else { return };
+    let Ok((segments, query)) = target(path, query) else {
+        return;
+    };
     let method = ["GET", "PUT", "POST", "DELETE"][usize::from(m) % 4];
     let req = Request {
         method: method.to_string(),

@@ -33,8 +33,16 @@ fn reference(pattern: &str, key: &str) -> bool {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\n');
-    let key = parts.next().unwrap_or("").chars().take(255).collect::<String>();
-    let patterns: Vec<String> = parts.take(16).map(|p| p.chars().take(255).collect()).collect();
+    let key = parts
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(255)
+        .collect::<String>();
+    let patterns: Vec<String> = parts
+        .take(16)
+        .map(|p| p.chars().take(255).collect())
+        .collect();
     let mut trie = TopicTrie::default();
     for (i, p) in patterns.iter().enumerate() {
         trie.insert(p, i);

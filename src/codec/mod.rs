@@ -247,6 +247,21 @@ pub fn write_deliver(
     out.push(FRAME_END);
 }
 
+/// One frame around an already encoded payload (tools and tests that speak raw AMQP).
+pub fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + FRAME_OVERHEAD);
+    f.push(kind);
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    f.extend_from_slice(payload);
+    f.push(FRAME_END);
+    f
+}
+
 pub fn write_heartbeat(out: &mut Vec<u8>) {
     out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
 }

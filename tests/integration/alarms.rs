@@ -6,15 +6,7 @@ use crate::common::*;
 use crate::process::{free_port, temp_dir, Warren};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![kind];
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    f.extend_from_slice(payload);
-    f.push(0xCE);
-    f
-}
+use warren::codec::frame;
 
 /// basic.publish of a 1 KiB transient message to queue `q` on channel 1.
 fn publish_frames(q: &str) -> Vec<u8> {

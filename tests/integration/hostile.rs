@@ -2,6 +2,7 @@
 //! error and leave it serving everyone else.
 
 use crate::common::*;
+use warren::codec::frame;
 
 /// A field table whose one entry nests `levels` arrays (5 bytes a level).
 fn nested_table(levels: usize) -> Vec<u8> {
@@ -17,15 +18,6 @@ fn nested_table(levels: usize) -> Vec<u8> {
     let mut t = (entries.len() as u32).to_be_bytes().to_vec();
     t.extend_from_slice(&entries);
     t
-}
-
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![kind];
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    f.extend_from_slice(payload);
-    f.push(0xCE);
-    f
 }
 
 /// The broker still serves a new connection.
