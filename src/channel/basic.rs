@@ -244,7 +244,7 @@ impl Channel {
                     queue: q,
                     entry,
                     credit: None,
-                    at: crate::queue::now_ms(),
+                    at: cx.now,
                 },
             );
         }
@@ -476,7 +476,7 @@ impl Channel {
                     queue: d.queue,
                     entry: d.entry,
                     credit: Some(d.credit),
-                    at: crate::queue::now_ms(),
+                    at: cx.now,
                 },
             );
         }

@@ -26,6 +26,8 @@ pub struct Cx<'a> {
     /// Storage writes and dead letters of this burst, handled once at its end; its origin
     /// holds the committer ticket they will be submitted under.
     pub fx: &'a mut Effects,
+    /// The time of this read burst or inbox drain (ms since the epoch).
+    pub now: u64,
 }
 
 impl Cx<'_> {

@@ -54,6 +54,7 @@ macro_rules! cx {
             out: &mut $c.out,
             kicks: &mut $c.kicks,
             fx: &mut $c.fx,
+            now: $c.now,
         }
     };
 }
@@ -95,6 +96,9 @@ struct Connection {
     blocked_sent: bool,
     /// The broker's consumer_timeout (ms); queues may override it.
     consumer_timeout: Option<u64>,
+    /// The time (ms since the epoch) read once per read burst or inbox drain, for delivery
+    /// timestamps: one clock read per wake, not one per message.
+    now: u64,
     state: State,
 }
 
@@ -173,6 +177,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         alarm_blocked: false,
         blocked_sent: false,
         consumer_timeout: broker.config.consumer_timeout_ms,
+        now: crate::queue::now_ms(),
         state: State::Running,
     };
     let mut inbox = inbox;
@@ -319,6 +324,7 @@ impl Connection {
                 }
                 m = inbox.recv(), if running && pending < WRITE_HIGH_WATER => {
                     let Some(m) = m else { break };
+                    self.now = crate::queue::now_ms();
                     self.outbound(m);
                     for _ in 0..INBOX_BATCH {
                         match inbox.try_recv() {
@@ -387,6 +393,7 @@ impl Connection {
 
     /// Handle every complete frame in the read buffer, then flush confirms and kicks.
     fn process(&mut self, rbuf: &mut BytesMut) {
+        self.now = crate::queue::now_ms();
         while self.state != State::Closed && self.barrier.is_none() && !self.alarm_blocked {
             let frame_max = self.info.frame_max;
             match codec::decode(rbuf, frame_max) {
