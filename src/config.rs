@@ -49,6 +49,14 @@ pub struct Config {
     /// A taken management port is a warning, not a failure (the binary's default port may be
     /// RabbitMQ's own on a developer machine); embedded brokers asked for a port on purpose.
     pub mgmt_port_optional: bool,
+    /// The user and vhost a fresh data directory starts with (RabbitMQ's default_user,
+    /// default_pass, default_vhost; RABBITMQ_DEFAULT_USER and friends in its container).
+    /// The default user gets the administrator tag and full permissions on the default vhost.
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    /// Users that may log in only from a loopback address (RabbitMQ's loopback_users).
+    pub loopback_users: Vec<String>,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -87,6 +95,10 @@ impl Default for Config {
             vm_memory_high_watermark: Default::default(),
             disk_free_limit: 50_000_000,
             metrics_public: false,
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            loopback_users: vec!["guest".into()],
             store: None,
         }
     }

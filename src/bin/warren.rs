@@ -74,6 +74,18 @@ struct Args {
     /// is refused with 530. Unlimited by default.
     #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// The user a fresh data directory starts with (administrator, full permissions on the
+    /// default vhost). RabbitMQ's container variables RABBITMQ_DEFAULT_USER/PASS/VHOST work too.
+    #[arg(long, env = "WARREN_DEFAULT_USER")]
+    default_user: Option<String>,
+    #[arg(long, env = "WARREN_DEFAULT_PASS")]
+    default_pass: Option<String>,
+    #[arg(long, env = "WARREN_DEFAULT_VHOST")]
+    default_vhost: Option<String>,
+    /// Users who may log in only from a loopback address, comma-separated ("none": nobody
+    /// restricted). RabbitMQ's loopback_users; its default is guest.
+    #[arg(long, env = "WARREN_LOOPBACK_USERS", default_value = "guest")]
+    loopback_users: String,
     /// Log lines as text (default) or one JSON object per line (`json`).
     #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -81,6 +93,12 @@ struct Args {
     /// system picks a free one; parallel test runs read it here).
     #[arg(long, env = "WARREN_PORTS_FILE")]
     ports_file: Option<PathBuf>,
+}
+
+/// A flag or WARREN_* variable, else RabbitMQ's variable of the same meaning, else the default.
+fn setting(flag: Option<String>, rabbitmq_env: &str, default: &str) -> String {
+    flag.or_else(|| std::env::var(rabbitmq_env).ok())
+        .unwrap_or_else(|| default.to_string())
 }
 
 fn main() -> std::process::ExitCode {
@@ -116,6 +134,16 @@ fn main() -> std::process::ExitCode {
         max_connections: args.max_connections,
         definitions: args.definitions,
         mgmt_port_optional: true,
+        default_user: setting(args.default_user, "RABBITMQ_DEFAULT_USER", "guest"),
+        default_pass: setting(args.default_pass, "RABBITMQ_DEFAULT_PASS", "guest"),
+        default_vhost: setting(args.default_vhost, "RABBITMQ_DEFAULT_VHOST", "/"),
+        loopback_users: args
+            .loopback_users
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty() && *u != "none")
+            .map(String::from)
+            .collect(),
         ..Config::default()
     };
     let runtime = match args.threads {

@@ -2,6 +2,7 @@
 //! deliveries out.
 
 use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
+use crate::auth::{Kind, Perm};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::queue::{Consumer, Credit, Delivery};
@@ -164,6 +165,7 @@ impl Channel {
                     })?,
             };
             let name = self.queue_name(c.queue.as_str())?;
+            self.require(cx, Perm::Read, Kind::Queue, &name)?;
             let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
             let credit = if c.no_ack {
                 Credit::new(NO_ACK_WINDOW)
@@ -205,6 +207,7 @@ impl Channel {
 
     fn get(&mut self, g: basic::Get, cx: &mut Cx<'_>) -> AmqpResult<()> {
         let name = self.queue_name(g.queue.as_str())?;
+        self.require(cx, Perm::Read, Kind::Queue, &name)?;
         let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
         let Some((entry, left)) = q.get(cx.fx)? else {
             cx.send(
@@ -339,7 +342,9 @@ impl Channel {
         let mut rewritten = false;
         let vh = cx.conn.vhost.clone();
         let exchange = publish.exchange.as_str();
+        self.require(cx, Perm::Write, Kind::Exchange, exchange)?;
         vh.check_publish(exchange, &properties, &cx.conn.user)?;
+        self.require_topic(cx, Perm::Write, exchange, publish.routing_key.as_str())?;
         if properties
             .reply_to()
             .as_ref()

@@ -18,6 +18,8 @@ pub struct ConnInfo {
     pub id: u64,
     pub vhost: Arc<VHost>,
     pub user: String,
+    /// Where permissions are checked (live: changes apply to open connections).
+    pub users: Arc<crate::auth::Users>,
     pub outbox: Outbox,
     pub frame_max: u32,
     pub channel_max: u16,

@@ -1,5 +1,6 @@
 //! One AMQP channel: its state, and dispatch of its frames to the class handlers.
 
+mod access;
 mod assembler;
 mod basic;
 mod conn;
@@ -155,6 +156,8 @@ pub struct Channel {
     /// The exchange and routing key of the last publish, shared by the messages that repeat
     /// them (a queue of a million messages then holds two name allocations, not two million).
     names: (Option<Arc<str>>, Option<Arc<str>>),
+    /// Recent permission grants (see `access`).
+    access: access::AccessCache,
 }
 
 impl Channel {
@@ -174,6 +177,7 @@ impl Channel {
             last_queue: None,
             reply_to: None,
             names: Default::default(),
+            access: Default::default(),
         }
     }
 

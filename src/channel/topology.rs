@@ -1,6 +1,8 @@
 //! exchange.* and queue.* methods.
 
 use super::{Channel, Cx};
+use crate::args;
+use crate::auth::{Kind, Perm};
 use crate::error::AmqpResult;
 use crate::vhost::{ExchangeDecl, QueueDecl, REPLY_TO};
 use amq_protocol::protocol::{exchange, queue, AMQPClass};
@@ -28,6 +30,17 @@ impl Channel {
                     internal: d.internal,
                     arguments: d.arguments,
                 };
+                if !d.passive && !decl.name.is_empty() {
+                    self.require(cx, Perm::Configure, Kind::Exchange, &decl.name)?;
+                    if vh.exchange(&decl.name).is_none() {
+                        if let Some(ae) =
+                            args::get(&decl.arguments, "alternate-exchange").and_then(args::as_str)
+                        {
+                            self.require(cx, Perm::Read, Kind::Exchange, &decl.name)?;
+                            self.require(cx, Perm::Write, Kind::Exchange, &ae)?;
+                        }
+                    }
+                }
                 vh.declare_exchange(&decl, d.passive, cx.fx)?;
                 if !d.nowait {
                     cx.send(
@@ -37,7 +50,11 @@ impl Channel {
                 }
             }
             M::Delete(d) => {
-                vh.delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused, cx.fx)?;
+                let name = strip_cr_lf(d.exchange.as_str());
+                if !name.is_empty() {
+                    self.require(cx, Perm::Configure, Kind::Exchange, &name)?;
+                }
+                vh.delete_exchange(&name, d.if_unused, cx.fx)?;
                 if !d.nowait {
                     cx.send(
                         self.id,
@@ -46,25 +63,23 @@ impl Channel {
                 }
             }
             M::Bind(b) => {
-                vh.bind_exchange(
-                    &strip_cr_lf(b.destination.as_str()),
-                    &strip_cr_lf(b.source.as_str()),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                    cx.fx,
-                )?;
+                let (dest, source) = (
+                    strip_cr_lf(b.destination.as_str()),
+                    strip_cr_lf(b.source.as_str()),
+                );
+                self.require_binding(cx, Kind::Exchange, &dest, &source, b.routing_key.as_str())?;
+                vh.bind_exchange(&dest, &source, b.routing_key.as_str(), &b.arguments, cx.fx)?;
                 if !b.nowait {
                     cx.send(self.id, AMQPClass::Exchange(M::BindOk(exchange::BindOk {})));
                 }
             }
             M::Unbind(b) => {
-                vh.unbind_exchange(
-                    &strip_cr_lf(b.destination.as_str()),
-                    &strip_cr_lf(b.source.as_str()),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                    cx.fx,
-                )?;
+                let (dest, source) = (
+                    strip_cr_lf(b.destination.as_str()),
+                    strip_cr_lf(b.source.as_str()),
+                );
+                self.require_binding(cx, Kind::Exchange, &dest, &source, b.routing_key.as_str())?;
+                vh.unbind_exchange(&dest, &source, b.routing_key.as_str(), &b.arguments, cx.fx)?;
                 if !b.nowait {
                     cx.send(
                         self.id,
@@ -108,6 +123,17 @@ impl Channel {
                 } else {
                     self.queue_name(&requested)?
                 };
+                if !d.passive {
+                    self.require(cx, Perm::Configure, Kind::Queue, &name)?;
+                    if vh.queue(&name).is_none() {
+                        if let Some(dlx) =
+                            args::get(&d.arguments, "x-dead-letter-exchange").and_then(args::as_str)
+                        {
+                            self.require(cx, Perm::Read, Kind::Queue, &name)?;
+                            self.require(cx, Perm::Write, Kind::Exchange, &dlx)?;
+                        }
+                    }
+                }
                 let decl = QueueDecl {
                     name: name.clone(),
                     server_named,
@@ -131,9 +157,11 @@ impl Channel {
             }
             M::Bind(b) => {
                 let name = self.queue_name(&strip_cr_lf(b.queue.as_str()))?;
+                let source = strip_cr_lf(b.exchange.as_str());
+                self.require_binding(cx, Kind::Queue, &name, &source, b.routing_key.as_str())?;
                 vh.bind_queue(
                     &name,
-                    &strip_cr_lf(b.exchange.as_str()),
+                    &source,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn_id,
@@ -145,9 +173,11 @@ impl Channel {
             }
             M::Unbind(b) => {
                 let name = self.queue_name(&strip_cr_lf(b.queue.as_str()))?;
+                let source = strip_cr_lf(b.exchange.as_str());
+                self.require_binding(cx, Kind::Queue, &name, &source, b.routing_key.as_str())?;
                 vh.unbind_queue(
                     &name,
-                    &strip_cr_lf(b.exchange.as_str()),
+                    &source,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn_id,
@@ -157,6 +187,7 @@ impl Channel {
             }
             M::Purge(p) => {
                 let name = self.queue_name(&strip_cr_lf(p.queue.as_str()))?;
+                self.require(cx, Perm::Read, Kind::Queue, &name)?;
                 let q = vh.queue_for(&name, conn_id)?;
                 let n = q.purge(cx.fx);
                 if !p.nowait {
@@ -168,6 +199,7 @@ impl Channel {
             }
             M::Delete(d) => {
                 let name = self.queue_name(&strip_cr_lf(d.queue.as_str()))?;
+                self.require(cx, Perm::Configure, Kind::Queue, &name)?;
                 let n = vh.delete_queue(&name, d.if_unused, d.if_empty, conn_id, cx.fx)?;
                 if !d.nowait {
                     cx.send(
@@ -183,5 +215,23 @@ impl Channel {
             }
         }
         Ok(())
+    }
+
+    /// rabbit_channel:binding_action: write on the destination, read on the source, and topic
+    /// read permission on the key. The default exchange is refused later, by the vhost.
+    fn require_binding(
+        &mut self,
+        cx: &mut Cx<'_>,
+        dest_kind: Kind,
+        dest: &str,
+        source: &str,
+        routing_key: &str,
+    ) -> AmqpResult<()> {
+        if dest.is_empty() || source.is_empty() {
+            return Ok(());
+        }
+        self.require(cx, Perm::Write, dest_kind, dest)?;
+        self.require(cx, Perm::Read, Kind::Exchange, source)?;
+        self.require_topic(cx, Perm::Read, source, routing_key)
     }
 }

@@ -188,20 +188,10 @@ pub async fn run(
     let mechanism = start_ok.mechanism.to_string();
     let login = crate::auth::parse_response(&mechanism, start_ok.response.as_bytes())
         .map_err(|e| e.on(10, 11))?;
-    let Some(user) = broker.users.authenticate(&login, peer.ip()) else {
-        tracing::warn!(user = %login.user, %peer, "login refused");
-        if caps.authentication_failure_close {
-            return Err(AmqpError::new(
-                amq_protocol::protocol::AMQPSoftError::ACCESSREFUSED,
-                format!(
-                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-                ),
-            )
-            .into());
-        }
-        return Err(Failed::Drop);
+    let user = match broker.users.authenticate(&login, peer.ip()) {
+        Ok(user) => user.name.clone(),
+        Err(why) => return Err(refuse_login(&login.user, peer, why, &mechanism, caps)),
     };
-    let user = user.name.clone();
     let cfg = &broker.config;
     send(
         stream,
@@ -247,13 +237,7 @@ pub async fn run(
     )
     .await?;
     let vhost_name = open.virtual_host.to_string();
-    let Some(vhost) = broker.vhost(&vhost_name) else {
-        return Err(
-            AmqpError::not_allowed(format!("vhost {vhost_name} not found"))
-                .on(10, 40)
-                .into(),
-        );
-    };
+    let vhost = admit(broker, &vhost_name, &user).map_err(|e| e.on(10, 40))?;
     if let Some(max) = broker.config.max_connections {
         if broker.connection_count() >= max {
             // rabbit_reader's node connection limit (connection_max).
@@ -274,6 +258,74 @@ pub async fn run(
         caps,
         client_properties: start_ok.client_properties,
     })
+}
+
+/// A failed login: logged with peer and user (never the password); the client hears 403 only
+/// if it asked for authentication_failure_close, as RabbitMQ does.
+fn refuse_login(
+    user: &str,
+    peer: SocketAddr,
+    why: crate::auth::Refused,
+    mechanism: &str,
+    caps: ClientCaps,
+) -> Failed {
+    tracing::warn!(%user, %peer, reason = ?why, mechanism, "login refused");
+    if !caps.authentication_failure_close {
+        return Failed::Drop;
+    }
+    AmqpError::new(
+        amq_protocol::protocol::AMQPSoftError::ACCESSREFUSED,
+        format!(
+            "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+        ),
+    )
+    .into()
+}
+
+/// connection.open: the vhost exists, the user has permissions there, and neither the vhost's
+/// nor the user's connection limit is reached (rabbit_reader / rabbit_access_control).
+fn admit(broker: &Broker, vhost_name: &str, user: &str) -> Result<Arc<VHost>, AmqpError> {
+    let Some(vhost) = broker.vhost(vhost_name) else {
+        return Err(AmqpError::not_allowed(format!(
+            "vhost {vhost_name} not found"
+        )));
+    };
+    if broker.users.permission(vhost_name, user).is_none() {
+        return Err(AmqpError::not_allowed(format!(
+            "access to vhost '{vhost_name}' refused for user '{user}'"
+        )));
+    }
+    if let Some(max) = vhost.meta().limit("max-connections") {
+        if broker
+            .connections()
+            .iter()
+            .filter(|c| c.vhost == vhost_name)
+            .count() as u64
+            >= max
+        {
+            return Err(AmqpError::not_allowed(format!(
+                "access to vhost '{vhost_name}' refused for user '{user}': connection limit ({max}) is reached"
+            )));
+        }
+    }
+    let limit = broker
+        .users
+        .user(user)
+        .and_then(|u| u.limit("max-connections"));
+    if let Some(max) = limit {
+        if broker
+            .connections()
+            .iter()
+            .filter(|c| c.user == user)
+            .count() as u64
+            >= max
+        {
+            return Err(AmqpError::not_allowed(format!(
+                "connection refused for user '{user}': user connection limit ({max}) is reached"
+            )));
+        }
+    }
+    Ok(vhost)
 }
 
 /// rabbit_reader's tune-ok checks: below the minimum, or 0/above the server's limit, is 530.

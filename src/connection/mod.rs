@@ -96,6 +96,8 @@ struct Connection {
     blocked_sent: bool,
     /// The broker's consumer_timeout (ms); queues may override it.
     consumer_timeout: Option<u64>,
+    /// For limits that count across connections (a user's max-channels).
+    broker: Arc<Broker>,
     /// The time (ms since the epoch) read once per read burst or inbox drain, for delivery
     /// timestamps: one clock read per wake, not one per message.
     now: u64,
@@ -158,6 +160,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
             id,
             vhost: negotiated.vhost,
             user: negotiated.user,
+            users: broker.users.clone(),
             outbox: outbox.clone(),
             frame_max: negotiated.frame_max,
             channel_max: negotiated.channel_max,
@@ -177,6 +180,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
         alarm_blocked: false,
         blocked_sent: false,
         consumer_timeout: broker.config.consumer_timeout_ms,
+        broker: broker.clone(),
         now: crate::queue::now_ms(),
         state: State::Running,
     };
@@ -540,6 +544,29 @@ impl Connection {
         }
     }
 
+    /// The user's max-channels limit counts channels over all of the user's connections.
+    fn check_user_channel_limit(&self) -> Result<(), AmqpError> {
+        let user = &self.info.user;
+        let Some(max) = self
+            .info
+            .users
+            .user(user)
+            .and_then(|u| u.limit("max-channels"))
+        else {
+            return Ok(());
+        };
+        let others: u64 = (self.broker.connections().iter())
+            .filter(|c| c.user == *user && c.id != self.info.id)
+            .map(|c| u64::from(c.channels.load(Relaxed)))
+            .sum();
+        if others + self.channels.len() as u64 >= max {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened for user '{user}' has reached the maximum allowed user limit of ({max})"
+            )));
+        }
+        Ok(())
+    }
+
     fn channel_method(&mut self, ch: u16, m: AMQPClass) -> Result<(), AmqpError> {
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
         let Some(channel) = self.channels.get_mut(&ch) else {
@@ -553,6 +580,8 @@ impl Connection {
                         ))
                         .on(class_id, method_id));
                     }
+                    self.check_user_channel_limit()
+                        .map_err(|e| e.on(class_id, method_id))?;
                     self.channels.insert(ch, Channel::new(ch));
                     self.send(
                         ch,

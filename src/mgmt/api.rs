@@ -5,7 +5,7 @@
 use super::http::{Request, Response};
 use super::json::from_table;
 pub use super::reply::{channel_count, not_found, ok, properties_key, with_vhost, NODE};
-use super::write;
+use super::{access, write};
 use crate::broker::Broker;
 use crate::exchange::{Binding, Exchange};
 use crate::queue::Queue;
@@ -20,14 +20,32 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
     match (m, seg.as_slice()) {
         ("GET", ["metrics"]) => super::metrics::render(broker),
         ("GET", ["api", "overview"]) => ok(overview(broker)),
-        ("GET", ["api", "whoami"]) => ok(json!({"name": "guest", "tags": ["administrator"]})),
+        ("GET", ["api", "whoami"]) => match &req.user {
+            Some(u) => ok(json!({"name": u.name, "tags": u.tags})),
+            None => not_found(),
+        },
         ("GET", ["api", "healthchecks", "node"]) => ok(json!({"status": "ok"})),
         ("GET", ["api", "aliveness-test", v]) => {
             with_vhost(broker, v, |_| ok(json!({"status": "ok"})))
         }
-        ("GET", ["api", "vhosts"]) => ok(broker.vhosts().iter().map(|v| vhost_json(v)).collect()),
+        ("GET", ["api", "vhosts"]) => ok(broker
+            .vhosts()
+            .iter()
+            .filter(|v| {
+                req.user.as_ref().is_none_or(|u| {
+                    access::is_monitor(u) || access::may_access_vhost(broker, u, &v.name)
+                })
+            })
+            .map(|v| vhost_json(v))
+            .collect()),
         ("GET", ["api", "vhosts", v]) => with_vhost(broker, v, |vh| ok(vhost_json(vh))),
-        ("GET", ["api", "connections"]) => ok(connections(broker, None)),
+        ("GET", ["api", "connections"]) => {
+            let all = connections(broker, None);
+            match &req.user {
+                Some(u) if !access::is_monitor(u) => ok(filter(all, |c| c["user"] == *u.name)),
+                _ => ok(all),
+            }
+        }
         ("GET", ["api", "vhosts", v, "connections"]) => {
             with_vhost(broker, v, |vh| ok(connections(broker, Some(&vh.name))))
         }
@@ -51,7 +69,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
                 not_found()
             }
         }
-        ("GET", ["api", "exchanges"]) => ok(each_vhost(broker, exchanges)),
+        ("GET", ["api", "exchanges"]) => ok(each_vhost(broker, req, exchanges)),
         ("GET", ["api", "exchanges", v]) => with_vhost(broker, v, |vh| ok(exchanges(vh))),
         ("GET", ["api", "exchanges", v, x]) => with_vhost(broker, v, |vh| {
             match vh.exchange(super::reply::exchange_name(x)) {
@@ -74,7 +92,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
                 }))
             })
         }
-        ("GET", ["api", "queues"]) => ok(each_vhost(broker, queues)),
+        ("GET", ["api", "queues"]) => ok(each_vhost(broker, req, queues)),
         ("GET", ["api", "queues", v]) => with_vhost(broker, v, |vh| ok(queues(vh))),
         ("GET", ["api", "queues", v, q]) => with_vhost(broker, v, |vh| match vh.queue(q) {
             Some(q) => ok(queue_json(&q)),
@@ -88,7 +106,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
                 b["destination"] == *q && b["destination_type"] == "queue"
             }))
         }),
-        ("GET", ["api", "bindings"]) => ok(each_vhost(broker, bindings)),
+        ("GET", ["api", "bindings"]) => ok(each_vhost(broker, req, bindings)),
         ("GET", ["api", "bindings", v]) => with_vhost(broker, v, |vh| ok(bindings(vh))),
         ("GET", ["api", "bindings", v, "e", x, t @ ("q" | "e"), d]) => {
             with_vhost(broker, v, |vh| {
@@ -98,11 +116,13 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
                 }))
             })
         }
-        ("GET", ["api", "consumers"]) => ok(each_vhost(broker, consumers)),
+        ("GET", ["api", "consumers"]) => ok(each_vhost(broker, req, consumers)),
         ("GET", ["api", "consumers", v]) => with_vhost(broker, v, |vh| ok(consumers(vh))),
         ("GET", ["api", "definitions"]) => ok(definitions(broker)),
         (_, ["api", ..]) => match super::node::handle(broker, req, &seg)
             .or_else(|| write::handle(broker, req, &seg))
+            .or_else(|| super::users::handle(broker, req, &seg))
+            .or_else(|| super::vhosts::handle(broker, req, &seg))
         {
             Some(r) => r,
             None if is_known(&seg) => {
@@ -117,13 +137,31 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
 fn is_known(seg: &[&str]) -> bool {
     matches!(
         seg.get(1),
-        Some(&("overview" | "vhosts" | "connections" | "exchanges" | "queues" | "bindings"))
+        Some(
+            &("overview"
+                | "vhosts"
+                | "connections"
+                | "exchanges"
+                | "queues"
+                | "bindings"
+                | "users"
+                | "permissions"
+                | "topic-permissions"
+                | "vhost-limits"
+                | "user-limits")
+        )
     )
 }
 
-fn each_vhost(broker: &Broker, f: fn(&VHost) -> Value) -> Value {
+/// `f` over every vhost the requesting user may look into.
+fn each_vhost(broker: &Broker, req: &Request, f: fn(&VHost) -> Value) -> Value {
     let mut all = Vec::new();
     for vh in broker.vhosts() {
+        if let Some(u) = &req.user {
+            if !access::may_access_vhost(broker, u, &vh.name) {
+                continue;
+            }
+        }
         if let Value::Array(items) = f(&vh) {
             all.extend(items);
         }
@@ -203,7 +241,11 @@ pub fn queue_totals(vh: &VHost) -> QueueTotals {
 
 fn vhost_json(vh: &VHost) -> Value {
     let QueueTotals { ready, unacked, .. } = queue_totals(vh);
-    json!({"name": vh.name, "description": "", "tags": [], "tracing": false,
+    let meta = vh.meta();
+    json!({"name": vh.name, "description": meta.description, "tags": meta.tags,
+           "metadata": {"description": meta.description, "tags": meta.tags},
+           "default_queue_type": "undefined", "tracing": false,
+           "cluster_state": {NODE: "running"},
            "messages": ready + unacked, "messages_ready": ready,
            "messages_unacknowledged": unacked})
 }
@@ -376,8 +418,15 @@ fn definitions(broker: &Broker) -> Value {
         "rabbit_version": broker.config.rabbitmq_version,
         "rabbitmq_version": broker.config.rabbitmq_version,
         "product_name": "Warren", "product_version": broker.config.rabbitmq_version,
-        "users": [], "vhosts": broker.vhosts().iter().map(|v| json!({"name": v.name})).collect::<Vec<_>>(),
-        "permissions": [], "parameters": [], "policies": [],
+        "users": super::users::users_json(broker),
+        "vhosts": broker.vhosts().iter().map(|v| {
+            let meta = v.meta();
+            json!({"name": v.name, "description": meta.description, "tags": meta.tags})
+        }).collect::<Vec<_>>(),
+        "permissions": super::users::permissions_json(broker, |_, _| true),
+        "topic_permissions": super::users::topic_permissions_json(broker, |_, _| true),
+        "parameters": super::vhosts::limits_as_parameters(broker),
+        "global_parameters": [], "policies": [],
         "queues": queues_out, "exchanges": exchanges_out, "bindings": bindings_out,
     })
 }

@@ -10,7 +10,7 @@ pub struct Request {
     pub query: Query,
     pub authorization: Option<String>,
     /// The authenticated user (None on public paths).
-    pub user: Option<String>,
+    pub user: Option<std::sync::Arc<crate::auth::User>>,
     pub reason: Option<String>,
     pub body: Vec<u8>,
 }

@@ -3,6 +3,7 @@
 //! authenticated with HTTP Basic against the broker's users, guest from loopback only, as in
 //! RabbitMQ's management plugin; /metrics too, unless `--metrics-public`.
 
+mod access;
 pub mod api;
 mod basic_auth;
 pub mod definitions;
@@ -12,8 +13,10 @@ pub mod metrics;
 mod node;
 mod reply;
 mod server;
+mod users;
+mod vhosts;
 mod write;
 
 pub use server::run;
 
-pub use basic_auth::{base64_decode, base64_encode};
+pub use crate::auth::base64::{decode as base64_decode, encode as base64_encode};

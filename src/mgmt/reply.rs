@@ -1,9 +1,10 @@
 //! What every management handler answers with: JSON replies, RabbitMQ's 404, the vhost lookup,
 //! and the names shared across the API (the node, a binding's properties key).
 
-use super::http::Response;
+use super::http::{Request, Response};
 use crate::broker::Broker;
 use crate::vhost::VHost;
+use serde_json::Map;
 use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -63,5 +64,17 @@ pub fn exchange_name(x: &str) -> &str {
         ""
     } else {
         x
+    }
+}
+
+/// The request body as a JSON object (an empty body is an empty object).
+pub fn with_body(req: &Request, f: impl FnOnce(&Map<String, Value>) -> Response) -> Response {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return f(&Map::new());
+    }
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Object(m)) => f(&m),
+        Ok(_) => Response::error(400, "bad_request", "body must be a JSON object"),
+        Err(e) => Response::error(400, "bad_request", format!("not JSON: {e}")),
     }
 }

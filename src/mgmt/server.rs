@@ -103,10 +103,21 @@ async fn answer(
     let public =
         broker.config.metrics_public && segments.first().map(String::as_str) == Some("metrics");
     // Credentials first: an unauthenticated peer never gets a body read.
-    let user = super::basic_auth::authenticate(broker, header("authorization").as_deref(), peer);
-    if !public && user.is_none() {
-        // RabbitMQ answers with an empty body and the Basic challenge.
-        return Response::empty(401);
+    let credentials = header("authorization");
+    let user = super::basic_auth::authenticate(broker, credentials.as_deref(), peer);
+    match &user {
+        None if public => {}
+        // RabbitMQ answers with an empty body and the Basic challenge...
+        None if credentials.is_none() => return Response::empty(401),
+        // ...and to wrong credentials with its "Login failed".
+        None => return Response::error(401, "not_authorized", "Login failed"),
+        Some(u) => {
+            if let Err(refused) =
+                super::access::authorize(broker, u, parts.method.as_str(), &segments)
+            {
+                return refused;
+            }
+        }
     }
     // A declared length over the limit is refused before any of it is read.
     if hyper::body::Body::size_hint(&body).lower() > MAX_BODY as u64 {

@@ -4,7 +4,7 @@
 
 use super::http::{Request, Response};
 use super::json::{from_table, to_table};
-use super::reply::{exchange_name, not_found, ok, properties_key, with_vhost};
+use super::reply::{exchange_name, not_found, ok, properties_key, with_body, with_vhost};
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::message::Message;
@@ -32,7 +32,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             done(vh.delete_exchange(x, req.query_flag("if-unused"), &mut Effects::default()))
         }),
         ("POST", ["api", "exchanges", v, x, "publish"]) => {
-            let user = req.user.as_deref().unwrap_or("");
+            let user = req.user.as_ref().map_or("", |u| u.name.as_str());
             with_body(req, |b| with_vhost(broker, v, |vh| publish(vh, x, b, user)))
         }
         ("PUT", ["api", "queues", v, q]) => {
@@ -100,17 +100,6 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
         _ => return None,
     };
     Some(r)
-}
-
-fn with_body(req: &Request, f: impl FnOnce(&Map<String, Value>) -> Response) -> Response {
-    if req.body.iter().all(u8::is_ascii_whitespace) {
-        return f(&Map::new());
-    }
-    match serde_json::from_slice::<Value>(&req.body) {
-        Ok(Value::Object(m)) => f(&m),
-        Ok(_) => Response::error(400, "bad_request", "body must be a JSON object"),
-        Err(e) => Response::error(400, "bad_request", format!("not JSON: {e}")),
-    }
 }
 
 fn done(r: Result<(), AmqpError>) -> Response {
@@ -240,7 +229,7 @@ fn publish(vh: &VHost, x: &str, b: &Map<String, Value>, user: &str) -> Response 
     }
     let payload = b.get("payload").and_then(Value::as_str).unwrap_or("");
     let body = match b.get("payload_encoding").and_then(Value::as_str) {
-        Some("base64") => match super::basic_auth::base64_decode(payload) {
+        Some("base64") => match crate::auth::base64::decode(payload) {
             Some(bytes) => bytes,
             None => return Response::error(400, "bad_request", "payload is not base64"),
         },
@@ -312,8 +301,8 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         }
         let (payload, encoding) = match String::from_utf8(payload) {
             Ok(s) if !base64 => (s, "string"),
-            Ok(s) => (super::basic_auth::base64_encode(s.as_bytes()), "base64"),
-            Err(e) => (super::basic_auth::base64_encode(e.as_bytes()), "base64"),
+            Ok(s) => (crate::auth::base64::encode(s.as_bytes()), "base64"),
+            Err(e) => (crate::auth::base64::encode(e.as_bytes()), "base64"),
         };
         out.push(json!({
             "payload_bytes": bytes, "redelivered": entry.redelivered,

@@ -135,10 +135,53 @@ pub enum Definition {
         routing_key: String,
         arguments: FieldTable,
     },
+    VHost {
+        name: String,
+        description: String,
+        tags: Vec<String>,
+        /// RabbitMQ's vhost limits (`max-connections`, `max-queues`).
+        limits: BTreeMap<String, i64>,
+    },
+    User {
+        name: String,
+        /// base64, as in RabbitMQ's definitions (empty: no password).
+        password_hash: String,
+        hashing_algorithm: String,
+        tags: Vec<String>,
+        limits: BTreeMap<String, i64>,
+    },
+    Permission {
+        vhost: String,
+        user: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    TopicPermission {
+        vhost: String,
+        user: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// The default user and vhost were created once; a directory that has this is not fresh
+    /// (deleting guest stays deleted across restarts).
+    Seeded,
 }
 
 impl Definition {
-    /// Storage key; sorts exchanges before queues before bindings, which is also replay order.
+    /// The vhost an exchange, queue or binding lives in.
+    pub fn topology_vhost(&self) -> Option<&str> {
+        match self {
+            Definition::Exchange { vhost, .. }
+            | Definition::Queue { vhost, .. }
+            | Definition::Binding { vhost, .. } => Some(vhost),
+            _ => None,
+        }
+    }
+
+    /// Storage key; sorts access control and vhosts before exchanges before queues before
+    /// bindings, which is also replay order.
     pub fn key(&self) -> Vec<u8> {
         let mut k = Vec::new();
         let mut push = |s: &str| {
@@ -171,6 +214,31 @@ impl Definition {
                 push(destination);
                 push(routing_key);
                 push(&serde_json::to_string(arguments).unwrap_or_default());
+            }
+            Definition::Seeded => push("0a"),
+            Definition::User { name, .. } => {
+                push("0u");
+                push(name);
+            }
+            Definition::VHost { name, .. } => {
+                push("0v");
+                push(name);
+            }
+            Definition::Permission { vhost, user, .. } => {
+                push("0w");
+                push(vhost);
+                push(user);
+            }
+            Definition::TopicPermission {
+                vhost,
+                user,
+                exchange,
+                ..
+            } => {
+                push("0y");
+                push(vhost);
+                push(user);
+                push(exchange);
             }
         }
         k

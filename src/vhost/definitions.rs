@@ -160,6 +160,8 @@ impl VHost {
                     arguments: arguments.clone(),
                 });
             }
+            // Vhosts and access control are the broker's.
+            _ => {}
         }
         Ok(())
     }

@@ -79,6 +79,22 @@ fn builtin_exchanges() -> HashMap<String, Arc<Exchange>> {
     .collect()
 }
 
+/// What an operator says about a vhost: description, tags, limits (`max-connections`,
+/// `max-queues`; negative means none).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VHostMeta {
+    pub description: String,
+    pub tags: Vec<String>,
+    pub limits: std::collections::BTreeMap<String, i64>,
+}
+
+impl VHostMeta {
+    /// A limit that applies (set and not negative).
+    pub fn limit(&self, name: &str) -> Option<u64> {
+        self.limits.get(name).and_then(|v| u64::try_from(*v).ok())
+    }
+}
+
 #[derive(Debug)]
 pub struct VHost {
     /// Handed (weakly) to queues as their `Sink`.
@@ -89,6 +105,9 @@ pub struct VHost {
     /// Direct reply-to consumers: opaque key → (channel, connection inbox).
     reply_consumers: Mutex<HashMap<String, (u16, Outbox)>>,
     topology: Mutex<()>,
+    meta: RwLock<VHostMeta>,
+    /// Set by `destroy`: the vhost was deleted and takes no more topology changes.
+    deleted: std::sync::atomic::AtomicBool,
     /// Where durable definitions go (None: nothing is kept across restarts).
     store: Option<Arc<dyn Store>>,
     /// Where message writes go, once per connection read burst.
@@ -107,10 +126,20 @@ impl VHost {
             queues: RwLock::new(HashMap::new()),
             reply_consumers: Mutex::new(HashMap::new()),
             topology: Mutex::new(()),
+            meta: RwLock::new(VHostMeta::default()),
+            deleted: Default::default(),
             store,
             committer,
             exchanges: RwLock::new(builtin_exchanges()),
         })
+    }
+
+    pub fn meta(&self) -> VHostMeta {
+        self.meta.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_meta(&self, meta: VHostMeta) {
+        *self.meta.write().unwrap_or_else(|p| p.into_inner()) = meta;
     }
 
     pub(super) fn exchanges_mut(

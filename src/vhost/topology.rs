@@ -12,9 +12,36 @@ impl VHost {
         f: impl FnOnce(&mut Effects) -> AmqpResult<T>,
     ) -> AmqpResult<T> {
         let _g = self.serialize();
+        if self.is_deleted() {
+            return Err(AmqpError::connection_forced(format!(
+                "vhost '{}' is deleted",
+                self.name
+            )));
+        }
         let r = f(fx);
         self.commit_topology(fx);
         r
+    }
+
+    /// The vhost is being deleted: every queue and exchange goes, durably, and topology
+    /// changes after this are refused.
+    pub fn destroy(&self, fx: &mut Effects) {
+        let _g = self.serialize();
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for q in self.queues() {
+            self.remove_queue(&q, fx);
+        }
+        for x in self.exchanges() {
+            if !x.name.is_empty() && !x.name.starts_with("amq.") {
+                self.remove_exchange(&x.name, fx);
+            }
+        }
+        self.commit_topology(fx);
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn declare_exchange(
@@ -245,6 +272,14 @@ impl VHost {
             )?;
             q.touch();
             return Ok(q);
+        }
+        if let Some(max) = self.meta().limit("max-queues") {
+            if self.queues().len() as u64 >= max {
+                return Err(AmqpError::precondition_failed(format!(
+                    "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
+                    d.name, self.name
+                )));
+            }
         }
         let args = QueueArgs::parse(
             &d.arguments,

@@ -65,6 +65,45 @@ fn broker() -> &'static (String, Option<String>) {
     })
 }
 
+/// One HTTP request to the management API at `addr` with Basic `auth` ("user:pass"),
+/// returning (status, JSON body or Null).
+pub async fn http_at(
+    addr: &str,
+    auth: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).await.expect("connect management");
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    if let Some(a) = auth {
+        req.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            warren::mgmt::base64_encode(a.as_bytes())
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 pub fn addr() -> String {
     let u = url();
     let after_at = u.rsplit('@').next().unwrap_or(&u).to_string();

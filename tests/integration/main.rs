@@ -4,6 +4,7 @@
 
 mod common;
 
+mod access;
 mod alarms;
 mod arguments;
 mod committer_model;

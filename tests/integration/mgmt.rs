@@ -17,32 +17,7 @@ async fn http_as(
     body: Option<Value>,
 ) -> (u16, Value) {
     let addr = mgmt_addr().expect("management address");
-    let mut s = TcpStream::connect(&addr).await.expect("connect management");
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        payload.len()
-    );
-    if let Some(a) = auth {
-        req.push_str(&format!(
-            "Authorization: Basic {}\r\n",
-            warren::mgmt::base64_encode(a.as_bytes())
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(&payload);
-    s.write_all(req.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read response");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let v = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, v)
+    http_at(&addr, auth, method, path, body).await
 }
 
 async fn http(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -1,37 +1,7 @@
-//! Users and authentication: SASL PLAIN and AMQPLAIN responses, RabbitMQ's guest rules.
+//! SASL responses: PLAIN and AMQPLAIN, as clients send them in connection.start-ok.
 
 use crate::error::AmqpError;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use std::collections::HashMap;
-use std::net::IpAddr;
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub name: String,
-    password: String,
-    /// Like RabbitMQ's loopback_users: guest may only log in from 127.0.0.1/::1.
-    pub loopback_only: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Users {
-    users: HashMap<String, User>,
-}
-
-impl Default for Users {
-    fn default() -> Self {
-        let mut users = HashMap::new();
-        users.insert(
-            "guest".to_string(),
-            User {
-                name: "guest".into(),
-                password: "guest".into(),
-                loopback_only: true,
-            },
-        );
-        Users { users }
-    }
-}
 
 /// Credentials extracted from a SASL response.
 #[derive(Debug, PartialEq)]
@@ -92,20 +62,6 @@ pub fn parse_response(mechanism: &str, response: &[u8]) -> Result<Login, AmqpErr
     }
 }
 
-impl Users {
-    /// Check a login; `peer` decides whether loopback-only users may connect.
-    pub fn authenticate(&self, login: &Login, peer: IpAddr) -> Option<&User> {
-        let user = self.users.get(&login.user)?;
-        if user.password != login.password {
-            return None;
-        }
-        if user.loopback_only && !peer.is_loopback() {
-            return None;
-        }
-        Some(user)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,16 +82,5 @@ mod tests {
                 password: "pw".into()
             }
         );
-        let users = Users::default();
-        let ok = Login {
-            user: "guest".into(),
-            password: "guest".into(),
-        };
-        assert!(users
-            .authenticate(&ok, "127.0.0.1".parse().expect("ip"))
-            .is_some());
-        assert!(users
-            .authenticate(&ok, "10.0.0.1".parse().expect("ip"))
-            .is_none());
     }
 }

@@ -1,15 +1,18 @@
 //! Broker-wide state: configuration, users, virtual hosts, storage, and the live connections
-//! (so that shutdown can close each with 320 CONNECTION_FORCED). Boot replays the store.
+//! (so that shutdown can close each with 320 CONNECTION_FORCED). Boot replays the store
+//! (`recover`); users, vhosts and permissions change durably through `access`.
+
+mod access;
+mod recover;
 
 use crate::auth::Users;
 use crate::config::Config;
-use crate::message::Message;
 use crate::queue::{Outbound, Outbox};
-use crate::store::{self, Committer, Definition, Op, Store};
+use crate::store::{self, Committer, Store};
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::meta::{ConnMeta, ConnStats};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,7 +20,13 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
-    pub users: Users,
+    /// Users, permissions, topic permissions, user limits (shared with connections, which
+    /// check permissions against it).
+    pub users: Arc<Users>,
+    /// Serializes changes to users, vhosts and permissions, so the store sees them in the order
+    /// memory does.
+    access: Mutex<()>,
+    store: Arc<dyn Store>,
     pub alarms: Arc<crate::alarm::Alarms>,
     /// Listening sockets: (protocol as RabbitMQ names it, port).
     listeners: Mutex<Vec<(&'static str, u16)>>,
@@ -55,8 +64,8 @@ impl Broker {
             _ => Arc::new(store::memory::MemoryStore::default()),
         };
         let committer = Committer::start(store.clone(), config.store_backlog_bytes)?;
-        let vhost = VHost::new("/", Some(store.clone()), Some(committer.clone()));
-        let report = recover(&vhost, store.as_ref(), &committer)?;
+        let users = Arc::new(Users::new(config.loopback_users.clone()));
+        let (vhosts, report) = recover::recover(&config, &store, &committer, &users)?;
         if report.definitions + report.messages > 0 {
             tracing::info!(
                 definitions = report.definitions,
@@ -65,8 +74,6 @@ impl Broker {
                 "recovered from the store"
             );
         }
-        let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), vhost);
         let alarms = Arc::new(crate::alarm::Alarms::new(
             config.vm_memory_high_watermark,
             config.disk_free_limit,
@@ -78,7 +85,9 @@ impl Broker {
             alarms,
             handshakes,
             config,
-            users: Users::default(),
+            users,
+            store,
+            access: Mutex::new(()),
             committer,
             vhosts: RwLock::new(vhosts),
             connections: Mutex::new(HashMap::new()),
@@ -139,6 +148,18 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
+    }
+
+    fn vhosts_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<VHost>>> {
+        self.vhosts.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Close with 320 CONNECTION_FORCED every connection `pick` chooses.
+    pub fn close_where(&self, pick: impl Fn(&ConnMeta) -> bool, reason: &str) {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        for (outbox, _) in conns.values().filter(|(_, m)| pick(m)) {
+            let _ = outbox.send(Outbound::ForceClose(reason.to_string()));
+        }
     }
 
     pub fn next_connection_id(&self) -> u64 {
@@ -221,107 +242,6 @@ impl Broker {
 
     /// Ask every connection to close with 320 CONNECTION_FORCED.
     pub fn close_all(&self, reason: &str) {
-        for outbox in self
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|(o, _)| o)
-        {
-            let _ = outbox.send(Outbound::ForceClose(reason.to_string()));
-        }
+        self.close_where(|_| true, reason);
     }
-}
-
-fn def_vhost(def: &Definition) -> &str {
-    match def {
-        Definition::Exchange { vhost, .. }
-        | Definition::Queue { vhost, .. }
-        | Definition::Binding { vhost, .. } => vhost,
-    }
-}
-
-/// Replay definitions (exchanges, then queues, then bindings: the store's key order), then put
-/// every stored message back in its queues, in position order.
-fn recover(vhost: &VHost, store: &dyn Store, committer: &Committer) -> io::Result<RecoveryReport> {
-    let rec = store.recover()?;
-    let mut report = RecoveryReport {
-        definitions: rec.definitions.len(),
-        ..Default::default()
-    };
-    let mut ops = Vec::new();
-    for def in rec.definitions {
-        if def_vhost(&def) != vhost.name {
-            tracing::warn!(?def, "definition for an unknown vhost ignored");
-            continue;
-        }
-        if let Err(e) = vhost.restore(&def) {
-            tracing::warn!(error = %e, ?def, "stored definition could not be restored; dropped");
-            ops.push(Op::DeleteDefinition(def));
-        }
-    }
-    let mut refs: HashMap<u64, u32> = HashMap::new();
-    for entries in rec.queues.values() {
-        for (_, id) in entries {
-            *refs.entry(*id).or_default() += 1;
-        }
-    }
-    let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(rec.messages.len());
-    // Consume the records as they are decoded, so boot does not hold every message twice.
-    for (id, data) in rec.messages {
-        let d = store::record::decode(&data).ok_or_else(|| {
-            io::Error::other(format!("stored message {id} is corrupt; refusing to start"))
-        })?;
-        let mut m = Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body)
-            .ok_or_else(|| {
-                io::Error::other(format!(
-                    "stored message {id} has corrupt properties; refusing to start"
-                ))
-            })?;
-        m.store_id = id;
-        m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
-        // On disk already: removals apply to it directly.
-        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::WRITTEN);
-        messages.insert(id, Arc::new(m));
-        committer.reserve_ids_above(id);
-    }
-    let by_key: HashMap<String, Arc<crate::queue::Queue>> = vhost
-        .queues()
-        .into_iter()
-        .filter_map(|q| Some((q.config.store_key.as_ref()?.as_str().to_string(), q)))
-        .collect();
-    for (key, entries) in rec.queues {
-        let queue = by_key.get(key.as_str());
-        let restored = entries
-            .iter()
-            .filter_map(|(seq, id)| messages.get(id).map(|m| (*seq, m.clone())));
-        match queue {
-            Some(q) => {
-                report.queues += 1;
-                report.messages += entries.len();
-                q.restore(restored);
-            }
-            None if entries.iter().all(|(pos, id)| {
-                messages
-                    .get(id)
-                    .is_some_and(|m| vhost.restore_delayed(&key, *pos, m.clone()))
-            }) =>
-            {
-                report.messages += entries.len();
-            }
-            None => {
-                // Index of a queue deleted just before a crash: its messages go too.
-                ops.push(Op::DropQueue(key.clone()));
-                for (_, m) in restored {
-                    if m.release_store_ref() {
-                        ops.push(Op::DeleteMessage(m));
-                    }
-                }
-            }
-        }
-    }
-    if !ops.is_empty() {
-        committer.submit(ops, None);
-    }
-    Ok(report)
 }

@@ -10,7 +10,9 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
-#[derive(Parser, Debug)]
+mod access;
+
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "warrenctl",
     version,
@@ -33,7 +35,14 @@ use std::time::Duration;
   import FILE                              apply definitions (RabbitMQ's export format)
 rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connections,
   list_consumers, list_vhosts, purge_queue N, delete_queue N, close_connection N [reason],
-  set_vm_memory_high_watermark FRACTION | absolute SIZE, ping, await_startup [SECONDS]"
+  set_vm_memory_high_watermark FRACTION | absolute SIZE, ping, await_startup [SECONDS],
+  add_user U P, delete_user U, change_password U P, clear_password U, set_user_tags U TAG...,
+  list_users, authenticate_user U P, add_vhost V [--description D] [--tags T], delete_vhost V,
+  set_permissions [-p V] U CONF WRITE READ, clear_permissions [-p V] U, list_permissions [-p V],
+  list_user_permissions U, set_topic_permissions [-p V] U EXCHANGE WRITE READ,
+  clear_topic_permissions [-p V] U [EXCHANGE], list_topic_permissions [-p V],
+  set_vhost_limits [-p V] JSON, clear_vhost_limits [-p V], list_vhost_limits [-p V],
+  set_user_limits U JSON, clear_user_limits U NAME|all, list_user_limits U"
 )]
 struct Args {
     #[arg(
@@ -105,6 +114,9 @@ fn run(a: &Args) -> Res<String> {
             }
         }
         _ => {}
+    }
+    if let Some(r) = access::run(a, verb, rest) {
+        return r;
     }
     // rabbitmqctl's verbs become rabbitmqadmin's.
     if let Some(kind) = verb.strip_prefix("list_") {
@@ -548,7 +560,10 @@ fn send(a: &Args, method: &str, path: &str, body: Option<Value>, extra: &[String
     }
     let reason = value["reason"].as_str().map(str::to_string);
     Err(match status {
-        401 => "access refused: wrong username or password (guest only from localhost)".into(),
+        401 => match reason {
+            Some(r) if r != "Login failed" => format!("access refused: {r}"),
+            _ => "access refused: wrong username or password (guest only from localhost)".into(),
+        },
         404 => format!("not found: /api/{path}"),
         _ => format!("{status}: {}", reason.unwrap_or_else(|| body.to_string())),
     })

@@ -1,6 +1,8 @@
-//! Definitions import: RabbitMQ's export format (exchanges, queues, bindings; as written by
-//! `rabbitmqadmin export` or GET /api/definitions), applied through the same vhost calls as the
-//! AMQP methods. Used by POST /api/definitions, `warrenctl import` and `warren --definitions`.
+//! Definitions import: RabbitMQ's export format (users, vhosts, permissions, topic
+//! permissions, vhost limits, exchanges, queues, bindings; as written by `rabbitmqadmin
+//! export` or GET /api/definitions), applied through the same broker and vhost calls as the
+//! API and the AMQP methods. Used by POST /api/definitions, `warrenctl import` and
+//! `warren --definitions`.
 
 use super::json::to_table;
 use crate::broker::Broker;
@@ -8,9 +10,15 @@ use crate::queue::Effects;
 use crate::vhost::{ExchangeDecl, QueueDecl};
 use serde_json::Value;
 
+mod access;
+use access::Access;
+
 /// What an import declared.
 #[derive(Debug, Default, PartialEq)]
 pub struct Imported {
+    pub users: usize,
+    pub vhosts: usize,
+    pub permissions: usize,
     pub exchanges: usize,
     pub queues: usize,
     pub bindings: usize,
@@ -20,8 +28,9 @@ pub struct Imported {
 /// and the error names that entry: names, exchange types, queue arguments, and that every
 /// binding's ends exist (on the broker or in the file). An exchange or queue that already
 /// exists is left as it is, even if the file describes it differently (RabbitMQ 3.10's import
-/// does the same). Users, permissions, policies and parameters are not supported and are
-/// ignored (reported in the log).
+/// does the same). Users keep their password hashes (sha256, sha512 or md5), so they log in
+/// with their original passwords. Policies and other parameters are not supported yet and
+/// are ignored (reported in the log).
 pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
     let list = |key: &str| -> Vec<&Value> {
         defs.get(key)
@@ -33,25 +42,20 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         return Err("definitions must be a JSON object".into());
     }
     let (exchanges, queues, bindings) = (list("exchanges"), list("queues"), list("bindings"));
+    let access = Access::check(broker, defs)?;
     for item in exchanges.iter().chain(&queues).chain(&bindings) {
         let v = str_of(item, "vhost").unwrap_or("/");
-        if broker.vhost(v).is_none() {
-            return Err(format!("vhost '{v}' does not exist (Warren has only '/')"));
+        if broker.vhost(v).is_none() && !access.has_vhost(v) {
+            return Err(format!("vhost '{v}' does not exist"));
         }
     }
-    for key in [
-        "users",
-        "permissions",
-        "policies",
-        "parameters",
-        "global_parameters",
-    ] {
+    for key in ["policies", "global_parameters"] {
         if !list(key).is_empty() {
             tracing::warn!(key, "definitions import: not supported, ignored");
         }
     }
-    check(broker, &exchanges, &queues, &bindings)?;
-    let mut done = Imported::default();
+    check(broker, &access, &exchanges, &queues, &bindings)?;
+    let mut done = access.apply(broker);
     let explain = |what: &str, name: &str, e: crate::error::AmqpError| {
         let text = e
             .text
@@ -120,6 +124,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
 /// Everything `import` would refuse, found before anything is applied.
 fn check(
     broker: &Broker,
+    access: &Access,
     exchanges: &[&Value],
     queues: &[&Value],
     bindings: &[&Value],
@@ -128,8 +133,11 @@ fn check(
     let mut new_exchanges = std::collections::HashSet::new();
     for x in exchanges {
         let name = short_ok(str_of(x, "name").ok_or("an exchange without a name")?)?;
-        let vh = vhost_of(broker, x)?;
-        if name.is_empty() || name.starts_with("amq.") || vh.exchange(name).is_some() {
+        let vh = planned(broker, access, x)?;
+        if name.is_empty()
+            || name.starts_with("amq.")
+            || vh.as_ref().is_some_and(|vh| vh.exchange(name).is_some())
+        {
             continue;
         }
         let kind = str_of(x, "type").unwrap_or("direct");
@@ -143,8 +151,8 @@ fn check(
     let mut new_queues = std::collections::HashSet::new();
     for q in queues {
         let name = short_ok(str_of(q, "name").ok_or("a queue without a name")?)?;
-        let vh = vhost_of(broker, q)?;
-        if vh.queue(name).is_some() {
+        let vh = planned(broker, access, q)?;
+        if vh.as_ref().is_some_and(|vh| vh.queue(name).is_some()) {
             continue;
         }
         if name.starts_with("amq.") {
@@ -156,7 +164,7 @@ fn check(
             .map_err(|e| format!("queue '{name}': {e}"))?;
         let cx = crate::queue::args::DeclareContext {
             name,
-            vhost: &vh.name,
+            vhost: &vhost(q),
             durable: bool_of(q, "durable", true),
             exclusive: false,
             auto_delete: bool_of(q, "auto_delete", false),
@@ -173,19 +181,20 @@ fn check(
         if source.is_empty() {
             continue;
         }
-        let vh = vhost_of(broker, b)?;
+        let vh = planned(broker, access, b)?;
         let v = vhost(b);
         short_ok(str_of(b, "routing_key").unwrap_or(""))?;
         to_table(b.get("arguments").unwrap_or(&Value::Null))
             .map_err(|e| format!("binding from '{source}' to '{dest}': {e}"))?;
         let exchange_known = |n: &str| {
-            vh.exchange(n).is_some() || new_exchanges.contains(&(v.clone(), n.to_string()))
+            vh.as_ref().is_some_and(|vh| vh.exchange(n).is_some())
+                || new_exchanges.contains(&(v.clone(), n.to_string()))
         };
         let to_queue = str_of(b, "destination_type").unwrap_or("queue") != "exchange";
         let missing = if !exchange_known(source) {
             Some(format!("no exchange '{source}' in vhost '{v}'"))
         } else if to_queue
-            && vh.queue(dest).is_none()
+            && vh.as_ref().is_none_or(|vh| vh.queue(dest).is_none())
             && !new_queues.contains(&(v.clone(), dest.to_string()))
         {
             Some(format!("no queue '{dest}' in vhost '{v}'"))
@@ -222,6 +231,20 @@ fn bool_of(v: &Value, key: &str, default: bool) -> bool {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "true",
         _ => default,
+    }
+}
+
+/// The vhost an entry lives in: Some when it exists, None when the file creates it.
+fn planned(
+    broker: &Broker,
+    access: &Access,
+    v: &Value,
+) -> Result<Option<std::sync::Arc<crate::vhost::VHost>>, String> {
+    let name = str_of(v, "vhost").unwrap_or("/");
+    match broker.vhost(name) {
+        Some(vh) => Ok(Some(vh)),
+        None if access.has_vhost(name) => Ok(None),
+        None => Err(format!("vhost '{name}' does not exist")),
     }
 }
 

@@ -1,0 +1,271 @@
+//! Boot: replay the store's definitions (access control and vhosts first, then exchanges,
+//! queues and bindings: the store's key order), put every stored message back in its queues
+//! in position order, and give a fresh directory its default user and vhost.
+
+use super::RecoveryReport;
+use crate::auth::{Hashing, PasswordHash, Permission, TopicPermission, User, Users};
+use crate::config::Config;
+use crate::message::Message;
+use crate::store::{self, Committer, Definition, Op, Store};
+use crate::vhost::{VHost, VHostMeta};
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+pub(super) type VHosts = HashMap<String, Arc<VHost>>;
+
+pub(super) fn new_vhost(
+    name: &str,
+    store: &Arc<dyn Store>,
+    committer: &Arc<Committer>,
+) -> Arc<VHost> {
+    VHost::new(name, Some(store.clone()), Some(committer.clone()))
+}
+
+/// A user as stored (None when the stored hash cannot be read).
+pub(super) fn user_from(def: &Definition) -> Option<User> {
+    let Definition::User {
+        name,
+        password_hash,
+        hashing_algorithm,
+        tags,
+        limits,
+    } = def
+    else {
+        return None;
+    };
+    let hashing = Hashing::parse(hashing_algorithm)?;
+    Some(User {
+        name: name.clone(),
+        password: PasswordHash::from_base64(hashing, password_hash)?,
+        tags: tags.clone(),
+        limits: limits.clone(),
+    })
+}
+
+pub(super) fn user_def(u: &User) -> Definition {
+    Definition::User {
+        name: u.name.clone(),
+        password_hash: u.password.to_base64(),
+        hashing_algorithm: u.password.hashing.name().to_string(),
+        tags: u.tags.clone(),
+        limits: u.limits.clone(),
+    }
+}
+
+pub(super) fn vhost_def(name: &str, meta: &VHostMeta) -> Definition {
+    Definition::VHost {
+        name: name.to_string(),
+        description: meta.description.clone(),
+        tags: meta.tags.clone(),
+        limits: meta.limits.clone(),
+    }
+}
+
+/// Apply one access-control or vhost definition; false when it is not one.
+fn restore_access(
+    def: &Definition,
+    users: &Users,
+    vhosts: &mut VHosts,
+    store: &Arc<dyn Store>,
+    committer: &Arc<Committer>,
+) -> Result<bool, String> {
+    match def {
+        Definition::User { name, .. } => {
+            let user = user_from(def).ok_or_else(|| format!("user '{name}' has a bad hash"))?;
+            users.put_user(user);
+        }
+        Definition::VHost {
+            name,
+            description,
+            tags,
+            limits,
+        } => {
+            let vh = new_vhost(name, store, committer);
+            vh.set_meta(VHostMeta {
+                description: description.clone(),
+                tags: tags.clone(),
+                limits: limits.clone(),
+            });
+            vhosts.insert(name.clone(), vh);
+        }
+        Definition::Permission {
+            vhost,
+            user,
+            configure,
+            write,
+            read,
+        } => users.set_permission(vhost, user, Permission::new(configure, write, read)?),
+        Definition::TopicPermission {
+            vhost,
+            user,
+            exchange,
+            write,
+            read,
+        } => users.set_topic_permission(
+            vhost,
+            user,
+            TopicPermission::new(user, vhost, exchange, write, read)?,
+        ),
+        Definition::Seeded => {}
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The default vhost and user of a fresh directory (RabbitMQ's default_vhost, default_user
+/// with the administrator tag and full permissions there).
+fn seed(
+    config: &Config,
+    users: &Users,
+    vhosts: &mut VHosts,
+    store: &Arc<dyn Store>,
+    committer: &Arc<Committer>,
+    ops: &mut Vec<Op>,
+) {
+    let vhost = &config.default_vhost;
+    if !vhosts.contains_key(vhost) {
+        vhosts.insert(vhost.clone(), new_vhost(vhost, store, committer));
+        ops.push(Op::PutDefinition(vhost_def(vhost, &VHostMeta::default())));
+    }
+    if users.user(&config.default_user).is_none() {
+        let user = User {
+            name: config.default_user.clone(),
+            password: PasswordHash::new(Hashing::Sha256, &config.default_pass),
+            tags: vec!["administrator".into()],
+            limits: Default::default(),
+        };
+        ops.push(Op::PutDefinition(user_def(&user)));
+        users.put_user(user);
+        let all = ".*";
+        if let Ok(p) = Permission::new(all, all, all) {
+            users.set_permission(vhost, &config.default_user, p);
+            ops.push(Op::PutDefinition(Definition::Permission {
+                vhost: vhost.clone(),
+                user: config.default_user.clone(),
+                configure: all.into(),
+                write: all.into(),
+                read: all.into(),
+            }));
+        }
+    }
+    ops.push(Op::PutDefinition(Definition::Seeded));
+}
+
+pub(super) fn recover(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    committer: &Arc<Committer>,
+    users: &Users,
+) -> io::Result<(VHosts, RecoveryReport)> {
+    let rec = store.recover()?;
+    let mut report = RecoveryReport {
+        definitions: rec.definitions.len(),
+        ..Default::default()
+    };
+    let mut vhosts = VHosts::new();
+    let seeded = rec.definitions.contains(&Definition::Seeded);
+    let mut ops = Vec::new();
+    for def in rec.definitions {
+        match restore_access(&def, users, &mut vhosts, store, committer) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, ?def, "stored definition could not be restored; dropped");
+                ops.push(Op::DeleteDefinition(def));
+                continue;
+            }
+        }
+        let name = def.topology_vhost().unwrap_or_default().to_string();
+        if !vhosts.contains_key(&name) && !seeded {
+            // A directory from before vhosts were stored: its vhosts existed implicitly.
+            let vh = new_vhost(&name, store, committer);
+            ops.push(Op::PutDefinition(vhost_def(&name, &VHostMeta::default())));
+            vhosts.insert(name.clone(), vh);
+        }
+        let restored = match vhosts.get(&name) {
+            Some(vh) => vh.restore(&def).map_err(|e| e.to_string()),
+            None => Err(format!("vhost '{name}' does not exist")),
+        };
+        if let Err(e) = restored {
+            tracing::warn!(error = %e, ?def, "stored definition could not be restored; dropped");
+            ops.push(Op::DeleteDefinition(def));
+        }
+    }
+    if !seeded {
+        seed(config, users, &mut vhosts, store, committer, &mut ops);
+    }
+    let mut refs: HashMap<u64, u32> = HashMap::new();
+    for entries in rec.queues.values() {
+        for (_, id) in entries {
+            *refs.entry(*id).or_default() += 1;
+        }
+    }
+    let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(rec.messages.len());
+    // Consume the records as they are decoded, so boot does not hold every message twice.
+    for (id, data) in rec.messages {
+        let d = store::record::decode(&data).ok_or_else(|| {
+            io::Error::other(format!("stored message {id} is corrupt; refusing to start"))
+        })?;
+        let mut m = Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body)
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "stored message {id} has corrupt properties; refusing to start"
+                ))
+            })?;
+        m.store_id = id;
+        m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
+        // On disk already: removals apply to it directly.
+        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::WRITTEN);
+        messages.insert(id, Arc::new(m));
+        committer.reserve_ids_above(id);
+    }
+    let by_key: HashMap<String, Arc<crate::queue::Queue>> = vhosts
+        .values()
+        .flat_map(|vh| vh.queues())
+        .filter_map(|q| Some((q.config.store_key.as_ref()?.as_str().to_string(), q)))
+        .collect();
+    for (key, entries) in rec.queues {
+        let queue = by_key.get(key.as_str());
+        // A delayed exchange's index: "\u{1}delayed NUL vhost NUL name".
+        let owner = key
+            .as_str()
+            .strip_prefix("\u{1}delayed\0")
+            .and_then(|rest| rest.split_once('\0'))
+            .and_then(|(v, _)| vhosts.get(v));
+        let restored = entries
+            .iter()
+            .filter_map(|(seq, id)| messages.get(id).map(|m| (*seq, m.clone())));
+        match queue {
+            Some(q) => {
+                report.queues += 1;
+                report.messages += entries.len();
+                q.restore(restored);
+            }
+            None if owner.is_some_and(|vh| {
+                entries.iter().all(|(pos, id)| {
+                    messages
+                        .get(id)
+                        .is_some_and(|m| vh.restore_delayed(&key, *pos, m.clone()))
+                })
+            }) =>
+            {
+                report.messages += entries.len();
+            }
+            None => {
+                // Index of a queue deleted just before a crash: its messages go too.
+                ops.push(Op::DropQueue(key.clone()));
+                for (_, m) in restored {
+                    if m.release_store_ref() {
+                        ops.push(Op::DeleteMessage(m));
+                    }
+                }
+            }
+        }
+    }
+    if !ops.is_empty() {
+        committer.submit(ops, None);
+    }
+    Ok((vhosts, report))
+}
