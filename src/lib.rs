@@ -58,9 +58,29 @@ impl BrokerHandle {
         self.addr
     }
 
-    /// `amqp://guest:guest@host:port/%2f`, ready for any client.
+    /// `amqp://guest:guest@host:port/%2f` (the configured default user and vhost), ready for
+    /// any client.
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
+        let c = &self.broker.config;
+        let enc = |s: &str| {
+            let mut out = String::new();
+            for b in s.bytes() {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        out.push(b as char)
+                    }
+                    _ => out.push_str(&format!("%{b:02x}")),
+                }
+            }
+            out
+        };
+        format!(
+            "amqp://{}:{}@{}/{}",
+            enc(&c.default_user),
+            enc(&c.default_pass),
+            self.addr,
+            enc(&c.default_vhost)
+        )
     }
 
     /// Where the management HTTP API listens, when `Config::mgmt_port` asked for it.

@@ -5,6 +5,7 @@
 mod common;
 
 mod access;
+mod access_boot;
 mod alarms;
 mod arguments;
 mod committer_model;
