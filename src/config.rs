@@ -57,6 +57,12 @@ pub struct Config {
     pub default_vhost: String,
     /// Users that may log in only from a loopback address (RabbitMQ's loopback_users).
     pub loopback_users: Vec<String>,
+    /// AMQPS port (RabbitMQ's 5671; 0 picks one); needs `tls`.
+    pub tls_port: Option<u16>,
+    /// HTTPS port of the management API; needs `tls`.
+    pub mgmt_tls_port: Option<u16>,
+    /// Certificate, key and client verification for both TLS listeners.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -99,6 +105,9 @@ impl Default for Config {
             default_pass: "guest".into(),
             default_vhost: "/".into(),
             loopback_users: vec!["guest".into()],
+            tls_port: None,
+            mgmt_tls_port: None,
+            tls: None,
             store: None,
         }
     }

@@ -34,6 +34,7 @@ pub mod names;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod vhost;
 
 pub use broker::Broker;
@@ -47,6 +48,8 @@ use tokio::sync::oneshot;
 /// A broker running inside this process.
 pub struct BrokerHandle {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    mgmt_tls: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     mgmt: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
@@ -83,6 +86,16 @@ impl BrokerHandle {
         )
     }
 
+    /// Where AMQPS listens, when `Config::tls_port` asked for it.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Where the management API's HTTPS listens, when `Config::mgmt_tls_port` asked for it.
+    pub fn mgmt_tls_addr(&self) -> Option<SocketAddr> {
+        self.mgmt_tls.as_ref().map(|(a, _)| *a)
+    }
+
     /// Where the management HTTP API listens, when `Config::mgmt_port` asked for it.
     pub fn mgmt_addr(&self) -> Option<SocketAddr> {
         self.mgmt.as_ref().map(|(a, _)| *a)
@@ -108,6 +121,9 @@ impl BrokerHandle {
             Err(e) => Err(format!("server task ended abnormally: {e}")),
         };
         if let Some((_, task)) = self.mgmt.take() {
+            task.abort();
+        }
+        if let Some((_, task)) = self.mgmt_tls.take() {
             task.abort();
         }
         r
@@ -178,12 +194,75 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
             }
         },
     };
+    let tls_config = match &broker.config.tls {
+        Some(files) => Some(tls::server_config(files)?),
+        None => None,
+    };
+    let amqps = match (broker.config.tls_port, &tls_config) {
+        (Some(port), Some(cfg)) => {
+            let l = tokio::net::TcpListener::bind((bind.as_str(), port))
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        e.kind(),
+                        format!("cannot listen on {bind}:{port} (TLS): {e}"),
+                    )
+                })?;
+            tracing::info!(port = l.local_addr()?.port(), "AMQPS listening");
+            Some(server::Tls {
+                listener: l,
+                acceptor: tokio_rustls::TlsAcceptor::from(cfg.clone()),
+            })
+        }
+        (Some(_), None) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "--tls-port needs --tls-cert and --tls-key",
+            ))
+        }
+        _ => None,
+    };
+    let tls_addr = match &amqps {
+        Some(t) => Some(t.listener.local_addr()?),
+        None => None,
+    };
+    let mgmt_tls = match (broker.config.mgmt_tls_port, &tls_config) {
+        (Some(port), Some(cfg)) => {
+            let l = tokio::net::TcpListener::bind((bind.as_str(), port))
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        e.kind(),
+                        format!("cannot listen on {bind}:{port} (management TLS): {e}"),
+                    )
+                })?;
+            let a = l.local_addr()?;
+            tracing::info!(port = a.port(), "management API (HTTPS) listening");
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+            let task = tokio::spawn(mgmt::run_tls(
+                l,
+                acceptor,
+                broker.clone(),
+                std::future::pending(),
+            ));
+            Some((a, task))
+        }
+        (Some(_), None) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "--mgmt-tls-port needs --tls-cert and --tls-key",
+            ))
+        }
+        _ => None,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, broker.clone(), async move {
+    let task = tokio::spawn(server::run(listener, amqps, broker.clone(), async move {
         let _ = stopped.await;
     }));
     Ok(BrokerHandle {
         addr,
+        tls_addr,
+        mgmt_tls,
         mgmt,
         broker,
         stop: Some(stop),

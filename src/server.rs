@@ -9,10 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// AMQPS: a listener and the TLS configuration its connections use.
+pub struct Tls {
+    pub listener: TcpListener,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
 /// Serve until `shutdown` completes; Err when the store could not make the last writes
 /// durable.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<Tls>,
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
@@ -20,6 +27,10 @@ pub async fn run(
     if let Ok(a) = listener.local_addr() {
         broker.listening("amqp", a.port());
     }
+    if let Some(a) = tls.as_ref().and_then(|t| t.listener.local_addr().ok()) {
+        broker.listening("amqp/ssl", a.port());
+    }
+
     tokio::spawn(crate::alarm::monitor(
         Arc::downgrade(&broker.alarms),
         broker.disk_dir().map(Into::into),
@@ -37,10 +48,23 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            accepted = accept_tls(&tls) => {
+                match (accepted, &tls) {
+                    (Ok((stream, peer)), Some(t)) => {
+                        tokio::spawn(serve_tls(stream, peer, t.acceptor.clone(), broker.clone()));
+                    }
+                    (Err(e), _) => {
+                        tracing::warn!(error = %e, "TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    _ => {}
+                }
+            },
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
+    drop(tls);
     broker.close_all("broker forced connection closure with reason 'shutdown'");
     // Give clients a moment to answer close-ok; connections time out on their own after that.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -59,4 +83,40 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "storage could not flush at shutdown"),
     }
     r
+}
+
+/// The next AMQPS socket; never, without TLS. (accept is cancel-safe, so this may lose a race
+/// in `select!` without losing a socket.)
+async fn accept_tls(
+    tls: &Option<Tls>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match tls {
+        Some(t) => t.listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The TLS handshake (bounded by the AMQP handshake timeout), then an AMQP connection on it.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    broker: Arc<Broker>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cn = crate::tls::peer_common_name(tls.get_ref().1);
+    crate::connection::serve_on(tls, broker, peer, local, cn).await
 }

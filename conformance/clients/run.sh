@@ -18,7 +18,26 @@ if [ -z "$url" ]; then
     [ -x "$bin" ] || (cd "$root" && cargo build --bin warren)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "$bin" --port "$port" --bind 127.0.0.1 --in-memory --mgmt-port "$mport" >"$work/warren.log" 2>&1 &
+    tport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # Certificates for AMQPS: a CA, a server certificate for localhost, and a client
+    # certificate whose common name is a user (SASL EXTERNAL).
+    certs="$work/certs"; mkdir -p "$certs"
+    (
+        cd "$certs"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=warren-test-ca" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=tls-client" -keyout client.key -out client.csr
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile client.ext -out client.pem
+    ) >"$work/openssl.log" 2>&1
+    "$bin" --port "$port" --bind 127.0.0.1 --in-memory --mgmt-port "$mport" \
+        --tls-port "$tport" --tls-cert "$certs/server.pem" --tls-key "$certs/server.key" \
+        --tls-ca "$certs/ca.pem" --tls-verify-peer >"$work/warren.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -40,6 +59,10 @@ declare -A cmds=(
 clients=(pika aio-pika kombu amqplib rabbitmq-c java go)
 # RabbitMQ's rabbitmqadmin against the management API, when rabbitmq-server is installed and
 # we started the broker (so we know its management port).
+if [ -n "$mport" ]; then
+    cmds[pika-tls]="python3 $here/python/pika_tls_workload.py 127.0.0.1 $tport $mport $certs"
+    clients+=(pika-tls)
+fi
 if [ -n "$mport" ] && command -v rabbitmqadmin >/dev/null 2>&1; then
     cmds[rabbitmqadmin]="bash $here/admin/workload.sh $mport"
     clients+=(rabbitmqadmin)

@@ -99,6 +99,16 @@ impl Users {
         Ok(user)
     }
 
+    /// SASL EXTERNAL: the TLS layer verified the client's certificate, whose common name is
+    /// the user; no password is involved.
+    pub fn authenticate_external(&self, name: &str, peer: IpAddr) -> Result<Arc<User>, Refused> {
+        let user = self.user(name).ok_or(Refused::NoSuchUser)?;
+        if self.loopback_only(&user.name) && !peer.to_canonical().is_loopback() {
+            return Err(Refused::LoopbackOnly);
+        }
+        Ok(user)
+    }
+
     pub fn user(&self, name: &str) -> Option<Arc<User>> {
         self.read().users.get(name).cloned()
     }

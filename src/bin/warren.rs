@@ -86,6 +86,28 @@ struct Args {
     /// restricted). RabbitMQ's loopback_users; its default is guest.
     #[arg(long, env = "WARREN_LOOPBACK_USERS", default_value = "guest")]
     loopback_users: String,
+    /// AMQPS port (RabbitMQ's is 5671); needs --tls-cert and --tls-key.
+    #[arg(long, env = "WARREN_TLS_PORT")]
+    tls_port: Option<u16>,
+    /// HTTPS port for the management API; needs --tls-cert and --tls-key.
+    #[arg(long, env = "WARREN_MGMT_TLS_PORT")]
+    mgmt_tls_port: Option<u16>,
+    /// Server certificate chain (PEM) for AMQPS and HTTPS.
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the server certificate.
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, env = "WARREN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against --tls-ca (RabbitMQ's verify_peer);
+    /// a verified certificate's common name can log in with SASL EXTERNAL.
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER")]
+    tls_verify_peer: bool,
+    /// With --tls-verify-peer, refuse clients that present no certificate.
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
+    tls_fail_if_no_peer_cert: bool,
     /// Log lines as text (default) or one JSON object per line (`json`).
     #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -116,6 +138,16 @@ fn main() -> std::process::ExitCode {
         logs.init();
     }
     let ports_file = args.ports_file.clone();
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (Some(cert), Some(key)) => Some(warren::tls::TlsFiles {
+            cert,
+            key,
+            ca: args.tls_ca.clone(),
+            verify_peer: args.tls_verify_peer,
+            fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert,
+        }),
+        _ => None,
+    };
     let config = Config {
         bind: args.bind,
         port: args.port,
@@ -144,6 +176,9 @@ fn main() -> std::process::ExitCode {
             .filter(|u| !u.is_empty() && *u != "none")
             .map(String::from)
             .collect(),
+        tls_port: args.tls_port,
+        mgmt_tls_port: args.mgmt_tls_port,
+        tls,
         ..Config::default()
     };
     let runtime = match args.threads {
@@ -177,6 +212,8 @@ fn main() -> std::process::ExitCode {
         let ports = serde_json::json!({
             "amqp": broker.local_addr().port(),
             "management": broker.mgmt_addr().map(|a| a.port()),
+            "amqps": broker.tls_addr().map(|a| a.port()),
+            "management_tls": broker.mgmt_tls_addr().map(|a| a.port()),
         });
         println!("{ports}");
         if let Some(path) = &ports_file {

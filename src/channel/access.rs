@@ -31,17 +31,23 @@ impl AccessCache {
     }
 }
 
-/// RabbitMQ's text for a refused resource access (403, channel-level).
-pub fn denied(perm: Perm, kind: Kind, name: &str, vhost: &str, user: &str) -> AmqpError {
+/// RabbitMQ's text for a refused resource access (it does not say which permission was
+/// missing; the default exchange is named amq.default).
+pub fn denied_text(kind: Kind, name: &str, vhost: &str, user: &str) -> String {
     let name = match (kind, name) {
         (Kind::Exchange, "") => "amq.default",
         _ => name,
     };
-    let _ = perm; // RabbitMQ's text does not say which permission was missing
-    AmqpError::access_refused(format!(
-        "access to {} '{name}' in vhost '{vhost}' refused for user '{user}'",
+    format!(
+        "ACCESS_REFUSED - access to {} '{name}' in vhost '{vhost}' refused for user '{user}'",
         kind.name()
-    ))
+    )
+}
+
+/// 403 ACCESS_REFUSED, channel-level.
+fn denied(kind: Kind, name: &str, vhost: &str, user: &str) -> AmqpError {
+    let text = denied_text(kind, name, vhost, user);
+    AmqpError::access_refused(text.trim_start_matches("ACCESS_REFUSED - "))
 }
 
 impl Channel {
@@ -65,7 +71,7 @@ impl Channel {
         }
         let (user, vhost) = (cx.conn.user.as_str(), cx.conn.vhost.name.as_str());
         if !users.check(user, vhost, perm, kind, name) {
-            return Err(denied(perm, kind, name, vhost, user));
+            return Err(denied(kind, name, vhost, user));
         }
         if cache.granted.len() == CACHED {
             cache.granted.remove(0);

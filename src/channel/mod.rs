@@ -7,6 +7,7 @@ mod conn;
 mod topology;
 mod tx;
 
+pub use access::denied_text as access_denied_text;
 pub use assembler::{Assembler, Content, DEFAULT_MAX_MESSAGE_SIZE};
 pub use conn::{ClientCaps, ConnInfo};
 

@@ -9,8 +9,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
@@ -89,8 +88,8 @@ fn client_caps(props: &FieldTable) -> ClientCaps {
     }
 }
 
-async fn read_frame(
-    stream: &mut TcpStream,
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     frame_max: u32,
 ) -> Result<Frame, Failed> {
@@ -109,8 +108,8 @@ async fn read_frame(
 }
 
 /// The next frame must be this connection-class method on channel 0.
-async fn expect<T>(
-    stream: &mut TcpStream,
+async fn expect<T, S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     frame_max: u32,
     name: &str,
@@ -138,17 +137,23 @@ async fn expect<T>(
     Err(AmqpError::channel_error(format!("expected '{name}'")).into())
 }
 
-async fn send(stream: &mut TcpStream, method: conn::AMQPMethod) -> Result<(), Failed> {
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    method: conn::AMQPMethod,
+) -> Result<(), Failed> {
     let mut out = Vec::new();
     codec::write_method(&mut out, 0, AMQPClass::Connection(method));
     stream.write_all(&out).await.map_err(|_| Failed::Drop)
 }
 
-pub async fn run(
-    stream: &mut TcpStream,
+/// `external`: the common name of a verified TLS client certificate, which offers SASL
+/// EXTERNAL (log in as that user, no password).
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     broker: &Broker,
     peer: SocketAddr,
+    external: Option<&str>,
 ) -> Result<Negotiated, Failed> {
     while rbuf.len() < 8 {
         match stream.read_buf(rbuf).await {
@@ -168,7 +173,11 @@ pub async fn run(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(&broker.config.rabbitmq_version),
-            mechanisms: "PLAIN AMQPLAIN".into(),
+            mechanisms: if external.is_some() {
+                "PLAIN AMQPLAIN EXTERNAL".into()
+            } else {
+                "PLAIN AMQPLAIN".into()
+            },
             locales: "en_US".into(),
         }),
     )
@@ -186,11 +195,19 @@ pub async fn run(
     .await?;
     let caps = client_caps(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.to_string();
-    let login = crate::auth::parse_response(&mechanism, start_ok.response.as_bytes())
-        .map_err(|e| e.on(10, 11))?;
-    let user = match broker.users.authenticate(&login, peer.ip()) {
-        Ok(user) => user.name.clone(),
-        Err(why) => return Err(refuse_login(&login.user, peer, why, &mechanism, caps)),
+    let user = match (mechanism.as_str(), external) {
+        ("EXTERNAL", Some(cn)) => match broker.users.authenticate_external(cn, peer.ip()) {
+            Ok(user) => user.name.clone(),
+            Err(why) => return Err(refuse_login(cn, peer, why, &mechanism, caps)),
+        },
+        _ => {
+            let login = crate::auth::parse_response(&mechanism, start_ok.response.as_bytes())
+                .map_err(|e| e.on(10, 11))?;
+            match broker.users.authenticate(&login, peer.ip()) {
+                Ok(user) => user.name.clone(),
+                Err(why) => return Err(refuse_login(&login.user, peer, why, &mechanism, caps)),
+            }
+        }
     };
     let cfg = &broker.config;
     send(

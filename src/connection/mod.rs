@@ -23,6 +23,7 @@ use crate::error::AmqpError;
 use crate::queue::{Effects, Outbound, Queue};
 use amq_protocol::protocol::{basic, channel as chan, connection as conn, AMQPClass};
 use bytes::BytesMut;
+use socket::Socket;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -64,6 +65,7 @@ mod ack_timeout;
 mod catch_unwind;
 mod flow;
 mod inbox;
+pub mod socket;
 
 use catch_unwind::CatchUnwind;
 
@@ -104,9 +106,22 @@ struct Connection {
     state: State,
 }
 
-/// Serve one accepted socket until it closes.
-pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
+/// Serve one accepted TCP socket until it closes.
+pub async fn serve(stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    serve_on(stream, broker, peer, local, None).await
+}
+
+/// Serve one connection on any socket (TCP or TLS). `external`: the common name of a
+/// verified client certificate (offers SASL EXTERNAL).
+pub async fn serve_on<S: Socket>(
+    mut stream: S,
+    broker: Arc<Broker>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    external: Option<String>,
+) {
     let Ok(slot) = broker.handshakes.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "too many connections in the handshake; closed");
         return;
@@ -115,7 +130,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
     let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
     let negotiated = match tokio::time::timeout(
         timeout,
-        handshake::run(&mut stream, &mut rbuf, &broker, peer),
+        handshake::run(&mut stream, &mut rbuf, &broker, peer, external.as_deref()),
     )
     .await
     {
@@ -134,7 +149,6 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
     drop(slot);
     let (outbox, inbox) = mpsc::unbounded_channel();
     let id = broker.next_connection_id();
-    let local = stream.local_addr().unwrap_or(peer);
     let meta = Arc::new(crate::meta::ConnMeta {
         id,
         name: format!("{peer} -> {local}"),
@@ -206,7 +220,7 @@ pub async fn serve(mut stream: TcpStream, broker: Arc<Broker>, peer: SocketAddr)
 }
 
 /// Read and discard until the peer closes its side, for at most `CLOSE_TIMEOUT`.
-async fn drain(mut reader: tokio::net::tcp::OwnedReadHalf) {
+async fn drain<R: tokio::io::AsyncRead + Unpin>(mut reader: R) {
     let mut scratch = vec![0u8; 16 * 1024];
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         while let Ok(n) = reader.read(&mut scratch).await {
@@ -219,7 +233,7 @@ async fn drain(mut reader: tokio::net::tcp::OwnedReadHalf) {
 }
 
 /// Send connection.close and give the peer a moment to answer close-ok.
-async fn close_during_handshake(stream: &mut TcpStream, rbuf: &mut BytesMut, e: AmqpError) {
+async fn close_during_handshake<S: Socket>(stream: &mut S, rbuf: &mut BytesMut, e: AmqpError) {
     let mut out = Vec::new();
     codec::write_method(&mut out, 0, close_method(&e));
     if stream.write_all(&out).await.is_err() {
@@ -256,14 +270,14 @@ fn close_method(e: &AmqpError) -> AMQPClass {
 }
 
 impl Connection {
-    async fn run(
+    async fn run<S: Socket>(
         &mut self,
-        stream: TcpStream,
+        stream: S,
         mut rbuf: BytesMut,
         inbox: &mut mpsc::UnboundedReceiver<Outbound>,
         heartbeat: u16,
-    ) -> Option<tokio::net::tcp::OwnedReadHalf> {
-        let (mut reader, mut writer) = stream.into_split();
+    ) -> Option<S::Read> {
+        let (mut reader, mut writer) = stream.into_halves();
         let mut written = 0usize;
         let hb = Duration::from_secs(heartbeat.max(1).into());
         let mut ticker = tokio::time::interval(hb / 2);
@@ -528,7 +542,23 @@ impl Connection {
                 self.state = State::Closed;
                 Ok(())
             }
-            AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(_)) => {
+            AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(u)) => {
+                // The new secret must log this user in now, as RabbitMQ's backends check it.
+                let login = crate::auth::Login {
+                    user: self.info.user.clone(),
+                    password: String::from_utf8_lossy(u.new_secret.as_bytes()).into_owned(),
+                };
+                if let Err(why) = self
+                    .info
+                    .users
+                    .authenticate(&login, self.info.meta.peer.ip())
+                {
+                    tracing::warn!(user = %login.user, reason = ?why, "secret update refused");
+                    return Err(AmqpError::not_allowed(
+                        "New secret was refused by one of the backends",
+                    )
+                    .on(10, 70));
+                }
                 self.send(
                     0,
                     AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(

@@ -17,6 +17,6 @@ mod users;
 mod vhosts;
 mod write;
 
-pub use server::run;
+pub use server::{run, run_tls};
 
 pub use crate::auth::base64::{decode as base64_decode, encode as base64_encode};

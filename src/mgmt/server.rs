@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Management connections served at once; more are closed on accept.
@@ -24,9 +24,28 @@ const MAX_BODY: usize = 20 * 1024 * 1024;
 
 /// Serve management requests until `shutdown` completes.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    accept_loop(listener, None, broker, shutdown).await
+}
+
+/// The same over HTTPS.
+pub async fn run_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_loop(listener, Some(acceptor), broker, shutdown).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     if let Ok(a) = listener.local_addr() {
-        broker.listening("http", a.port());
+        broker.listening(if tls.is_some() { "https" } else { "http" }, a.port());
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -34,7 +53,23 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        tokio::spawn(serve(stream, broker.clone(), peer, permit));
+                        let broker = broker.clone();
+                        match tls.clone() {
+                            None => {
+                                tokio::spawn(serve(stream, broker, peer, permit));
+                            }
+                            Some(acceptor) => {
+                                tokio::spawn(async move {
+                                    let deadline =
+                                        Duration::from_millis(broker.config.mgmt_timeout_ms.max(1));
+                                    if let Ok(Ok(s)) =
+                                        tokio::time::timeout(deadline, acceptor.accept(stream)).await
+                                    {
+                                        serve(s, broker, peer, permit).await;
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(_) => {
                         tracing::warn!(%peer, "management connection refused: too many open");
@@ -50,8 +85,8 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     }
 }
 
-async fn serve(
-    stream: TcpStream,
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     broker: Arc<Broker>,
     peer: SocketAddr,
     _slot: OwnedSemaphorePermit,

@@ -21,6 +21,11 @@ const NO_CONNECTION: u64 = 0;
 
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
     let m = req.method.as_str();
+    if let Some(u) = &req.user {
+        if let Err(refused) = super::access::resource_check(broker, u, m, seg) {
+            return Some(refused);
+        }
+    }
     let r = match (m, seg) {
         ("PUT", ["api", "exchanges", v, x]) => with_body(req, |b| {
             with_vhost(broker, v, |vh| declare_exchange(vh, x, b))

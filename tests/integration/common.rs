@@ -189,9 +189,19 @@ pub fn s(v: &str) -> AMQPValue {
 }
 
 /// A minimal hand-driven AMQP client for frames that real clients refuse to send.
-pub struct Raw {
-    pub stream: TcpStream,
+pub struct Raw<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Raw<S> {
+    /// A raw client over any stream (TLS in the AMQPS tests).
+    pub fn over(stream: S) -> Raw<S> {
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Raw {
@@ -221,7 +231,13 @@ impl Raw {
         r
     }
 
-    async fn handshake(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
+    pub async fn open() -> Raw {
+        Raw::open_with(2047, 131072, 0).await
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Raw<S> {
+    pub async fn handshake(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
         self.send_open(channel_max, frame_max, heartbeat, "/").await;
         match self.recv_method().await {
             Some((0, AMQPClass::Connection(conn::AMQPMethod::OpenOk(_)))) => {}
@@ -258,10 +274,6 @@ impl Raw {
             })),
         )
         .await;
-    }
-
-    pub async fn open() -> Raw {
-        Raw::open_with(2047, 131072, 0).await
     }
 
     pub async fn start_ok(&mut self, mechanism: &str, response: &[u8]) {

@@ -27,5 +27,6 @@ mod routing_model;
 mod scenarios;
 mod semantics;
 mod store_model;
+mod tls;
 mod tx;
 mod wire;

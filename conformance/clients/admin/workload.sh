@@ -26,4 +26,32 @@ python3 -c "import json, sys; assert 'queues' in json.load(open(sys.argv[1]))" "
 rm -f "$defs"
 "${A[@]}" delete queue name="$q" >/dev/null
 "${A[@]}" delete exchange name="$x" >/dev/null
+# Users, vhosts and permissions: what an operator's provisioning script does.
+v="admin-v-$$"; u="admin-u-$$"
+"${A[@]}" declare vhost name="$v" >/dev/null
+"${A[@]}" declare user name="$u" password=s3cret tags=management >/dev/null
+"${A[@]}" declare permission vhost="$v" user="$u" configure='^app' write='.*' read='.*' >/dev/null
+"${A[@]}" -f raw_json list users | python3 -c "
+import json, sys
+us = {u['name']: u for u in json.load(sys.stdin)}
+assert us['$u']['tags'] in (['management'], 'management'), us['$u']"
+"${A[@]}" -f raw_json list permissions | python3 -c "
+import json, sys
+ps = [p for p in json.load(sys.stdin) if p['user'] == '$u']
+assert ps == [{'user': '$u', 'vhost': '$v', 'configure': '^app', 'write': '.*', 'read': '.*'}], ps"
+# The new user works: it sees its vhost and declares what its permissions allow.
+U=(rabbitmqadmin -H 127.0.0.1 -P "$1" -u "$u" -p s3cret -V "$v")
+"${U[@]}" declare queue name=app-q durable=false >/dev/null
+if "${U[@]}" declare queue name=other-q durable=false >/dev/null 2>&1; then
+    echo "configure permission not enforced" >&2; exit 1
+fi
+"${A[@]}" -f raw_json list vhosts name | python3 -c "
+import json, sys
+assert '$v' in [v['name'] for v in json.load(sys.stdin)]"
+"${A[@]}" delete permission vhost="$v" user="$u" >/dev/null
+"${A[@]}" delete user name="$u" >/dev/null
+"${A[@]}" delete vhost name="$v" >/dev/null
+"${A[@]}" -f raw_json list vhosts name | python3 -c "
+import json, sys
+assert '$v' not in [v['name'] for v in json.load(sys.stdin)]"
 echo ok
