@@ -2,7 +2,7 @@
 //! and applied in memory under one lock, so the store sees changes in the order memory does;
 //! callers that answer a peer wait for `Broker::sync` first (as the management API does).
 
-use super::recover::{new_vhost, user_def, vhost_def};
+use super::recover::{new_vhost, policy_def, user_def, vhost_def};
 use super::Broker;
 use crate::auth::{Permission, TopicPermission, User};
 use crate::queue::Effects;
@@ -176,6 +176,39 @@ impl Broker {
         true
     }
 
+    /// Set a policy or operator policy in a vhost and apply it; Ok(true) if it is new.
+    pub fn set_policy(&self, vhost: &str, p: crate::vhost::Policy) -> Result<bool, String> {
+        let _g = self.access_lock();
+        let vh = self
+            .vhost(vhost)
+            .ok_or_else(|| format!("no_such_vhost: {vhost}"))?;
+        self.submit(vec![Op::PutDefinition(policy_def(vhost, &p))]);
+        let mut fx = Effects::default();
+        let created = vh.set_policy(p, &mut fx);
+        vh.submit(&mut fx);
+        Ok(created)
+    }
+
+    /// Clear a policy (or operator policy); false if there was none.
+    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool) -> bool {
+        let _g = self.access_lock();
+        let Some(vh) = self.vhost(vhost) else {
+            return false;
+        };
+        let Some(p) = vh
+            .policies()
+            .into_iter()
+            .find(|p| p.name == name && p.operator == operator)
+        else {
+            return false;
+        };
+        self.submit(vec![Op::DeleteDefinition(policy_def(vhost, &p))]);
+        let mut fx = Effects::default();
+        let removed = vh.clear_policy(name, operator, &mut fx);
+        vh.submit(&mut fx);
+        removed
+    }
+
     /// Delete a vhost: its connections are closed with 320, and its queues, exchanges,
     /// bindings, messages and permissions go, durably. false when there was none.
     pub fn delete_vhost(&self, name: &str) -> bool {
@@ -188,6 +221,9 @@ impl Broker {
         vh.destroy(&mut fx);
         vh.submit(&mut fx);
         let mut ops = vec![Op::DeleteDefinition(vhost_def(name, &VHostMeta::default()))];
+        for p in vh.policies() {
+            ops.push(Op::DeleteDefinition(policy_def(name, &p)));
+        }
         for (v, user, _) in self.users.permissions() {
             if v == name {
                 ops.push(Op::DeleteDefinition(permission_key(&v, &user)));

@@ -54,6 +54,18 @@ pub(super) fn user_def(u: &User) -> Definition {
     }
 }
 
+pub(super) fn policy_def(vhost: &str, p: &crate::vhost::Policy) -> Definition {
+    Definition::Policy {
+        vhost: vhost.to_string(),
+        name: p.name.clone(),
+        pattern: p.pattern.clone(),
+        apply_to: p.apply_to.name().to_string(),
+        priority: p.priority,
+        definition: serde_json::Value::Object(p.definition.clone()).to_string(),
+        operator: p.operator,
+    }
+}
+
 pub(super) fn vhost_def(name: &str, meta: &VHostMeta) -> Definition {
     Definition::VHost {
         name: name.to_string(),
@@ -108,6 +120,23 @@ fn restore_access(
             user,
             TopicPermission::new(user, vhost, exchange, write, read)?,
         ),
+        Definition::Policy {
+            vhost,
+            name,
+            pattern,
+            apply_to,
+            priority,
+            definition,
+            operator,
+        } => {
+            let def: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(definition).map_err(|e| e.to_string())?;
+            let p = crate::vhost::Policy::new(name, pattern, apply_to, *priority, &def, *operator)?;
+            let vh = vhosts
+                .get(vhost)
+                .ok_or_else(|| format!("vhost '{vhost}' does not exist"))?;
+            vh.set_policy(p, &mut crate::queue::Effects::default());
+        }
         Definition::Seeded => {}
         _ => return Ok(false),
     }

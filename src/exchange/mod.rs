@@ -111,6 +111,8 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     bindings: RwLock<Bindings>,
+    /// The policy that applies (its name) and the alternate exchange it names, if any.
+    policy: RwLock<(Option<String>, Option<String>)>,
 }
 
 impl Exchange {
@@ -161,6 +163,7 @@ impl Exchange {
             internal,
             arguments,
             bindings: RwLock::new(Bindings::default()),
+            policy: RwLock::new((None, None)),
         })
     }
 
@@ -173,14 +176,35 @@ impl Exchange {
         }
     }
 
-    /// The alternate exchange named by the `alternate-exchange` argument.
+    /// The alternate exchange: the `alternate-exchange` argument, else a policy's.
     pub fn alternate(&self) -> Option<String> {
         use amq_protocol::types::AMQPValue;
-        match self.arguments.inner().get("alternate-exchange")? {
-            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-            AMQPValue::ShortString(s) => Some(s.to_string()),
-            _ => None,
+        match self.arguments.inner().get("alternate-exchange") {
+            Some(AMQPValue::LongString(s)) => {
+                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            }
+            Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+            _ => self
+                .policy
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .clone(),
         }
+    }
+
+    /// A policy (by name) now applies, with this alternate exchange; or none does.
+    pub fn apply_policy(&self, name: Option<String>, alternate: Option<String>) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = (name, alternate);
+    }
+
+    /// The name of the policy that applies.
+    pub fn policy_name(&self) -> Option<String> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Bindings> {

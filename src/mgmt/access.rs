@@ -47,11 +47,18 @@ pub fn authorize(
         | ["api", "definitions", ..]
         | ["api", "warren", ..]
         | ["api", "vhosts", _, ..] => true,
-        ["api", "vhost-limits", ..] | ["api", "cluster-name"] => method != "GET",
+        ["api", "vhost-limits", ..]
+        | ["api", "cluster-name"]
+        | ["api", "operator-policies", ..] => method != "GET",
         _ => false,
     };
     if admin_only && !is_admin(user) {
         return Err(not_authorised("Not administrator user"));
+    }
+    if let ["api", "policies", ..] = seg.as_slice() {
+        if method != "GET" && !is_admin(user) && !user.has_tag("policymaker") {
+            return Err(not_authorised("User not authorised to access object"));
+        }
     }
     let vhost = match seg.as_slice() {
         ["api", "queues" | "exchanges" | "bindings" | "consumers" | "aliveness-test", v, ..] => {

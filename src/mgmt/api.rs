@@ -123,6 +123,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
             .or_else(|| write::handle(broker, req, &seg))
             .or_else(|| super::users::handle(broker, req, &seg))
             .or_else(|| super::vhosts::handle(broker, req, &seg))
+            .or_else(|| super::policies::handle(broker, req, &seg))
         {
             Some(r) => r,
             None if is_known(&seg) => {
@@ -148,7 +149,9 @@ fn is_known(seg: &[&str]) -> bool {
                 | "permissions"
                 | "topic-permissions"
                 | "vhost-limits"
-                | "user-limits")
+                | "user-limits"
+                | "policies"
+                | "operator-policies")
         )
     )
 }
@@ -282,7 +285,7 @@ fn exchanges(vh: &VHost) -> Value {
 fn exchange_json(vh: &VHost, x: &Exchange) -> Value {
     json!({"name": x.name, "vhost": vh.name, "type": x.type_name(), "durable": x.durable,
            "auto_delete": x.auto_delete, "internal": x.internal,
-           "arguments": from_table(&x.arguments)})
+           "arguments": from_table(&x.arguments), "policy": x.policy_name()})
 }
 
 fn queues(vh: &VHost) -> Value {
@@ -295,11 +298,14 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
     let c = &q.config;
     let ready = u64::from(q.message_count());
     let unacked = q.unacked_count();
+    let p = q.policy.lock().map(|p| p.clone()).unwrap_or_default();
+    let effective = Value::Object(p.definition);
     json!({
         "name": c.name, "vhost": c.vhost, "durable": c.durable, "auto_delete": c.auto_delete,
         "exclusive": c.exclusive_owner.is_some(), "arguments": from_table(&c.arguments),
         "type": if q.is_quorum() { "quorum" } else { "classic" }, "state": "running",
-        "node": NODE, "policy": null,
+        "node": NODE, "policy": p.policy, "operator_policy": p.operator_policy,
+        "effective_policy_definition": effective,
         "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
         "consumers": q.consumer_count(),
     })
@@ -426,7 +432,8 @@ fn definitions(broker: &Broker) -> Value {
         "permissions": super::users::permissions_json(broker, |_, _| true),
         "topic_permissions": super::users::topic_permissions_json(broker, |_, _| true),
         "parameters": super::vhosts::limits_as_parameters(broker),
-        "global_parameters": [], "policies": [],
+        "global_parameters": [],
+        "policies": super::policies::list(broker, false, |_| true),
         "queues": queues_out, "exchanges": exchanges_out, "bindings": bindings_out,
     })
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 mod node;
+mod policies;
 mod reply;
 mod server;
 mod users;

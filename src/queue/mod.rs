@@ -77,6 +77,15 @@ pub trait Sink: Send + Sync {
     fn expire(&self, queue: &Arc<Queue>);
 }
 
+/// The policy and operator policy that apply to a queue, and their combined definition
+/// (RabbitMQ's `policy`, `operator_policy`, `effective_policy_definition`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppliedPolicy {
+    pub policy: Option<String>,
+    pub operator_policy: Option<String>,
+    pub definition: serde_json::Map<String, serde_json::Value>,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
     pub name: String,
@@ -94,6 +103,8 @@ pub struct QueueConfig {
 
 pub struct Queue {
     pub config: QueueConfig,
+    /// Which policies apply and what they say, for the management API.
+    pub policy: Mutex<AppliedPolicy>,
     state: Mutex<State>,
     sink: Option<Weak<dyn Sink>>,
     /// Wakes the timer task when an earlier deadline appears.
@@ -125,6 +136,9 @@ struct State {
     timer_running: bool,
     /// The deadline the timer task sleeps until, if any.
     timer_deadline: Option<u64>,
+    /// The arguments in force: the declared ones combined with the vhost's policies
+    /// (`apply_args`); read under the lock the publish path holds anyway.
+    args: Arc<QueueArgs>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +172,9 @@ impl Queue {
                 last_used: now_ms(),
                 timer_running: false,
                 timer_deadline: None,
+                args: Arc::new(config.args.clone()),
             }),
+            policy: Default::default(),
             config,
             sink,
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -235,14 +251,35 @@ impl Queue {
         u32::try_from(self.lock().consumers.len()).unwrap_or(u32::MAX)
     }
 
+    /// The arguments in force (declared, combined with policies).
+    pub fn effective_args(&self) -> Arc<QueueArgs> {
+        self.lock().args.clone()
+    }
+
+    /// Policies changed what applies: new limits take effect at once (a lower max-length
+    /// drops or dead-letters the excess, a new x-expires starts counting).
+    pub fn apply_args(self: &Arc<Self>, args: QueueArgs, applied: AppliedPolicy, fx: &mut Effects) {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = applied;
+        let mut st = self.lock();
+        if *st.args == args {
+            return;
+        }
+        st.args = Arc::new(args);
+        self.enforce_max_length(&mut st, fx);
+        if st.args.expires.is_some() || st.ready.next_expiry().is_some() {
+            self.ensure_timer(&mut st);
+            self.wake.notify_one();
+        }
+    }
+
     /// A redeclare counts as use for x-expires.
     pub fn touch(&self) {
         self.lock().last_used = now_ms();
     }
 
     /// When a message enqueued now expires (the clock is read only if some TTL applies).
-    fn expiry_for(&self, m: &Message) -> Option<u64> {
-        let ttl = match (self.config.args.message_ttl, m.expiration_ms) {
+    fn expiry_for(args: &QueueArgs, m: &Message) -> Option<u64> {
+        let ttl = match (args.message_ttl, m.expiration_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -257,13 +294,13 @@ impl Queue {
             self.forget_message(&message, true, None, fx);
             return true;
         }
-        let a = &self.config.args;
+        let a = &st.args;
         let full = a.max_length.is_some_and(|m| st.ready.len() as u64 >= m)
             || a.max_length_bytes
                 .is_some_and(|m| st.ready.bytes() + message.body.len() as u64 > m);
         if full && a.overflow != Overflow::DropHead {
             if a.overflow == Overflow::RejectPublishDlx {
-                self.dead_letter(&message, Reason::Maxlen, fx);
+                self.dead_letter(a, &message, Reason::Maxlen, fx);
             }
             self.forget_message(&message, true, None, fx);
             return false;
@@ -273,7 +310,7 @@ impl Queue {
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
             fx.ops.push(Op::Index(key.clone(), seq, message.clone()));
         }
-        let expires_at = self.expiry_for(&message);
+        let expires_at = Self::expiry_for(&st.args, &message);
         st.ready.push_back(QueuedMessage {
             seq,
             message,
@@ -295,7 +332,7 @@ impl Queue {
     }
 
     fn enforce_max_length(&self, st: &mut State, fx: &mut Effects) {
-        let a = &self.config.args;
+        let a = st.args.clone();
         loop {
             let over = a.max_length.is_some_and(|m| st.ready.len() as u64 > m)
                 || a.max_length_bytes.is_some_and(|m| st.ready.bytes() > m);
@@ -305,24 +342,25 @@ impl Queue {
             let Some(head) = st.ready.pop_front() else {
                 return;
             };
-            self.dead_letter(&head.message, Reason::Maxlen, fx);
+            self.dead_letter(&a, &head.message, Reason::Maxlen, fx);
             self.forget(&head, false, fx);
         }
     }
 
     /// Remove expired messages from the level heads (RabbitMQ expires at the head only).
     fn expire(&self, st: &mut State, now: u64, fx: &mut Effects) {
+        let args = st.args.clone();
         for e in st
             .ready
             .take_expired_heads(|e| e.expires_at.is_some_and(|t| t <= now))
         {
-            self.dead_letter(&e.message, Reason::Expired, fx);
+            self.dead_letter(&args, &e.message, Reason::Expired, fx);
             self.forget(&e, false, fx);
         }
     }
 
-    fn dead_letter(&self, m: &Arc<Message>, reason: Reason, fx: &mut Effects) {
-        let Some(dlx) = &self.config.args.dead_letter_exchange else {
+    fn dead_letter(&self, args: &QueueArgs, m: &Arc<Message>, reason: Reason, fx: &mut Effects) {
+        let Some(dlx) = &args.dead_letter_exchange else {
             return;
         };
         fx.dead.push(dead_letter::dead_letter(
@@ -330,7 +368,7 @@ impl Queue {
             &self.config.name,
             reason,
             dlx,
-            self.config.args.dead_letter_routing_key.as_deref(),
+            args.dead_letter_routing_key.as_deref(),
             now_ms() / 1000,
         ));
     }
@@ -352,13 +390,13 @@ impl Queue {
             entry.redelivered = true;
             if self.is_quorum() {
                 entry.delivery_count += 1;
-                if self
-                    .config
+                if st
                     .args
                     .delivery_limit
                     .is_some_and(|l| u64::from(entry.delivery_count) > l)
                 {
-                    self.dead_letter(&entry.message, Reason::DeliveryLimit, fx);
+                    let args = st.args.clone();
+                    self.dead_letter(&args, &entry.message, Reason::DeliveryLimit, fx);
                     self.forget(&entry, false, fx);
                     continue;
                 }
@@ -450,7 +488,7 @@ impl Queue {
         let mut st = self.lock();
         let mut any_expiry = false;
         for (seq, message) in entries {
-            let expires_at = self.expiry_for(&message);
+            let expires_at = Self::expiry_for(&st.args, &message);
             any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {
                 seq,
@@ -481,10 +519,13 @@ impl Queue {
 
     /// Rejected without requeue: dead-letter (reason rejected) and let go.
     pub fn discard(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
-        let deleted = self.lock().deleted;
+        let (deleted, args) = {
+            let st = self.lock();
+            (st.deleted, st.args.clone())
+        };
         for e in entries {
             self.returned(1);
-            self.dead_letter(&e.message, Reason::Rejected, fx);
+            self.dead_letter(&args, &e.message, Reason::Rejected, fx);
             self.forget(&e, deleted, fx);
         }
     }
@@ -573,7 +614,7 @@ impl Queue {
             .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
         let removed = st.consumers.len() != before;
         st.last_used = now_ms();
-        if removed && st.consumers.is_empty() && self.config.args.expires.is_some() {
+        if removed && st.consumers.is_empty() && st.args.expires.is_some() {
             self.wake.notify_one();
         }
         removed && self.config.auto_delete && st.consumers.is_empty() && st.had_consumers

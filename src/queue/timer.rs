@@ -22,7 +22,7 @@ impl Queue {
 
     /// The next moment the timer has work: a head expiry, or the x-expires deadline.
     fn next_deadline(&self, st: &State) -> Option<u64> {
-        let unused_until = match (self.config.args.expires, st.consumers.is_empty()) {
+        let unused_until = match (st.args.expires, st.consumers.is_empty()) {
             (Some(ttl), true) => Some(st.last_used.saturating_add(ttl)),
             _ => None,
         };
@@ -39,7 +39,7 @@ impl Queue {
         self.expire(&mut st, now, fx);
         self.dispatch(&mut st, fx);
         matches!(
-            (self.config.args.expires, st.consumers.is_empty()),
+            (st.args.expires, st.consumers.is_empty()),
             (Some(ttl), true) if now >= st.last_used.saturating_add(ttl)
         )
     }

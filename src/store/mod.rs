@@ -164,6 +164,17 @@ pub enum Definition {
         write: String,
         read: String,
     },
+    Policy {
+        vhost: String,
+        name: String,
+        pattern: String,
+        apply_to: String,
+        priority: i64,
+        /// The definition as JSON text.
+        definition: String,
+        /// An operator policy.
+        operator: bool,
+    },
     /// The default user and vhost were created once; a directory that has this is not fresh
     /// (deleting guest stays deleted across restarts).
     Seeded,
@@ -228,6 +239,17 @@ impl Definition {
                 push("0w");
                 push(vhost);
                 push(user);
+            }
+            Definition::Policy {
+                vhost,
+                name,
+                operator,
+                ..
+            } => {
+                push("0x");
+                push(if *operator { "o" } else { "p" });
+                push(vhost);
+                push(name);
             }
             Definition::TopicPermission {
                 vhost,

@@ -114,6 +114,7 @@ impl VHost {
                     *internal,
                     arguments.clone(),
                 );
+                self.apply_policies_to_exchange(&x);
                 self.exchanges_mut().insert(name.clone(), x);
             }
             Definition::Queue {
@@ -135,6 +136,7 @@ impl VHost {
                     },
                     Some(self.sink()),
                 );
+                self.apply_policies_to(&q, &mut crate::queue::Effects::default());
                 self.queues_mut().insert(name.clone(), q);
             }
             Definition::Binding {

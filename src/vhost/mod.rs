@@ -5,6 +5,7 @@
 
 mod definitions;
 mod delayed;
+mod policy;
 mod routing;
 mod topology;
 
@@ -17,6 +18,8 @@ use crate::store::{Committer, Definition, Op, Store};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
+
+pub use policy::{ApplyTo, Policy};
 
 /// The pseudo-queue of direct reply-to.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -106,6 +109,8 @@ pub struct VHost {
     reply_consumers: Mutex<HashMap<String, (u16, Outbox)>>,
     topology: Mutex<()>,
     meta: RwLock<VHostMeta>,
+    /// Policies and operator policies, by name.
+    policies: RwLock<Vec<Arc<Policy>>>,
     /// Set by `destroy`: the vhost was deleted and takes no more topology changes.
     deleted: std::sync::atomic::AtomicBool,
     /// Where durable definitions go (None: nothing is kept across restarts).
@@ -127,6 +132,7 @@ impl VHost {
             reply_consumers: Mutex::new(HashMap::new()),
             topology: Mutex::new(()),
             meta: RwLock::new(VHostMeta::default()),
+            policies: RwLock::new(Vec::new()),
             deleted: Default::default(),
             store,
             committer,

@@ -128,6 +128,7 @@ impl VHost {
         if let Some(def) = self.exchange_definition(&x) {
             self.put_definition(def, fx);
         }
+        self.apply_policies_to_exchange(&x);
         self.exchanges_mut().insert(d.name.clone(), x);
         Ok(())
     }
@@ -309,6 +310,7 @@ impl VHost {
         if let Some(def) = self.queue_definition(&q) {
             self.put_definition(def, fx);
         }
+        self.apply_policies_to(&q, fx);
         self.queues_mut().insert(d.name.clone(), q.clone());
         Ok(q)
     }

@@ -92,6 +92,15 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
         .await,
         204
     );
+    assert_eq!(
+        api(
+            "PUT",
+            "/api/policies/shop/cap",
+            Some(json!({"pattern": "^ann", "definition": {"max-length": 7}}))
+        )
+        .await,
+        201
+    );
     // A durable queue with a persistent message in the new vhost.
     let c = login(w.port, "ann", "ann-pw", "shop")
         .await
@@ -150,6 +159,20 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
         (s, who),
         (200, json!({"name": "ann", "tags": ["management"]}))
     );
+    let (_, q) = http_at(
+        &mgmt,
+        Some("ann:ann-pw"),
+        "GET",
+        "/api/queues/shop/ann-q",
+        None,
+    )
+    .await;
+    assert_eq!(
+        q["policy"],
+        json!("cap"),
+        "the policy survived and applies: {q}"
+    );
+    assert_eq!(q["effective_policy_definition"], json!({"max-length": 7}));
     let (s, limits) = http_at(&mgmt, Some("ann:ann-pw"), "GET", "/api/vhost-limits", None).await;
     assert_eq!(
         (s, limits),
@@ -405,6 +428,18 @@ async fn warrenctl_speaks_rabbitmqctl_for_users_vhosts_and_permissions() {
             "^a",
             "^b",
         ],
+        &[
+            "set_policy",
+            "-p",
+            "staging",
+            "--priority",
+            "3",
+            "--apply-to",
+            "queues",
+            "ttl",
+            "^q",
+            r#"{"message-ttl": 1000}"#,
+        ],
     ] {
         let (ok, out) = ctl(cmd);
         assert!(ok, "{cmd:?}: {out}");
@@ -428,6 +463,16 @@ async fn warrenctl_speaks_rabbitmqctl_for_users_vhosts_and_permissions() {
     assert!(out.contains("staging\t^deploy-"), "{out}");
     let (_, out) = ctl(&["--format", "tsv", "list_topic_permissions", "-p", "staging"]);
     assert!(out.contains("deploy\tamq.topic\t^a\t^b"), "{out}");
+    let (_, out) = ctl(&["--format", "tsv", "list_policies", "-p", "staging"]);
+    assert!(
+        out.contains("staging\tttl\t^q\tqueues") && out.contains("\t3"),
+        "{out}"
+    );
+    assert!(ctl(&["clear_policy", "-p", "staging", "ttl"]).0);
+    assert!(
+        !ctl(&["clear_policy", "-p", "staging", "ttl"]).0,
+        "already gone"
+    );
     let c = login(w.local_addr().port(), "deploy", "pw2", "staging")
         .await
         .expect("deploy logs in");

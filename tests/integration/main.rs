@@ -20,6 +20,7 @@ mod layers;
 mod limits;
 mod mgmt;
 mod persistence;
+mod policies;
 mod process;
 mod queues;
 mod routing;

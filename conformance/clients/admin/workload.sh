@@ -48,6 +48,21 @@ fi
 "${A[@]}" -f raw_json list vhosts name | python3 -c "
 import json, sys
 assert '$v' in [v['name'] for v in json.load(sys.stdin)]"
+# A policy on the new vhost caps a queue that exists.
+"${A[@]}" -V "$v" declare policy name=cap pattern='^app-' apply-to=queues \
+    definition='{"max-length": 2}' >/dev/null
+"${A[@]}" -f raw_json list policies | python3 -c "
+import json, sys
+ps = [p for p in json.load(sys.stdin) if p['vhost'] == '$v']
+assert [(p['name'], p['definition']) for p in ps] == [('cap', {'max-length': 2})], ps"
+for i in 1 2 3 4; do
+    "${U[@]}" publish routing_key=app-q payload="m$i" >/dev/null
+done
+"${A[@]}" -V "$v" -f raw_json list queues name messages | python3 -c "
+import json, sys
+qs = {q['name']: q for q in json.load(sys.stdin)}
+assert qs['app-q']['messages'] == 2, qs"
+"${A[@]}" -V "$v" delete policy name=cap >/dev/null
 "${A[@]}" delete permission vhost="$v" user="$u" >/dev/null
 "${A[@]}" delete user name="$u" >/dev/null
 "${A[@]}" delete vhost name="$v" >/dev/null

@@ -158,6 +158,47 @@ pub fn run(a: &Args, verb: &str, rest: &[&str]) -> Option<Res<String>> {
             request(a, "GET", &format!("user-limits/{}", enc(user)), None)
                 .map(|r| render(a, &r, &["user", "value"]))
         }
+        ("set_policy" | "set_operator_policy", _) => {
+            let operator = verb == "set_operator_policy";
+            let mut priority = 0i64;
+            let mut apply_to = "all".to_string();
+            let mut positional = Vec::new();
+            let mut it = args.iter();
+            while let Some(w) = it.next() {
+                match *w {
+                    "--priority" => priority = it.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+                    "--apply-to" => apply_to = it.next().unwrap_or(&"all").to_string(),
+                    w => positional.push(w),
+                }
+            }
+            let [name, pattern, definition] = positional.as_slice() else {
+                return usage("[-p VHOST] [--priority N] [--apply-to all|queues|exchanges] NAME PATTERN DEFINITION");
+            };
+            let definition: Value = match serde_json::from_str(definition) {
+                Ok(d) => d,
+                Err(e) => return Some(Err(format!("the definition must be JSON: {e}"))),
+            };
+            let kind = if operator { "operator-policies" } else { "policies" };
+            request(
+                a,
+                "PUT",
+                &format!("{kind}/{v}/{}", enc(name)),
+                obj(json!({"pattern": pattern, "definition": definition, "priority": priority,
+                           "apply-to": apply_to})),
+            )
+            .map(|_| format!("Setting policy \"{name}\" for pattern \"{pattern}\" to \"{definition}\" with priority \"{priority}\" for vhost \"{vhost}\" ..."))
+        }
+        ("clear_policy" | "clear_operator_policy", [name]) => {
+            let kind = if verb == "clear_policy" { "policies" } else { "operator-policies" };
+            request(a, "DELETE", &format!("{kind}/{v}/{}", enc(name)), None)
+                .map(|_| format!("Clearing policy \"{name}\" on vhost \"{vhost}\" ..."))
+        }
+        ("list_policies" | "list_operator_policies", _) => {
+            let kind = if verb == "list_policies" { "policies" } else { "operator-policies" };
+            request(a, "GET", &format!("{kind}/{v}"), None).map(|r| {
+                render(a, &r, &["vhost", "name", "pattern", "apply-to", "definition", "priority"])
+            })
+        }
         _ => return None,
     })
 }

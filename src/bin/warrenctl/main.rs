@@ -42,7 +42,10 @@ rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connection
   list_user_permissions U, set_topic_permissions [-p V] U EXCHANGE WRITE READ,
   clear_topic_permissions [-p V] U [EXCHANGE], list_topic_permissions [-p V],
   set_vhost_limits [-p V] JSON, clear_vhost_limits [-p V], list_vhost_limits [-p V],
-  set_user_limits U JSON, clear_user_limits U NAME|all, list_user_limits U"
+  set_user_limits U JSON, clear_user_limits U NAME|all, list_user_limits U,
+  set_policy [-p V] [--priority N] [--apply-to all|queues|exchanges] NAME PATTERN DEFINITION,
+  clear_policy [-p V] NAME, list_policies [-p V], set_operator_policy (as set_policy),
+  clear_operator_policy [-p V] NAME, list_operator_policies [-p V]"
 )]
 struct Args {
     #[arg(

@@ -18,6 +18,7 @@ pub struct Access {
     /// (vhost, user, exchange, write, read)
     topic: Vec<[String; 5]>,
     limits: Vec<(String, BTreeMap<String, i64>)>,
+    policies: Vec<(String, crate::vhost::Policy)>,
 }
 
 fn list<'a>(defs: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
@@ -64,6 +65,16 @@ impl Access {
             TopicPermission::new(&f[1], &f[0], &f[2], &f[3], &f[4])
                 .map_err(|e| format!("topic permissions of '{}' in '{}': {e}", f[1], f[0]))?;
             a.topic.push(f);
+        }
+        for p in list(defs, "policies") {
+            let (vhost, name) = (text(p, "vhost"), text(p, "name"));
+            if broker.vhost(&vhost).is_none() && !a.has_vhost(&vhost) {
+                return Err(format!("policy '{name}': no such vhost '{vhost}'"));
+            }
+            let fields = p.as_object().unwrap_or(&empty);
+            let policy = super::super::policies::policy_from_json(&name, fields, false)
+                .map_err(|e| format!("policy '{name}' in '{vhost}': {e}"))?;
+            a.policies.push((vhost, policy));
         }
         for p in list(defs, "parameters") {
             if text(p, "component") != "vhost-limits" {
@@ -120,6 +131,9 @@ impl Access {
         for [v, u, x, w, r] in self.topic {
             done.permissions +=
                 usize::from(broker.set_topic_permission(&v, &u, &x, &w, &r).is_ok());
+        }
+        for (v, p) in self.policies {
+            let _ = broker.set_policy(&v, p);
         }
         for (v, limits) in self.limits {
             for (k, value) in limits {
