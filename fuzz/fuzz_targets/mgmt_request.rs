@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         segments,
         query,
         authorization: None,
-        user: Some("guest".into()),
+        user: broker().users.user("guest"),
         reason: None,
         body: body.as_bytes().to_vec(),
     };

@@ -332,16 +332,18 @@ impl Queue {
     }
 
     fn enforce_max_length(&self, st: &mut State, fx: &mut Effects) {
-        let a = st.args.clone();
+        // Plain copies: the usual publish (no limit, or under it) touches nothing shared.
+        let (max_len, max_bytes) = (st.args.max_length, st.args.max_length_bytes);
         loop {
-            let over = a.max_length.is_some_and(|m| st.ready.len() as u64 > m)
-                || a.max_length_bytes.is_some_and(|m| st.ready.bytes() > m);
+            let over = max_len.is_some_and(|m| st.ready.len() as u64 > m)
+                || max_bytes.is_some_and(|m| st.ready.bytes() > m);
             if !over {
                 return;
             }
             let Some(head) = st.ready.pop_front() else {
                 return;
             };
+            let a = st.args.clone();
             self.dead_letter(&a, &head.message, Reason::Maxlen, fx);
             self.forget(&head, false, fx);
         }
@@ -349,11 +351,14 @@ impl Queue {
 
     /// Remove expired messages from the level heads (RabbitMQ expires at the head only).
     fn expire(&self, st: &mut State, now: u64, fx: &mut Effects) {
-        let args = st.args.clone();
-        for e in st
+        let expired = st
             .ready
-            .take_expired_heads(|e| e.expires_at.is_some_and(|t| t <= now))
-        {
+            .take_expired_heads(|e| e.expires_at.is_some_and(|t| t <= now));
+        if expired.is_empty() {
+            return;
+        }
+        let args = st.args.clone();
+        for e in expired {
             self.dead_letter(&args, &e.message, Reason::Expired, fx);
             self.forget(&e, false, fx);
         }
