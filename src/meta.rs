@@ -46,3 +46,19 @@ impl ConnStats {
         ]
     }
 }
+
+/// What the management API shows of one channel, taken by the connection's own task when asked
+/// (`Outbound::Snapshot`), so that keeping it costs nothing in between.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelSnapshot {
+    pub number: u16,
+    pub consumer_count: usize,
+    pub messages_unacknowledged: usize,
+    pub messages_unconfirmed: u64,
+    pub messages_uncommitted: usize,
+    pub acks_uncommitted: usize,
+    pub prefetch_count: u32,
+    pub global_prefetch_count: u32,
+    pub confirm: bool,
+    pub transactional: bool,
+}

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         user: broker().users.user("guest"),
         reason: None,
         body: body.as_bytes().to_vec(),
+        channels: None,
     };
     let _ = warren::mgmt::api::handle(broker(), &req);
 });

@@ -154,6 +154,33 @@ impl Broker {
         self.vhosts.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Ask every connection for its channels (each answers from its own task, between two
+    /// read bursts); a connection that does not answer within a second is left out.
+    pub async fn channel_snapshots(
+        &self,
+    ) -> Vec<(Arc<ConnMeta>, Vec<crate::meta::ChannelSnapshot>)> {
+        let asks: Vec<_> = {
+            let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            conns
+                .values()
+                .filter_map(|(outbox, meta)| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    outbox.send(Outbound::Snapshot(tx)).ok()?;
+                    Some((meta.clone(), rx))
+                })
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut out = Vec::new();
+        for (meta, rx) in asks {
+            if let Ok(Ok(list)) = tokio::time::timeout_at(deadline, rx).await {
+                out.push((meta, list));
+            }
+        }
+        out.sort_by_key(|(m, _)| m.id);
+        out
+    }
+
     /// Close with 320 CONNECTION_FORCED every connection `pick` chooses.
     pub fn close_where(&self, pick: impl Fn(&ConnMeta) -> bool, reason: &str) {
         let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());

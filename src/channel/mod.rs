@@ -84,6 +84,11 @@ pub enum Confirm {
 }
 
 impl ConfirmState {
+    /// Publishes not yet confirmed to the client.
+    pub fn unconfirmed(&self) -> u64 {
+        self.last_seq - self.acked_upto
+    }
+
     pub fn published(&mut self, ticket: Option<u64>, nack: bool) {
         self.last_seq += 1;
         if ticket.is_some() || nack {
@@ -198,6 +203,22 @@ impl Channel {
             intern(&mut self.names.0, exchange),
             intern(&mut self.names.1, routing_key),
         )
+    }
+
+    /// What the management API shows of this channel.
+    pub fn snapshot(&self) -> crate::meta::ChannelSnapshot {
+        crate::meta::ChannelSnapshot {
+            number: self.id,
+            consumer_count: self.consumers.len() + usize::from(self.reply_to.is_some()),
+            messages_unacknowledged: self.unacked.len(),
+            messages_unconfirmed: self.confirm.as_ref().map_or(0, ConfirmState::unconfirmed),
+            messages_uncommitted: self.tx.as_ref().map_or(0, |t| t.publishes.len()),
+            acks_uncommitted: self.tx.as_ref().map_or(0, |t| t.settles.len()),
+            prefetch_count: self.prefetch,
+            global_prefetch_count: self.channel_credit.limit(),
+            confirm: self.confirm.is_some(),
+            transactional: self.tx.is_some(),
+        }
     }
 
     pub fn next_tag(&mut self) -> u64 {

@@ -42,6 +42,11 @@ impl Connection {
                     c.consumer_cancelled(&consumer_tag, &mut cx);
                 }
             }
+            Outbound::Snapshot(reply) => {
+                let mut list: Vec<_> = self.channels.values().map(Channel::snapshot).collect();
+                list.sort_by_key(|c| c.number);
+                let _ = reply.send(list);
+            }
             Outbound::ForceClose(reason) => {
                 self.close_connection(AmqpError::connection_forced(reason));
             }

@@ -46,7 +46,8 @@ pub fn authorize(
         | ["api", "user-limits", ..]
         | ["api", "definitions", ..]
         | ["api", "warren", ..]
-        | ["api", "vhosts", _, ..] => true,
+        | ["api", "vhosts", _]
+        | ["api", "vhosts", _, "permissions" | "topic-permissions"] => true,
         ["api", "vhost-limits", ..]
         | ["api", "cluster-name"]
         | ["api", "operator-policies", ..] => method != "GET",
@@ -61,14 +62,27 @@ pub fn authorize(
         }
     }
     let vhost = match seg.as_slice() {
-        ["api", "queues" | "exchanges" | "bindings" | "consumers" | "aliveness-test", v, ..] => {
-            Some(*v)
-        }
+        ["api", "queues" | "exchanges" | "bindings" | "consumers" | "aliveness-test", v, ..]
+        | ["api", "vhosts", v, "connections" | "channels"] => Some(*v),
         _ => None,
     };
     if let Some(v) = vhost {
         if broker.vhost(v).is_some() && !may_access_vhost(broker, user, v) {
             return Err(not_authorised("User not authorised to access virtual host"));
+        }
+    }
+    // Closing connections: administrators close any, others only their own.
+    if method == "DELETE" && !is_admin(user) {
+        let theirs = match seg.as_slice() {
+            ["api", "connections", "username", u] => *u == user.name,
+            ["api", "connections", name] => broker
+                .connections()
+                .iter()
+                .any(|c| c.name == *name && c.user == user.name),
+            _ => true,
+        };
+        if !theirs {
+            return Err(not_authorised("Not administrator user"));
         }
     }
     Ok(())

@@ -40,17 +40,17 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
             .collect()),
         ("GET", ["api", "vhosts", v]) => with_vhost(broker, v, |vh| ok(vhost_json(vh))),
         ("GET", ["api", "connections"]) => {
-            let all = connections(broker, None);
+            let all = connections_json(broker, None);
             match &req.user {
                 Some(u) if !access::is_monitor(u) => ok(filter(all, |c| c["user"] == *u.name)),
                 _ => ok(all),
             }
         }
         ("GET", ["api", "vhosts", v, "connections"]) => {
-            with_vhost(broker, v, |vh| ok(connections(broker, Some(&vh.name))))
+            with_vhost(broker, v, |vh| ok(connections_json(broker, Some(&vh.name))))
         }
         ("GET", ["api", "connections", name]) => {
-            match connections(broker, None)
+            match connections_json(broker, None)
                 .as_array()
                 .and_then(|a| a.iter().find(|c| c["name"] == *name).cloned())
             {
@@ -124,6 +124,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
             .or_else(|| super::users::handle(broker, req, &seg))
             .or_else(|| super::vhosts::handle(broker, req, &seg))
             .or_else(|| super::policies::handle(broker, req, &seg))
+            .or_else(|| super::channels::handle(broker, req, &seg))
         {
             Some(r) => r,
             None if is_known(&seg) => {
@@ -172,7 +173,7 @@ fn each_vhost(broker: &Broker, req: &Request, f: fn(&VHost) -> Value) -> Value {
     Value::Array(all)
 }
 
-fn filter(v: Value, keep: impl Fn(&Value) -> bool) -> Value {
+pub(super) fn filter(v: Value, keep: impl Fn(&Value) -> bool) -> Value {
     match v {
         Value::Array(items) => Value::Array(items.into_iter().filter(|b| keep(b)).collect()),
         other => other,
@@ -253,7 +254,7 @@ fn vhost_json(vh: &VHost) -> Value {
            "messages_unacknowledged": unacked})
 }
 
-fn connections(broker: &Broker, vhost: Option<&str>) -> Value {
+pub(super) fn connections_json(broker: &Broker, vhost: Option<&str>) -> Value {
     broker
         .connections()
         .iter()

@@ -13,6 +13,14 @@ pub struct Request {
     pub user: Option<std::sync::Arc<crate::auth::User>>,
     pub reason: Option<String>,
     pub body: Vec<u8>,
+    /// Channels of every connection, gathered before routing for the paths that show them
+    /// (asking connections is asynchronous; routing is not).
+    pub channels: Option<
+        Vec<(
+            std::sync::Arc<crate::meta::ConnMeta>,
+            Vec<crate::meta::ChannelSnapshot>,
+        )>,
+    >,
 }
 
 impl Request {

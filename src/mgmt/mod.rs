@@ -6,6 +6,7 @@
 mod access;
 pub mod api;
 mod basic_auth;
+mod channels;
 pub mod definitions;
 pub mod http;
 pub mod json;

@@ -166,7 +166,13 @@ async fn answer(
         Ok(Err(e)) => return Response::error(400, "bad_request", e.to_string()),
         Err(_) => return Response::error(408, "bad_request", "body not received in time"),
     };
+    let channels = if super::channels::wants_channels(&segments) {
+        Some(broker.channel_snapshots().await)
+    } else {
+        None
+    };
     let req = Request {
+        channels,
         method: parts.method.as_str().to_string(),
         segments,
         query,

@@ -50,4 +50,6 @@ pub enum Outbound {
     /// A commit holding this connection's submissions up to this ticket failed (it is being
     /// retried): nack their confirms, fail a reply that waited for them.
     StoreFailed(u64),
+    /// The management API asks what the connection's channels look like.
+    Snapshot(tokio::sync::oneshot::Sender<Vec<crate::meta::ChannelSnapshot>>),
 }

@@ -19,6 +19,7 @@ mod hostile;
 mod layers;
 mod limits;
 mod mgmt;
+mod mgmt_channels;
 mod persistence;
 mod policies;
 mod process;
