@@ -2,7 +2,7 @@
 //! and applied in memory under one lock, so the store sees changes in the order memory does;
 //! callers that answer a peer wait for `Broker::sync` first (as the management API does).
 
-use super::recover::{new_vhost, policy_def, user_def, vhost_def};
+use super::recover::{global_def, new_vhost, policy_def, user_def, vhost_def};
 use super::Broker;
 use crate::auth::{Permission, TopicPermission, User};
 use crate::queue::Effects;
@@ -173,6 +173,41 @@ impl Broker {
         };
         self.submit(vec![Op::PutDefinition(user_def(&user))]);
         self.users.put_user(user);
+        true
+    }
+
+    pub fn global_parameter(&self, name: &str) -> Option<serde_json::Value> {
+        self.globals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn global_parameters(&self) -> Vec<(String, serde_json::Value)> {
+        let globals = self.globals.read().unwrap_or_else(|p| p.into_inner());
+        globals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Set a global parameter, durably; true if it is new.
+    pub fn set_global_parameter(&self, name: &str, value: serde_json::Value) -> bool {
+        let _g = self.access_lock();
+        self.submit(vec![Op::PutDefinition(global_def(name, &value))]);
+        let mut globals = self.globals.write().unwrap_or_else(|p| p.into_inner());
+        globals.insert(name.to_string(), value).is_none()
+    }
+
+    /// Clear a global parameter; false if there was none.
+    pub fn clear_global_parameter(&self, name: &str) -> bool {
+        let _g = self.access_lock();
+        let mut globals = self.globals.write().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = globals.remove(name) else {
+            return false;
+        };
+        self.submit(vec![Op::DeleteDefinition(global_def(name, &v))]);
         true
     }
 

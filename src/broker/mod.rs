@@ -30,8 +30,8 @@ pub struct Broker {
     pub alarms: Arc<crate::alarm::Alarms>,
     /// Listening sockets: (protocol as RabbitMQ names it, port).
     listeners: Mutex<Vec<(&'static str, u16)>>,
-    /// RabbitMQ's cluster name (GET/PUT /api/cluster-name); the node name until set.
-    cluster_name: RwLock<String>,
+    /// Global runtime parameters (cluster_name, internal_cluster_id, ...), durable.
+    globals: RwLock<recover::Globals>,
     /// Slots for sockets in the handshake (`Config::max_handshakes`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Every durable write goes through it.
@@ -65,7 +65,7 @@ impl Broker {
         };
         let committer = Committer::start(store.clone(), config.store_backlog_bytes)?;
         let users = Arc::new(Users::new(config.loopback_users.clone()));
-        let (vhosts, report) = recover::recover(&config, &store, &committer, &users)?;
+        let (vhosts, globals, report) = recover::recover(&config, &store, &committer, &users)?;
         if report.definitions + report.messages > 0 {
             tracing::info!(
                 definitions = report.definitions,
@@ -81,7 +81,7 @@ impl Broker {
         let handshakes = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes.max(1)));
         Ok(Arc::new(Broker {
             listeners: Mutex::new(Vec::new()),
-            cluster_name: RwLock::new(NODE_NAME.to_string()),
+            globals: RwLock::new(globals),
             alarms,
             handshakes,
             config,
@@ -112,15 +112,16 @@ impl Broker {
             .clone()
     }
 
+    /// RabbitMQ's cluster name (GET/PUT /api/cluster-name): the `cluster_name` global
+    /// parameter, the node name until one is set.
     pub fn cluster_name(&self) -> String {
-        self.cluster_name
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.global_parameter("cluster_name")
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| NODE_NAME.to_string())
     }
 
     pub fn set_cluster_name(&self, name: &str) {
-        *self.cluster_name.write().unwrap_or_else(|p| p.into_inner()) = name.to_string();
+        self.set_global_parameter("cluster_name", name.into());
     }
 
     /// The directory whose free space the disk alarm watches (None: nothing on disk).

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 pub(super) type VHosts = HashMap<String, Arc<VHost>>;
+pub(super) type Globals = std::collections::BTreeMap<String, serde_json::Value>;
 
 pub(super) fn new_vhost(
     name: &str,
@@ -79,6 +80,7 @@ pub(super) fn vhost_def(name: &str, meta: &VHostMeta) -> Definition {
 fn restore_access(
     def: &Definition,
     users: &Users,
+    globals: &mut Globals,
     vhosts: &mut VHosts,
     store: &Arc<dyn Store>,
     committer: &Arc<Committer>,
@@ -137,6 +139,10 @@ fn restore_access(
                 .ok_or_else(|| format!("vhost '{vhost}' does not exist"))?;
             vh.set_policy(p, &mut crate::queue::Effects::default());
         }
+        Definition::GlobalParameter { name, value } => {
+            let v = serde_json::from_str(value).map_err(|e| e.to_string())?;
+            globals.insert(name.clone(), v);
+        }
         Definition::Seeded => {}
         _ => return Ok(false),
     }
@@ -148,6 +154,7 @@ fn restore_access(
 fn seed(
     config: &Config,
     users: &Users,
+    globals: &mut Globals,
     vhosts: &mut VHosts,
     store: &Arc<dyn Store>,
     committer: &Arc<Committer>,
@@ -179,7 +186,21 @@ fn seed(
             }));
         }
     }
+    // RabbitMQ's internal_cluster_id: one per data directory.
+    let id = format!("rabbitmq-cluster-id-{}", crate::names::random_token(22));
+    ops.push(Op::PutDefinition(global_def(
+        "internal_cluster_id",
+        &id.clone().into(),
+    )));
+    globals.insert("internal_cluster_id".into(), id.into());
     ops.push(Op::PutDefinition(Definition::Seeded));
+}
+
+pub(super) fn global_def(name: &str, value: &serde_json::Value) -> Definition {
+    Definition::GlobalParameter {
+        name: name.to_string(),
+        value: value.to_string(),
+    }
 }
 
 pub(super) fn recover(
@@ -187,17 +208,18 @@ pub(super) fn recover(
     store: &Arc<dyn Store>,
     committer: &Arc<Committer>,
     users: &Users,
-) -> io::Result<(VHosts, RecoveryReport)> {
+) -> io::Result<(VHosts, Globals, RecoveryReport)> {
     let rec = store.recover()?;
     let mut report = RecoveryReport {
         definitions: rec.definitions.len(),
         ..Default::default()
     };
     let mut vhosts = VHosts::new();
+    let mut globals = Globals::new();
     let seeded = rec.definitions.contains(&Definition::Seeded);
     let mut ops = Vec::new();
     for def in rec.definitions {
-        match restore_access(&def, users, &mut vhosts, store, committer) {
+        match restore_access(&def, users, &mut globals, &mut vhosts, store, committer) {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => {
@@ -223,7 +245,15 @@ pub(super) fn recover(
         }
     }
     if !seeded {
-        seed(config, users, &mut vhosts, store, committer, &mut ops);
+        seed(
+            config,
+            users,
+            &mut globals,
+            &mut vhosts,
+            store,
+            committer,
+            &mut ops,
+        );
     }
     let mut refs: HashMap<u64, u32> = HashMap::new();
     for entries in rec.queues.values() {
@@ -296,5 +326,5 @@ pub(super) fn recover(
     if !ops.is_empty() {
         committer.submit(ops, None);
     }
-    Ok((vhosts, report))
+    Ok((vhosts, globals, report))
 }

@@ -46,6 +46,8 @@ pub fn authorize(
         | ["api", "user-limits", ..]
         | ["api", "definitions", ..]
         | ["api", "warren", ..]
+        | ["api", "global-parameters", ..]
+        | ["api", "rebalance", ..]
         | ["api", "vhosts", _]
         | ["api", "vhosts", _, "permissions" | "topic-permissions"] => true,
         ["api", "vhost-limits", ..]
@@ -56,7 +58,7 @@ pub fn authorize(
     if admin_only && !is_admin(user) {
         return Err(not_authorised("Not administrator user"));
     }
-    if let ["api", "policies", ..] = seg.as_slice() {
+    if let ["api", "policies" | "parameters", ..] = seg.as_slice() {
         if method != "GET" && !is_admin(user) && !user.has_tag("policymaker") {
             return Err(not_authorised("User not authorised to access object"));
         }

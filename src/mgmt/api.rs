@@ -125,6 +125,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
             .or_else(|| super::vhosts::handle(broker, req, &seg))
             .or_else(|| super::policies::handle(broker, req, &seg))
             .or_else(|| super::channels::handle(broker, req, &seg))
+            .or_else(|| super::parameters::handle(broker, req, &seg))
         {
             Some(r) => r,
             None if is_known(&seg) => {
@@ -432,8 +433,9 @@ fn definitions(broker: &Broker) -> Value {
         }).collect::<Vec<_>>(),
         "permissions": super::users::permissions_json(broker, |_, _| true),
         "topic_permissions": super::users::topic_permissions_json(broker, |_, _| true),
-        "parameters": super::vhosts::limits_as_parameters(broker),
-        "global_parameters": [],
+        "parameters": super::parameters::parameters(broker, |c, _| c == "vhost-limits"),
+        "global_parameters": broker.global_parameters().into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value})).collect::<Vec<_>>(),
         "policies": super::policies::list(broker, false, |_| true),
         "queues": queues_out, "exchanges": exchanges_out, "bindings": bindings_out,
     })

@@ -92,19 +92,3 @@ fn vhost_limits(broker: &Broker, only: Option<&str>) -> Value {
         })
         .collect()
 }
-
-/// Vhost limits as RabbitMQ's definitions carry them: runtime parameters of the
-/// `vhost-limits` component.
-pub fn limits_as_parameters(broker: &Broker) -> Value {
-    broker
-        .vhosts()
-        .iter()
-        .filter_map(|v| {
-            let limits = v.meta().limits;
-            (!limits.is_empty()).then(|| {
-                json!({"value": limits, "vhost": v.name, "component": "vhost-limits",
-                       "name": "limits"})
-            })
-        })
-        .collect()
-}

@@ -175,6 +175,8 @@ pub enum Definition {
         /// An operator policy.
         operator: bool,
     },
+    /// A global runtime parameter (cluster_name, internal_cluster_id, ...): JSON text.
+    GlobalParameter { name: String, value: String },
     /// The default user and vhost were created once; a directory that has this is not fresh
     /// (deleting guest stays deleted across restarts).
     Seeded,
@@ -227,6 +229,10 @@ impl Definition {
                 push(&serde_json::to_string(arguments).unwrap_or_default());
             }
             Definition::Seeded => push("0a"),
+            Definition::GlobalParameter { name, .. } => {
+                push("0g");
+                push(name);
+            }
             Definition::User { name, .. } => {
                 push("0u");
                 push(name);

@@ -101,6 +101,15 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
         .await,
         201
     );
+    assert_eq!(
+        api(
+            "PUT",
+            "/api/cluster-name",
+            Some(json!({"name": "shop-cluster"}))
+        )
+        .await,
+        204
+    );
     // A durable queue with a persistent message in the new vhost.
     let c = login(w.port, "ann", "ann-pw", "shop")
         .await
@@ -158,6 +167,12 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
     assert_eq!(
         (s, who),
         (200, json!({"name": "ann", "tags": ["management"]}))
+    );
+    let (_, name) = http_at(&mgmt, Some("ann:ann-pw"), "GET", "/api/cluster-name", None).await;
+    assert_eq!(
+        name,
+        json!({"name": "shop-cluster"}),
+        "global parameters survive"
     );
     let (_, q) = http_at(
         &mgmt,

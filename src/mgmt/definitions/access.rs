@@ -19,6 +19,7 @@ pub struct Access {
     topic: Vec<[String; 5]>,
     limits: Vec<(String, BTreeMap<String, i64>)>,
     policies: Vec<(String, crate::vhost::Policy)>,
+    globals: Vec<(String, Value)>,
 }
 
 fn list<'a>(defs: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
@@ -77,7 +78,19 @@ impl Access {
             a.policies.push((vhost, policy));
         }
         for p in list(defs, "parameters") {
-            if text(p, "component") != "vhost-limits" {
+            let component = text(p, "component");
+            if component == "operator_policy" {
+                let (vhost, name) = (text(p, "vhost"), text(p, "name"));
+                if broker.vhost(&vhost).is_none() && !a.has_vhost(&vhost) {
+                    return Err(format!("operator policy '{name}': no such vhost '{vhost}'"));
+                }
+                let fields = p.get("value").and_then(Value::as_object).unwrap_or(&empty);
+                let policy = super::super::policies::policy_from_json(&name, fields, true)
+                    .map_err(|e| format!("operator policy '{name}' in '{vhost}': {e}"))?;
+                a.policies.push((vhost, policy));
+                continue;
+            }
+            if component != "vhost-limits" {
                 tracing::warn!(parameter = %p, "definitions import: parameter not supported, ignored");
                 continue;
             }
@@ -94,6 +107,14 @@ impl Access {
                 .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
                 .collect();
             a.limits.push((vhost, limits));
+        }
+        for g in list(defs, "global_parameters") {
+            let name = text(g, "name");
+            if name.is_empty() || name.len() > 255 {
+                return Err("global parameter names are 1 to 255 bytes".into());
+            }
+            a.globals
+                .push((name, g.get("value").cloned().unwrap_or(Value::Null)));
         }
         Ok(a)
     }
@@ -131,6 +152,9 @@ impl Access {
         for [v, u, x, w, r] in self.topic {
             done.permissions +=
                 usize::from(broker.set_topic_permission(&v, &u, &x, &w, &r).is_ok());
+        }
+        for (name, value) in self.globals {
+            broker.set_global_parameter(&name, value);
         }
         for (v, p) in self.policies {
             let _ = broker.set_policy(&v, p);

@@ -29,8 +29,8 @@ pub struct Imported {
 /// binding's ends exist (on the broker or in the file). An exchange or queue that already
 /// exists is left as it is, even if the file describes it differently (RabbitMQ 3.10's import
 /// does the same). Users keep their password hashes (sha256, sha512 or md5), so they log in
-/// with their original passwords. Policies apply to what the file declares. Parameters other
-/// than vhost limits are not supported yet and are ignored (reported in the log).
+/// with their original passwords. Policies apply to what the file declares. Parameters of
+/// components Warren does not have are ignored (reported in the log).
 pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
     let list = |key: &str| -> Vec<&Value> {
         defs.get(key)
@@ -47,11 +47,6 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
         let v = str_of(item, "vhost").unwrap_or("/");
         if broker.vhost(v).is_none() && !access.has_vhost(v) {
             return Err(format!("vhost '{v}' does not exist"));
-        }
-    }
-    for key in ["global_parameters"] {
-        if !list(key).is_empty() {
-            tracing::warn!(key, "definitions import: not supported, ignored");
         }
     }
     check(broker, &access, &exchanges, &queues, &bindings)?;

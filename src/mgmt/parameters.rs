@@ -1,0 +1,227 @@
+//! Runtime parameters, global parameters, feature flags and rebalancing over the management
+//! API, in RabbitMQ 3.10's shapes. Components Warren has: `vhost-limits` (the vhost's limits)
+//! and `operator_policy` (operator policies, as RabbitMQ lists them here too); others answer
+//! as RabbitMQ does without the plugin that would provide them.
+
+use super::http::{Request, Response};
+use super::policies::policy_json;
+use super::reply::{not_found, ok, with_body};
+use crate::broker::Broker;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+const COMPONENTS: [&str; 2] = ["vhost-limits", "operator_policy"];
+
+pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
+    Some(match (req.method.as_str(), seg) {
+        ("GET", ["api", "parameters"]) => ok(Value::Array(parameters(broker, |_, _| true))),
+        ("GET", ["api", "parameters", c]) => ok(Value::Array(parameters(broker, |pc, _| pc == *c))),
+        ("GET", ["api", "parameters", c, v]) => {
+            if broker.vhost(v).is_none() {
+                return Some(not_found());
+            }
+            ok(Value::Array(parameters(broker, |pc, pv| {
+                pc == *c && pv == *v
+            })))
+        }
+        ("GET", ["api", "parameters", c, v, name]) => {
+            let found = parameters(broker, |pc, pv| pc == *c && pv == *v)
+                .into_iter()
+                .find(|p| p["name"] == *name);
+            match found {
+                Some(p) => ok(p),
+                None => not_found(),
+            }
+        }
+        ("PUT", ["api", "parameters", c, v, name]) => {
+            with_body(req, |b| put_parameter(broker, c, v, name, b))
+        }
+        ("DELETE", ["api", "parameters", c, v, name]) => {
+            let existed = parameters(broker, |pc, pv| pc == *c && pv == *v)
+                .iter()
+                .any(|p| p["name"] == *name);
+            if !existed {
+                return Some(not_found());
+            }
+            match *c {
+                "vhost-limits" => {
+                    for limit in ["max-connections", "max-queues"] {
+                        broker.set_vhost_limit(v, limit, None);
+                    }
+                }
+                _ => {
+                    broker.clear_policy(v, name, true);
+                }
+            }
+            Response::empty(204)
+        }
+        ("GET", ["api", "global-parameters"]) => ok(broker
+            .global_parameters()
+            .into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect()),
+        ("GET", ["api", "global-parameters", name]) => match broker.global_parameter(name) {
+            Some(value) => ok(json!({"name": name, "value": value})),
+            None => not_found(),
+        },
+        ("PUT", ["api", "global-parameters", name]) => with_body(req, |b| match b.get("value") {
+            Some(value) => {
+                if broker.set_global_parameter(name, value.clone()) {
+                    Response::empty(201)
+                } else {
+                    Response::empty(204)
+                }
+            }
+            None => Response::error(400, "bad_request", "[{key_missing,value}]"),
+        }),
+        ("DELETE", ["api", "global-parameters", name]) => {
+            if broker.clear_global_parameter(name) {
+                Response::empty(204)
+            } else {
+                not_found()
+            }
+        }
+        ("GET", ["api", "feature-flags"]) => ok(feature_flags()),
+        // One node: nothing to move, answered as RabbitMQ answers it.
+        ("POST", ["api", "rebalance", "queues"]) => Response::empty(204),
+        _ => return None,
+    })
+}
+
+fn put_parameter(
+    broker: &Broker,
+    c: &str,
+    v: &str,
+    name: &str,
+    b: &Map<String, Value>,
+) -> Response {
+    if !COMPONENTS.contains(&c) {
+        return Response::error(
+            400,
+            "bad_request",
+            format!("Validation failed\n\ncomponent {c} not found\n"),
+        );
+    }
+    if broker.vhost(v).is_none() {
+        return not_found();
+    }
+    let Some(value) = b.get("value") else {
+        return Response::error(400, "bad_request", "[{key_missing,value}]");
+    };
+    let existed = parameters(broker, |pc, pv| pc == c && pv == v)
+        .iter()
+        .any(|p| p["name"] == *name);
+    let status = if existed { 204 } else { 201 };
+    if c == "operator_policy" {
+        let fields = value.as_object().cloned().unwrap_or_default();
+        return match super::policies::policy_from_json(name, &fields, true) {
+            Ok(p) => match broker.set_policy(v, p) {
+                Ok(_) => Response::empty(status),
+                Err(e) => Response::error(400, "bad_request", e),
+            },
+            Err(e) => Response::error(400, "bad_request", e),
+        };
+    }
+    let Some(limits) = value.as_object() else {
+        return Response::error(
+            400,
+            "bad_request",
+            "Validation failed\n\nlimits must be an object\n",
+        );
+    };
+    for (k, n) in limits {
+        if !matches!(k.as_str(), "max-connections" | "max-queues") {
+            return Response::error(
+                400,
+                "bad_request",
+                format!(
+                    "Validation failed\n\nUnrecognised terms [{{<<\"{k}\">>,{n}}}] in limits\n"
+                ),
+            );
+        }
+        if n.as_i64().is_none() {
+            return Response::error(
+                400,
+                "bad_request",
+                format!("Validation failed\n\n{k} should be a number, actually was {n}\n"),
+            );
+        }
+    }
+    // The parameter is the whole set: limits it does not name are cleared.
+    for limit in ["max-connections", "max-queues"] {
+        broker.set_vhost_limit(v, limit, limits.get(limit).and_then(Value::as_i64));
+    }
+    Response::empty(status)
+}
+
+/// Parameters of the components Warren has, for (component, vhost) pairs `pick` chooses.
+pub fn parameters(broker: &Broker, pick: impl Fn(&str, &str) -> bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for vh in broker.vhosts() {
+        let limits = vh.meta().limits;
+        if !limits.is_empty() && pick("vhost-limits", &vh.name) {
+            out.push(
+                json!({"value": limits, "vhost": vh.name, "component": "vhost-limits",
+                            "name": "limits"}),
+            );
+        }
+        if pick("operator_policy", &vh.name) {
+            for p in vh.policies().iter().filter(|p| p.operator) {
+                let mut value = policy_json(&vh.name, p);
+                if let Some(m) = value.as_object_mut() {
+                    m.remove("vhost");
+                    m.remove("name");
+                }
+                out.push(
+                    json!({"value": value, "vhost": vh.name, "component": "operator_policy",
+                                "name": p.name}),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// RabbitMQ 3.10's feature flags, as far as Warren has what they stand for.
+fn feature_flags() -> Value {
+    let flag = |name: &str, desc: &str, enabled: bool| {
+        json!({"name": name, "desc": desc, "doc_url": "",
+               "state": if enabled { "enabled" } else { "disabled" },
+               "stability": "stable", "provided_by": "rabbit"})
+    };
+    json!([
+        flag(
+            "classic_mirrored_queue_version",
+            "Support setting version for classic mirrored queues",
+            true
+        ),
+        flag(
+            "drop_unroutable_metric",
+            "Count unroutable publishes to be dropped in stats",
+            true
+        ),
+        flag(
+            "empty_basic_get_metric",
+            "Count AMQP `basic.get` on empty queues in stats",
+            true
+        ),
+        flag(
+            "implicit_default_bindings",
+            "Default bindings are now implicit, instead of being stored in the database",
+            true
+        ),
+        flag("maintenance_mode_status", "Maintenance mode status", true),
+        flag("quorum_queue", "Support queues of type `quorum`", true),
+        flag("stream_queue", "Support queues of type `stream`", false),
+        flag(
+            "user_limits",
+            "Configure connection and channel limits for a user",
+            true
+        ),
+        flag(
+            "virtual_host_metadata",
+            "Virtual host metadata (description, tags, etc)",
+            true
+        ),
+    ])
+}
