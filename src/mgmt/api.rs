@@ -15,6 +15,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
+    super::paging::apply(req, route(broker, req))
+}
+
+fn route(broker: &Arc<Broker>, req: &Request) -> Response {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = req.method.as_str();
     match (m, seg.as_slice()) {

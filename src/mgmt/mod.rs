@@ -12,6 +12,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 mod node;
+mod paging;
 mod parameters;
 mod policies;
 mod reply;

@@ -160,3 +160,65 @@ async fn feature_flags_rebalance_and_the_cluster_name_parameter() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn list_pagination_sorting_and_columns() {
+    if mgmt_addr().is_none() {
+        return;
+    }
+    let v = uniq("pages");
+    assert_eq!(api("PUT", &format!("/api/vhosts/{v}"), None).await.0, 201);
+    for q in ["pa1", "pa2", "pb3", "pc4", "pa5"] {
+        let body = json!({"durable": false, "arguments": {"x-max-length": 9}});
+        assert_eq!(
+            api("PUT", &format!("/api/queues/{v}/{q}"), Some(body))
+                .await
+                .0,
+            201
+        );
+    }
+    let list = |query: &str| {
+        let path = format!("/api/queues/{v}?{query}");
+        async move { api("GET", &path, None).await }
+    };
+    assert_eq!(
+        list("page=1&page_size=2&name=PA&columns=name").await,
+        (
+            200,
+            json!({"filtered_count": 3, "item_count": 2, "items": [{"name": "pa1"}, {"name": "pa2"}],
+                     "page": 1, "page_count": 2, "page_size": 2, "total_count": 5})
+        )
+    );
+    let (_, page) = list("page=1&page_size=2&name=%5Ep%5Bab%5D&use_regex=true&columns=name&sort=name&sort_reverse=true").await;
+    assert_eq!(page["filtered_count"], json!(4));
+    assert_eq!(page["items"], json!([{"name": "pb3"}, {"name": "pa5"}]));
+    assert_eq!(
+        list("sort=name&sort_reverse=true&columns=name").await.1,
+        json!([{"name": "pc4"}, {"name": "pb3"}, {"name": "pa5"}, {"name": "pa2"}, {"name": "pa1"}])
+    );
+    assert_eq!(
+        list("page=1&page_size=1&columns=name,arguments.x-max-length")
+            .await
+            .1["items"],
+        json!([{"name": "pa1", "arguments": {"x-max-length": 9}}])
+    );
+    let (s, e) = list("page=9&page_size=2").await;
+    assert_eq!((s, e["error"].clone()), (400, json!("page_out_of_range")));
+    let (s, e) = list("page=0").await;
+    assert_eq!(
+        (s, e["error"].clone()),
+        (400, json!("invalid_pagination_parameters"))
+    );
+    let (s, e) = list("page=1&page_size=1000").await;
+    assert_eq!(
+        (s, e["error"].clone()),
+        (400, json!("invalid_pagination_parameters"))
+    );
+    assert_eq!(list("page=x").await.0, 400);
+    let (_, empty) = list("page=1&name=zzz").await;
+    assert_eq!(
+        (empty["filtered_count"].clone(), empty["page_count"].clone()),
+        (json!(0), json!(0))
+    );
+    api("DELETE", &format!("/api/vhosts/{v}"), None).await;
+}
