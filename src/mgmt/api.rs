@@ -4,14 +4,15 @@
 
 use super::http::{Request, Response};
 use super::json::from_table;
-pub use super::reply::{channel_count, not_found, ok, properties_key, with_vhost, NODE};
+pub use super::reply::{
+    channel_count, connections_json, filter, not_found, ok, properties_key, with_vhost, NODE,
+};
 use super::{access, write};
 use crate::broker::Broker;
 use crate::exchange::{Binding, Exchange};
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, req: &Request) -> Response {
@@ -132,34 +133,22 @@ fn route(broker: &Arc<Broker>, req: &Request) -> Response {
             .or_else(|| super::parameters::handle(broker, req, &seg))
         {
             Some(r) => r,
-            None if is_known(&seg) => {
-                Response::error(405, "method_not_allowed", "Method Not Allowed")
-            }
-            None => not_found(),
+            None => unrouted(req, &seg),
         },
-        _ => not_found(),
+        _ => unrouted(req, &seg),
     }
 }
 
-fn is_known(seg: &[&str]) -> bool {
-    matches!(
-        seg.get(1),
-        Some(
-            &("overview"
-                | "vhosts"
-                | "connections"
-                | "exchanges"
-                | "queues"
-                | "bindings"
-                | "users"
-                | "permissions"
-                | "topic-permissions"
-                | "vhost-limits"
-                | "user-limits"
-                | "policies"
-                | "operator-policies")
-        )
-    )
+/// No handler answered: a known path with another method is 405 with RabbitMQ's `allow`
+/// header and no body; anything else is RabbitMQ's 404.
+fn unrouted(req: &Request, seg: &[&str]) -> Response {
+    let allowed = super::endpoints::methods(seg);
+    if allowed.is_empty() || allowed.contains(&req.method.as_str()) {
+        return not_found();
+    }
+    let mut r = Response::empty(405);
+    r.allow = Some(super::endpoints::allow_header(&allowed));
+    r
 }
 
 /// `f` over every vhost the requesting user may look into.
@@ -176,13 +165,6 @@ fn each_vhost(broker: &Broker, req: &Request, f: fn(&VHost) -> Value) -> Value {
         }
     }
     Value::Array(all)
-}
-
-pub(super) fn filter(v: Value, keep: impl Fn(&Value) -> bool) -> Value {
-    match v {
-        Value::Array(items) => Value::Array(items.into_iter().filter(|b| keep(b)).collect()),
-        other => other,
-    }
 }
 
 fn overview(broker: &Broker) -> Value {
@@ -257,29 +239,6 @@ fn vhost_json(vh: &VHost) -> Value {
            "cluster_state": {NODE: "running"},
            "messages": ready + unacked, "messages_ready": ready,
            "messages_unacknowledged": unacked})
-}
-
-pub(super) fn connections_json(broker: &Broker, vhost: Option<&str>) -> Value {
-    broker
-        .connections()
-        .iter()
-        .filter(|c| vhost.is_none_or(|v| c.vhost == v))
-        .map(|c| {
-            let local = c.name.rsplit(" -> ").next().unwrap_or("");
-            let (host, port) = local.rsplit_once(':').unwrap_or((local, "0"));
-            json!({
-                "name": c.name, "node": NODE, "vhost": c.vhost, "user": c.user,
-                "state": "running", "type": "network", "protocol": "AMQP 0-9-1", "ssl": false,
-                "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port(),
-                "host": host, "port": port.parse::<u16>().unwrap_or(0),
-                "channels": c.channels.load(Relaxed), "channel_max": c.channel_max,
-                "frame_max": c.frame_max, "timeout": c.heartbeat,
-                "connected_at": c.connected_at_ms,
-                "client_properties": from_table(&c.client_properties),
-                "recv_oct": c.stats.recv_oct.load(Relaxed), "send_oct": c.stats.send_oct.load(Relaxed),
-            })
-        })
-        .collect()
 }
 
 fn exchanges(vh: &VHost) -> Value {

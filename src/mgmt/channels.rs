@@ -55,8 +55,8 @@ fn channels(req: &Request, pick: impl Fn(&ConnMeta) -> bool) -> Vec<Value> {
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
     Some(match (req.method.as_str(), seg) {
         ("GET", ["api", "connections", "username", user]) => {
-            let all = super::api::connections_json(broker, None);
-            ok(super::api::filter(all, |c| c["user"] == *user))
+            let all = super::reply::connections_json(broker, None);
+            ok(super::reply::filter(all, |c| c["user"] == *user))
         }
         ("DELETE", ["api", "connections", "username", user]) => {
             let reason = req

@@ -35,6 +35,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// The `allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl Response {
@@ -43,6 +45,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: serde_json::to_vec(v).unwrap_or_default(),
+            allow: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: Vec::new(),
+            allow: None,
         }
     }
 

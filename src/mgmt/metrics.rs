@@ -89,6 +89,7 @@ pub fn render(broker: &Broker) -> Response {
         status: 200,
         content_type: "text/plain; version=0.0.4",
         body: s.into_bytes(),
+        allow: None,
     }
 }
 

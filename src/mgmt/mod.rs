@@ -8,6 +8,7 @@ pub mod api;
 mod basic_auth;
 mod channels;
 pub mod definitions;
+pub mod endpoints;
 pub mod http;
 pub mod json;
 pub mod metrics;

@@ -2,10 +2,11 @@
 //! and the names shared across the API (the node, a binding's properties key).
 
 use super::http::{Request, Response};
+use super::json::from_table;
 use crate::broker::Broker;
 use crate::vhost::VHost;
-use serde_json::Map;
 use serde_json::Value;
+use serde_json::{json, Map};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -75,6 +76,39 @@ pub fn with_body(req: &Request, f: impl FnOnce(&Map<String, Value>) -> Response)
     match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(m)) => f(&m),
         Ok(_) => Response::error(400, "bad_request", "body must be a JSON object"),
-        Err(e) => Response::error(400, "bad_request", format!("not JSON: {e}")),
+        // RabbitMQ's reason, word for word.
+        Err(_) => Response::error(400, "bad_request", "not_json"),
     }
+}
+
+/// Keep the items of a JSON array that `keep` accepts.
+pub fn filter(v: Value, keep: impl Fn(&Value) -> bool) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().filter(|b| keep(b)).collect()),
+        other => other,
+    }
+}
+
+/// Live connections as the API shows them (all, or one vhost's).
+pub fn connections_json(broker: &Broker, vhost: Option<&str>) -> Value {
+    broker
+        .connections()
+        .iter()
+        .filter(|c| vhost.is_none_or(|v| c.vhost == v))
+        .map(|c| {
+            let local = c.name.rsplit(" -> ").next().unwrap_or("");
+            let (host, port) = local.rsplit_once(':').unwrap_or((local, "0"));
+            json!({
+                "name": c.name, "node": NODE, "vhost": c.vhost, "user": c.user,
+                "state": "running", "type": "network", "protocol": "AMQP 0-9-1", "ssl": false,
+                "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port(),
+                "host": host, "port": port.parse::<u16>().unwrap_or(0),
+                "channels": c.channels.load(Relaxed), "channel_max": c.channel_max,
+                "frame_max": c.frame_max, "timeout": c.heartbeat,
+                "connected_at": c.connected_at_ms,
+                "client_properties": from_table(&c.client_properties),
+                "recv_oct": c.stats.recv_oct.load(Relaxed), "send_oct": c.stats.send_oct.load(Relaxed),
+            })
+        })
+        .collect()
 }

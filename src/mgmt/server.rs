@@ -198,6 +198,9 @@ fn to_hyper(r: Response) -> hyper::Response<Full<Bytes>> {
     if r.status == 401 {
         b = b.header("www-authenticate", "Basic realm=\"RabbitMQ Management\"");
     }
+    if let Some(allow) = &r.allow {
+        b = b.header("allow", allow.as_str());
+    }
     b.body(Full::new(Bytes::from(r.body)))
         .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }

@@ -20,6 +20,7 @@ mod layers;
 mod limits;
 mod mgmt;
 mod mgmt_channels;
+mod mgmt_endpoints;
 mod parameters;
 mod persistence;
 mod policies;
