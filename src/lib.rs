@@ -105,6 +105,12 @@ impl BrokerHandle {
         &self.broker
     }
 
+    /// Reset between tests (see `Broker::reset`): connections closed, every queue, exchange,
+    /// binding and policy gone (or only the messages, with `keep_topology`), users kept.
+    pub async fn reset(&self, keep_topology: bool) -> Result<(), String> {
+        self.broker.reset(keep_topology).await
+    }
+
     /// Stop listening, close every connection with 320 CONNECTION_FORCED, and wait until
     /// everything durable queues hold is on disk.
     pub async fn shutdown(self) {

@@ -4,6 +4,7 @@
 
 mod access;
 mod recover;
+mod reset;
 
 use crate::auth::Users;
 use crate::config::Config;

@@ -131,6 +131,7 @@ fn route(broker: &Arc<Broker>, req: &Request) -> Response {
             .or_else(|| super::policies::handle(broker, req, &seg))
             .or_else(|| super::channels::handle(broker, req, &seg))
             .or_else(|| super::parameters::handle(broker, req, &seg))
+            .or_else(|| super::testing::handle(broker, req, &seg))
         {
             Some(r) => r,
             None => unrouted(req, &seg),

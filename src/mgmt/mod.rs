@@ -18,6 +18,7 @@ mod parameters;
 mod policies;
 mod reply;
 mod server;
+mod testing;
 mod users;
 mod vhosts;
 mod write;

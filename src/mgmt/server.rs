@@ -181,7 +181,10 @@ async fn answer(
         reason: header("x-reason"),
         body,
     };
-    let mut resp = super::api::handle(broker, &req);
+    let mut resp = match super::testing::handle_async(broker, &req).await {
+        Some(r) => r,
+        None => super::api::handle(broker, &req),
+    };
     if req.method != "GET" && resp.status < 300 {
         // A change is answered once it is durable, as over AMQP.
         if let Err(e) = broker.sync().await {

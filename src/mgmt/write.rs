@@ -267,6 +267,32 @@ fn publish(vh: &VHost, x: &str, b: &Map<String, Value>, user: &str) -> Response 
     ok(json!({ "routed": delivered }))
 }
 
+/// A message as RabbitMQ's get endpoint shows it.
+pub(super) fn message_json(
+    m: &Message,
+    redelivered: bool,
+    left: u32,
+    base64: bool,
+    truncate: Option<u64>,
+) -> Value {
+    let mut payload = m.body.to_vec();
+    let bytes = payload.len();
+    if let Some(t) = truncate.and_then(|t| usize::try_from(t).ok()) {
+        payload.truncate(t);
+    }
+    let (payload, encoding) = match String::from_utf8(payload) {
+        Ok(s) if !base64 => (s, "string"),
+        Ok(s) => (crate::auth::base64::encode(s.as_bytes()), "base64"),
+        Err(e) => (crate::auth::base64::encode(e.as_bytes()), "base64"),
+    };
+    json!({
+        "payload_bytes": bytes, "redelivered": redelivered,
+        "exchange": &*m.exchange, "routing_key": &*m.routing_key, "message_count": left,
+        "properties": properties_json(&m.properties()),
+        "payload": payload, "payload_encoding": encoding,
+    })
+}
+
 fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
     let q = match vh.queue_for(name, NO_CONNECTION) {
         Ok(q) => q,
@@ -298,23 +324,13 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
                 return amqp_error(e);
             }
         };
-        let m = &entry.message;
-        let mut payload = m.body.to_vec();
-        let bytes = payload.len();
-        if let Some(t) = truncate.and_then(|t| usize::try_from(t).ok()) {
-            payload.truncate(t);
-        }
-        let (payload, encoding) = match String::from_utf8(payload) {
-            Ok(s) if !base64 => (s, "string"),
-            Ok(s) => (crate::auth::base64::encode(s.as_bytes()), "base64"),
-            Err(e) => (crate::auth::base64::encode(e.as_bytes()), "base64"),
-        };
-        out.push(json!({
-            "payload_bytes": bytes, "redelivered": entry.redelivered,
-            "exchange": &*m.exchange, "routing_key": &*m.routing_key, "message_count": left,
-            "properties": properties_json(&m.properties()),
-            "payload": payload, "payload_encoding": encoding,
-        }));
+        out.push(message_json(
+            &entry.message,
+            entry.redelivered,
+            left,
+            base64,
+            truncate,
+        ));
         taken.push(entry);
     }
     if requeue {

@@ -251,6 +251,17 @@ impl Queue {
         u32::try_from(self.lock().consumers.len()).unwrap_or(u32::MAX)
     }
 
+    /// The first `count` ready messages in delivery order, left in place (and not marked
+    /// redelivered): for tests that look without touching.
+    pub fn peek(&self, count: usize) -> Vec<(Arc<Message>, bool)> {
+        let st = self.lock();
+        st.ready
+            .iter()
+            .take(count)
+            .map(|e| (e.message.clone(), e.redelivered))
+            .collect()
+    }
+
     /// The arguments in force (declared, combined with policies).
     pub fn effective_args(&self) -> Arc<QueueArgs> {
         self.lock().args.clone()

@@ -65,6 +65,11 @@ impl Ready {
     }
 
     /// The next message to deliver: highest priority, then oldest.
+    /// In delivery order (highest priority first, FIFO within a level), without taking any.
+    pub fn iter(&self) -> impl Iterator<Item = &QueuedMessage> {
+        self.levels.iter().rev().flatten()
+    }
+
     pub fn front(&self) -> Option<&QueuedMessage> {
         self.levels.iter().rev().find_map(|l| l.front())
     }

@@ -29,6 +29,19 @@ impl VHost {
         let _g = self.serialize();
         self.deleted
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.remove_all(fx);
+        self.commit_topology(fx);
+    }
+
+    /// Reset for the next test: every queue, exchange (but amq.*) and binding goes, durably;
+    /// the vhost stays.
+    pub fn clear(&self, fx: &mut Effects) {
+        let _g = self.serialize();
+        self.remove_all(fx);
+        self.commit_topology(fx);
+    }
+
+    fn remove_all(&self, fx: &mut Effects) {
         for q in self.queues() {
             self.remove_queue(&q, fx);
         }
@@ -37,7 +50,6 @@ impl VHost {
                 self.remove_exchange(&x.name, fx);
             }
         }
-        self.commit_topology(fx);
     }
 
     pub fn is_deleted(&self) -> bool {

@@ -31,6 +31,7 @@ mod routing_model;
 mod scenarios;
 mod semantics;
 mod store_model;
+mod testing_helpers;
 mod tls;
 mod tx;
 mod wire;

@@ -43,6 +43,8 @@ rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connection
   clear_topic_permissions [-p V] U [EXCHANGE], list_topic_permissions [-p V],
   set_vhost_limits [-p V] JSON, clear_vhost_limits [-p V], list_vhost_limits [-p V],
   set_user_limits U JSON, clear_user_limits U NAME|all, list_user_limits U,
+Warren's test helpers: reset [--keep-topology], wait queue=Q [messages=N] [consumers=C]
+  [timeout=5s] (exit 1 on timeout), peek queue=Q [count=K] (messages left in place, as JSON),
   set_policy [-p V] [--priority N] [--apply-to all|queues|exchanges] NAME PATTERN DEFINITION,
   clear_policy [-p V] NAME, list_policies [-p V], set_operator_policy (as set_policy),
   clear_operator_policy [-p V] NAME, list_operator_policies [-p V]"
@@ -330,6 +332,58 @@ fn run(a: &Args) -> Res<String> {
             let d = request(a, "GET", "definitions", None)?;
             Ok(serde_json::to_string_pretty(&d).unwrap_or_default())
         }
+        // Warren's test helpers (not rabbitmqctl's).
+        ("reset", flags) => {
+            let keep = flags.contains(&"--keep-topology");
+            request(
+                a,
+                "POST",
+                "warren/reset",
+                Some(Map::from_iter([(
+                    "keep_topology".to_string(),
+                    Value::from(keep),
+                )])),
+            )
+            .map(|_| "reset".to_string())
+        }
+        ("wait", rest) => {
+            let m = kv(rest)?;
+            let mut body = Map::new();
+            body.insert("vhost".into(), Value::from(a.vhost.clone()));
+            body.insert("queue".into(), Value::from(need(&m, "queue")?));
+            for key in ["messages", "consumers"] {
+                if let Some(v) = m.get(key) {
+                    let n: u64 = s(v)
+                        .parse()
+                        .map_err(|_| format!("{key} must be a number"))?;
+                    body.insert(key.into(), Value::from(n));
+                }
+            }
+            let timeout = m
+                .get("timeout")
+                .map(|t| millis(&s(t)))
+                .transpose()?
+                .unwrap_or(5000);
+            body.insert("timeout_ms".into(), Value::from(timeout));
+            request(a, "POST", "warren/wait", Some(body)).map(|r| {
+                format!(
+                    "reached: {} messages, {} consumers",
+                    r["messages"], r["consumers"]
+                )
+            })
+        }
+        ("peek", rest) => {
+            let m = kv(rest)?;
+            let q = need(&m, "queue")?;
+            let count = m.get("count").map(s).unwrap_or_else(|| "1".into());
+            let r = request(
+                a,
+                "GET",
+                &format!("warren/peek/{v}/{}?count={}", enc(&q), enc(&count)),
+                None,
+            )?;
+            Ok(serde_json::to_string_pretty(&r).unwrap_or_default())
+        }
         _ => Err(format!("unknown command '{}'; try --help", words.join(" "))),
     }
 }
@@ -515,6 +569,22 @@ fn enc(s: &str) -> String {
         }
     }
     out
+}
+
+/// "5s", "250ms", "2m", or a number of seconds, in milliseconds.
+fn millis(t: &str) -> Res<u64> {
+    let bad = || format!("bad duration '{t}' (5s, 250ms, 2m)");
+    let (n, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(n),
+        "s" => Ok(n * 1000),
+        "m" => Ok(n * 60_000),
+        _ => Err(bad()),
+    }
 }
 
 fn request(a: &Args, method: &str, path: &str, body: Option<Map<String, Value>>) -> Res<Value> {

@@ -1,0 +1,109 @@
+//! Warren's own endpoints for tests (not RabbitMQ's): reset between tests, wait until a queue
+//! reaches a depth or consumer count, and peek at messages without taking them.
+//! `POST /api/warren/reset` (`{"keep_topology": bool}`), `POST /api/warren/wait`
+//! (`{"vhost", "queue", "messages", "consumers", "timeout_ms"}`: 200 when reached, 408 with
+//! what was seen), `GET /api/warren/peek/{vhost}/{queue}?count=K`.
+
+use super::http::{Request, Response};
+use super::reply::{not_found, ok, with_vhost};
+use crate::broker::Broker;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest wait a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// The endpoints that wait: answered here, before routing (which does not).
+pub async fn handle_async(broker: &Arc<Broker>, req: &Request) -> Option<Response> {
+    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    match (req.method.as_str(), seg.as_slice()) {
+        ("POST", ["api", "warren", "reset"]) => {
+            let body = parse(req)?;
+            let keep = body
+                .get("keep_topology")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                || req.query_flag("keep-topology");
+            Some(match broker.reset(keep).await {
+                Ok(()) => Response::empty(204),
+                Err(e) => Response::error(500, "internal_server_error", e),
+            })
+        }
+        ("POST", ["api", "warren", "wait"]) => Some(wait(broker, &parse(req)?).await),
+        _ => None,
+    }
+}
+
+fn parse(req: &Request) -> Option<Map<String, Value>> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Some(Map::new());
+    }
+    match serde_json::from_slice(&req.body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+async fn wait(broker: &Broker, b: &Map<String, Value>) -> Response {
+    let vhost = b.get("vhost").and_then(Value::as_str).unwrap_or("/");
+    let Some(queue) = b.get("queue").and_then(Value::as_str) else {
+        return Response::error(400, "bad_request", "[{key_missing,queue}]");
+    };
+    let messages = b.get("messages").and_then(Value::as_u64);
+    let consumers = b.get("consumers").and_then(Value::as_u64);
+    let timeout =
+        Duration::from_millis(b.get("timeout_ms").and_then(Value::as_u64).unwrap_or(5000))
+            .min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = broker
+            .vhost(vhost)
+            .and_then(|vh| vh.queue(queue))
+            .map(|q| (u64::from(q.message_count()), u64::from(q.consumer_count())));
+        if let Some((m, c)) = seen {
+            if messages.is_none_or(|n| n == m) && consumers.is_none_or(|n| n == c) {
+                return ok(json!({"status": "ok", "messages": m, "consumers": c}));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let (m, c) = seen.unwrap_or((0, 0));
+            return Response::json(
+                408,
+                &json!({"error": "timeout", "reason": format!(
+                    "queue '{queue}' in vhost '{vhost}' has {m} messages and {c} consumers \
+                     (waited for {} messages, {} consumers)",
+                    messages.map_or("any".into(), |n| n.to_string()),
+                    consumers.map_or("any".into(), |n| n.to_string()))}),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What routing handles here: peek.
+pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
+    match (req.method.as_str(), seg) {
+        ("GET", ["api", "warren", "peek", v, q]) => Some(with_vhost(broker, v, |vh| {
+            let Some(queue) = vh.queue(q) else {
+                return not_found();
+            };
+            let count = req
+                .query
+                .iter()
+                .find(|(k, _)| k == "count")
+                .and_then(|(_, c)| c.parse::<usize>().ok())
+                .unwrap_or(1)
+                .min(10_000);
+            let left = queue.message_count();
+            ok(queue
+                .peek(count)
+                .iter()
+                .map(|(m, redelivered)| {
+                    super::write::message_json(m, *redelivered, left, false, None)
+                })
+                .collect())
+        })),
+        _ => None,
+    }
+}
