@@ -67,6 +67,9 @@ pub struct Config {
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
 
+/// This node's name, as RabbitMQ's `rabbit@host`.
+pub const NODE_NAME: &str = "warren@localhost";
+
 /// RabbitMQ 3.x's max_message_size (128 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
 

@@ -46,7 +46,7 @@ pub struct Broker {
 }
 
 /// This node's name, as RabbitMQ's `rabbit@host`.
-pub const NODE_NAME: &str = "warren@localhost";
+pub use crate::config::NODE_NAME;
 
 /// What boot found in the store.
 #[derive(Debug, Default, Clone, Copy)]

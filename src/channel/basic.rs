@@ -238,6 +238,7 @@ impl Channel {
             &m,
             q.is_quorum().then_some(entry.delivery_count),
         );
+        self.trace_deliver(q.name(), &m, entry.redelivered, cx);
         if g.no_ack {
             q.settle([entry], cx.fx);
         } else {
@@ -409,6 +410,14 @@ impl Channel {
             Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
             Err(e) => return Err(e),
         };
+        if vhost.tracing() {
+            let who = crate::vhost::TraceOrigin {
+                connection: &cx.conn.meta.name,
+                channel: self.id,
+                user: &cx.conn.user,
+            };
+            vhost.trace_publish(&message, &routed.queues, &who, cx.fx);
+        }
         if let Some((x, due)) = routed.delayed.take() {
             // Held, not routed: mandatory is not honoured for delayed messages (as in the
             // plugin); the confirm waits only for the hold to be stored.
@@ -472,6 +481,7 @@ impl Channel {
             delivery_count,
             cx,
         );
+        self.trace_deliver(d.queue.name(), &d.entry.message, d.entry.redelivered, cx);
         if d.no_ack {
             d.queue.settle([d.entry], cx.fx);
         } else {
@@ -484,6 +494,19 @@ impl Channel {
                     at: cx.now,
                 },
             );
+        }
+    }
+
+    /// The firehose's deliver.{queue} copy, when the vhost traces.
+    fn trace_deliver(&self, queue: &str, m: &Message, redelivered: bool, cx: &mut Cx<'_>) {
+        if cx.conn.vhost.tracing() {
+            let vhost = cx.conn.vhost.clone();
+            let who = crate::vhost::TraceOrigin {
+                connection: &cx.conn.meta.name,
+                channel: self.id,
+                user: &cx.conn.user,
+            };
+            vhost.trace_deliver(queue, m, redelivered, &who, cx.fx);
         }
     }
 

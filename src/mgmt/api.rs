@@ -236,7 +236,7 @@ fn vhost_json(vh: &VHost) -> Value {
     let meta = vh.meta();
     json!({"name": vh.name, "description": meta.description, "tags": meta.tags,
            "metadata": {"description": meta.description, "tags": meta.tags},
-           "default_queue_type": "undefined", "tracing": false,
+           "default_queue_type": "undefined", "tracing": vh.tracing(),
            "cluster_state": {NODE: "running"},
            "messages": ready + unacked, "messages_ready": ready,
            "messages_unacknowledged": unacked})

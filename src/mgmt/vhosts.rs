@@ -20,6 +20,12 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                 return Response::error(400, "bad_request", "tags must be a string or a list");
             };
             let created = broker.put_vhost(name, description, tags);
+            if let (Some(vh), Some(on)) = (
+                broker.vhost(name),
+                b.get("tracing").and_then(Value::as_bool),
+            ) {
+                vh.set_tracing(on);
+            }
             if created {
                 if let Some(u) = &req.user {
                     let _ = broker.set_permission(name, &u.name, ".*", ".*", ".*");

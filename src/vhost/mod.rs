@@ -8,6 +8,7 @@ mod delayed;
 mod policy;
 mod routing;
 mod topology;
+mod trace;
 
 use crate::args;
 use crate::error::{AmqpError, AmqpResult};
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 pub use policy::{ApplyTo, Policy};
+pub use trace::{TraceOrigin, TRACE_EXCHANGE};
 
 /// The pseudo-queue of direct reply-to.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -71,12 +73,15 @@ fn builtin_exchanges() -> HashMap<String, Arc<Exchange>> {
         ("amq.topic", ExchangeKind::Topic),
         ("amq.headers", ExchangeKind::Headers),
         ("amq.match", ExchangeKind::Headers),
+        (trace::TRACE_EXCHANGE, ExchangeKind::Topic),
     ]
     .into_iter()
     .map(|(n, k)| {
+        // The firehose's exchange is internal: only the broker publishes to it.
+        let internal = n == trace::TRACE_EXCHANGE;
         (
             n.to_string(),
-            Exchange::new(n, k, true, false, false, FieldTable::default()),
+            Exchange::new(n, k, true, false, internal, FieldTable::default()),
         )
     })
     .collect()
@@ -111,6 +116,8 @@ pub struct VHost {
     meta: RwLock<VHostMeta>,
     /// Policies and operator policies, by name.
     policies: RwLock<Vec<Arc<Policy>>>,
+    /// Firehose tracing on (`trace`).
+    tracing: std::sync::atomic::AtomicBool,
     /// Set by `destroy`: the vhost was deleted and takes no more topology changes.
     deleted: std::sync::atomic::AtomicBool,
     /// Where durable definitions go (None: nothing is kept across restarts).
@@ -134,6 +141,7 @@ impl VHost {
             meta: RwLock::new(VHostMeta::default()),
             policies: RwLock::new(Vec::new()),
             deleted: Default::default(),
+            tracing: Default::default(),
             store,
             committer,
             exchanges: RwLock::new(builtin_exchanges()),

@@ -14,6 +14,7 @@ mod confirms;
 mod consumers;
 mod durability;
 mod errors;
+mod firehose;
 mod handshake;
 mod hostile;
 mod layers;

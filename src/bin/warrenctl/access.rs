@@ -86,6 +86,24 @@ pub fn run(a: &Args, verb: &str, rest: &[&str]) -> Option<Res<String>> {
             request(a, "PUT", &format!("vhosts/{}", enc(name)), Some(body))
                 .map(|_| format!("Adding vhost \"{name}\" ..."))
         }
+        ("trace_on" | "trace_off", _) => {
+            let on = verb == "trace_on";
+            let current = match request(a, "GET", &format!("vhosts/{v}"), None) {
+                Ok(c) => c,
+                Err(e) => return Some(Err(e)),
+            };
+            request(
+                a,
+                "PUT",
+                &format!("vhosts/{v}"),
+                obj(json!({"description": current["description"], "tags": current["tags"],
+                           "tracing": on})),
+            )
+            .map(|_| {
+                let what = if on { "Starting" } else { "Stopping" };
+                format!("{what} tracing for vhost \"{vhost}\" ...")
+            })
+        }
         ("delete_vhost", [name]) => request(a, "DELETE", &format!("vhosts/{}", enc(name)), None)
             .map(|_| format!("Deleting vhost \"{name}\" ...")),
         ("set_permissions", [user, conf, write, read]) => request(

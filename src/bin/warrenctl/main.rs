@@ -43,6 +43,7 @@ rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connection
   clear_topic_permissions [-p V] U [EXCHANGE], list_topic_permissions [-p V],
   set_vhost_limits [-p V] JSON, clear_vhost_limits [-p V], list_vhost_limits [-p V],
   set_user_limits U JSON, clear_user_limits U NAME|all, list_user_limits U,
+trace_on [-p V], trace_off [-p V] (the firehose, exchange amq.rabbitmq.trace),
 Warren's test helpers: reset [--keep-topology], wait queue=Q [messages=N] [consumers=C]
   [timeout=5s] (exit 1 on timeout), peek queue=Q [count=K] (messages left in place, as JSON),
   set_policy [-p V] [--priority N] [--apply-to all|queues|exchanges] NAME PATTERN DEFINITION,
