@@ -34,6 +34,7 @@ pub mod names;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod testing;
 pub mod tls;
 pub mod vhost;
 
@@ -115,6 +116,20 @@ impl BrokerHandle {
     /// everything durable queues hold is on disk.
     pub async fn shutdown(self) {
         let _ = self.stop().await;
+    }
+
+    /// Ask the broker to stop without waiting (for `Drop`s): listeners close and connections
+    /// are closed with 320 by the server task, if the runtime still runs it.
+    pub fn signal_stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for (_, task) in [self.mgmt.take(), self.mgmt_tls.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
     }
 
     /// `shutdown`, telling whether the last writes were made durable (Err: the store failed).

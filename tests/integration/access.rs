@@ -162,6 +162,9 @@ async fn permission_matrix_agrees_with_rabbitmq() {
     };
     let pubx = |x: &'static str| {
         move |ch: Channel| async move {
+            // With confirms on, the confirm carries the channel.close (no second request that
+            // could race the close on the client side).
+            ch.confirm_select(Default::default()).await?;
             ch.basic_publish(
                 x.into(),
                 "q1".into(),
@@ -169,16 +172,7 @@ async fn permission_matrix_agrees_with_rabbitmq() {
                 b"m",
                 Default::default(),
             )
-            .await?;
-            // A round trip so that an asynchronous channel.close is seen.
-            ch.queue_declare(
-                "rdq".into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+            .await?
             .await
             .map(|_| ())
         }
@@ -356,12 +350,15 @@ async fn logins_vhost_access_and_user_id() {
     let conn = connect_as(&u, "pw", &v).await.expect("the user logs in");
     // user_id must be the authenticated user.
     let ch = conn.create_channel().await.expect("channel");
-    let props = lapin::BasicProperties::default().with_user_id("guest".into());
-    ch.basic_publish("".into(), "nowhere".into(), Default::default(), b"x", props)
+    ch.confirm_select(Default::default())
         .await
-        .expect("sent");
+        .expect("confirms");
+    let props = lapin::BasicProperties::default().with_user_id("guest".into());
+    // The confirm carries the channel.close.
     let e = ch
-        .queue_declare(uniq("q").into(), Default::default(), FieldTable::default())
+        .basic_publish("".into(), "nowhere".into(), Default::default(), b"x", props)
+        .await
+        .expect("sent")
         .await
         .expect_err("channel closed");
     assert_eq!(
@@ -425,6 +422,7 @@ async fn topic_permissions_check_routing_keys() {
     let conn = connect_as(&u, "pw", &v).await.expect("connect");
     let publish_to = |key: &'static str| {
         move |ch: Channel| async move {
+            ch.confirm_select(Default::default()).await?;
             ch.basic_publish(
                 "amq.topic".into(),
                 key.into(),
@@ -432,17 +430,9 @@ async fn topic_permissions_check_routing_keys() {
                 b"m",
                 Default::default(),
             )
-            .await?;
-            ch.exchange_declare(
-                "amq.topic".into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+            .await?
             .await
+            .map(|_| ())
         }
     };
     let topic = |key: &str| {
