@@ -105,6 +105,11 @@ async fn serve_tls(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    // Unauthenticated TLS handshakes take a handshake slot too (the AMQP one takes its own).
+    let Ok(slot) = broker.handshakes.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "too many connections in the handshake; closed");
+        return;
+    };
     let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
     let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
@@ -117,6 +122,7 @@ async fn serve_tls(
             return;
         }
     };
+    drop(slot);
     let cn = crate::tls::peer_common_name(tls.get_ref().1);
     crate::connection::serve_on(tls, broker, peer, local, cn).await
 }

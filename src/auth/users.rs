@@ -57,6 +57,31 @@ pub struct Users {
     loopback_users: Vec<String>,
 }
 
+struct Write<'a> {
+    guard: RwLockWriteGuard<'a, Inner>,
+    generation: &'a AtomicU64,
+}
+
+impl std::ops::Deref for Write<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Write<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.guard
+    }
+}
+
+impl Drop for Write<'_> {
+    fn drop(&mut self) {
+        // Runs before the guard (a field) is dropped: still under the lock.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
 fn key(vhost: &str, user: &str) -> (String, String) {
     (vhost.to_string(), user.to_string())
 }
@@ -73,9 +98,13 @@ impl Users {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.generation.fetch_add(1, Ordering::Release);
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    /// The registry for a change; the generation moves when the change is done, before the
+    /// lock is released (a reader that sees the new generation then reads the new state).
+    fn write(&self) -> Write<'_> {
+        Write {
+            guard: self.inner.write().unwrap_or_else(|p| p.into_inner()),
+            generation: &self.generation,
+        }
     }
 
     /// Moves with every change; cached permission answers are good while it stays.

@@ -51,9 +51,13 @@ fn route(broker: &Arc<Broker>, req: &Request) -> Response {
                 _ => ok(all),
             }
         }
-        ("GET", ["api", "vhosts", v, "connections"]) => {
-            with_vhost(broker, v, |vh| ok(connections_json(broker, Some(&vh.name))))
-        }
+        ("GET", ["api", "vhosts", v, "connections"]) => with_vhost(broker, v, |vh| {
+            let all = connections_json(broker, Some(&vh.name));
+            match &req.user {
+                Some(u) if !access::is_monitor(u) => ok(filter(all, |c| c["user"] == *u.name)),
+                _ => ok(all),
+            }
+        }),
         ("GET", ["api", "connections", name]) => {
             match connections_json(broker, None)
                 .as_array()
@@ -182,6 +186,19 @@ fn overview(broker: &Broker) -> Value {
     let conns = broker.connections();
     let channels = channel_count(&conns);
     let [recv_oct, send_oct, published, delivered] = broker.totals();
+    let exchange_types: Vec<Value> = ["direct", "fanout", "headers", "topic", "x-delayed-message"]
+        .iter()
+        .map(|t| json!({"name": t, "description": "", "enabled": true}))
+        .collect();
+    let contexts: Vec<Value> = broker
+        .listeners()
+        .iter()
+        .filter(|(p, _)| p.starts_with("http"))
+        .map(|(_, port)| {
+            json!({"node": NODE, "description": "RabbitMQ Management", "path": "/",
+                   "port": port.to_string()})
+        })
+        .collect();
     json!({
         "management_version": broker.config.rabbitmq_version,
         "rabbitmq_version": broker.config.rabbitmq_version,
@@ -204,6 +221,9 @@ fn overview(broker: &Broker) -> Value {
             "publish": published, "deliver_get": delivered,
             "recv_oct": recv_oct, "send_oct": send_oct,
         },
+        "rates_mode": "basic",
+        "exchange_types": exchange_types,
+        "contexts": contexts,
         "listeners": broker.listeners().iter().map(|(protocol, port)| json!({
             "node": NODE, "protocol": protocol, "ip_address": broker.config.bind, "port": port,
         })).collect::<Vec<_>>(),

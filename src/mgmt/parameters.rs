@@ -13,9 +13,16 @@ use std::sync::Arc;
 const COMPONENTS: [&str; 2] = ["vhost-limits", "operator_policy"];
 
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
+    let visible = |v: &str| {
+        req.user
+            .as_ref()
+            .is_none_or(|u| super::access::may_access_vhost(broker, u, v))
+    };
     Some(match (req.method.as_str(), seg) {
-        ("GET", ["api", "parameters"]) => ok(Value::Array(parameters(broker, |_, _| true))),
-        ("GET", ["api", "parameters", c]) => ok(Value::Array(parameters(broker, |pc, _| pc == *c))),
+        ("GET", ["api", "parameters"]) => ok(Value::Array(parameters(broker, |_, v| visible(v)))),
+        ("GET", ["api", "parameters", c]) => ok(Value::Array(parameters(broker, |pc, v| {
+            pc == *c && visible(v)
+        }))),
         ("GET", ["api", "parameters", c, v]) => {
             if broker.vhost(v).is_none() {
                 return Some(not_found());

@@ -52,7 +52,15 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             }
             ok(topic_permissions_json(broker, |pv, _| pv == *v))
         }
-        ("GET", ["api", "vhost-limits"]) => ok(vhost_limits(broker, None)),
+        ("GET", ["api", "vhost-limits"]) => {
+            let all = vhost_limits(broker, None);
+            match &req.user {
+                Some(u) => ok(super::reply::filter(all, |l| {
+                    super::access::may_access_vhost(broker, u, l["vhost"].as_str().unwrap_or(""))
+                })),
+                None => ok(all),
+            }
+        }
         ("GET", ["api", "vhost-limits", v]) => {
             if broker.vhost(v).is_none() {
                 return Some(not_found());

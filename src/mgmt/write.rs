@@ -22,7 +22,7 @@ const NO_CONNECTION: u64 = 0;
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
     let m = req.method.as_str();
     if let Some(u) = &req.user {
-        if let Err(refused) = super::access::resource_check(broker, u, m, seg) {
+        if let Err(refused) = super::access::resource_check(broker, u, m, seg, &req.body) {
             return Some(refused);
         }
     }

@@ -61,6 +61,18 @@ impl QueueArgs {
         QueueArgs::parse_values(table, &cx).unwrap_or_default()
     }
 
+    /// Parse without validation; `fallback` when the table does not parse.
+    pub fn parse_lenient_or(table: &FieldTable, fallback: &QueueArgs) -> QueueArgs {
+        let cx = DeclareContext {
+            name: "",
+            vhost: "",
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+        };
+        QueueArgs::parse_values(table, &cx).unwrap_or_else(|_| fallback.clone())
+    }
+
     pub fn parse(table: &FieldTable, cx: &DeclareContext<'_>) -> AmqpResult<QueueArgs> {
         check_capabilities(table, cx)?;
         QueueArgs::parse_values(table, cx)

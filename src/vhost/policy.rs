@@ -225,7 +225,18 @@ fn for_queue(all: &[Arc<Policy>], q: &Queue) -> (QueueArgs, AppliedPolicy) {
         };
         table.insert(arg.into(), value);
     }
-    let mut args = QueueArgs::parse_lenient(&table);
+    // A routing key without an exchange is not a dead-letter setting (RabbitMQ ignores it).
+    if table.inner().get("x-dead-letter-exchange").is_none() {
+        let mut kept = FieldTable::default();
+        for (k, v) in table.inner() {
+            if k.as_str() != "x-dead-letter-routing-key" {
+                kept.insert(k.clone(), v.clone());
+            }
+        }
+        table = kept;
+    }
+    // What cannot be combined keeps the declared arguments rather than losing them all.
+    let mut args = QueueArgs::parse_lenient_or(&table, &q.config.args);
     // What only the declaration decides.
     args.queue_type = q.config.args.queue_type;
     args.max_priority = q.config.args.max_priority;
@@ -249,6 +260,8 @@ impl VHost {
 
     /// Add or replace a policy (by name and kind) and apply it; true if it is new.
     pub fn set_policy(&self, p: Policy, fx: &mut Effects) -> bool {
+        // Under the topology lock: a queue declared meanwhile gets the new set, not the old.
+        let _g = self.serialize();
         let created = {
             let mut all = self.policies.write().unwrap_or_else(|p| p.into_inner());
             let before = all.len();
@@ -264,6 +277,7 @@ impl VHost {
 
     /// Remove a policy and apply what remains; false if there was none.
     pub fn clear_policy(&self, name: &str, operator: bool, fx: &mut Effects) -> bool {
+        let _g = self.serialize();
         let removed = {
             let mut all = self.policies.write().unwrap_or_else(|p| p.into_inner());
             let before = all.len();

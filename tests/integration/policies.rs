@@ -345,3 +345,26 @@ async fn dead_lettering_and_alternate_exchanges_by_policy() {
     assert_eq!(x["policy"], json!("alt"));
     api("DELETE", &format!("/api/vhosts/{v}"), None).await;
 }
+
+#[tokio::test]
+async fn a_policy_that_cannot_apply_alone_keeps_the_declared_arguments() {
+    if mgmt_addr().is_none() {
+        return;
+    }
+    let (v, url) = vhost().await;
+    let (_c, ch) = channel_at(&url).await;
+    let args = table(&[("x-max-length", lapin::types::AMQPValue::LongInt(2))]);
+    ch.queue_declare("kq".into(), QueueDeclareOptions::default(), args)
+        .await
+        .expect("queue");
+    // A routing key without an exchange: valid in a policy, and not a reason to drop x-max-length.
+    let p = format!("/api/policies/{v}/rk");
+    let body = json!({"pattern": "^kq$", "definition": {"dead-letter-routing-key": "k"}});
+    assert_eq!(api("PUT", &p, Some(body)).await.0, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for i in 0..5 {
+        ops::publish(&ch, "", "kq", format!("m{i}").as_bytes()).await;
+    }
+    assert_eq!(until_count(&ch, "kq", 2).await, 2);
+    api("DELETE", &format!("/api/vhosts/{v}"), None).await;
+}

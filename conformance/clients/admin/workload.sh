@@ -63,6 +63,14 @@ import json, sys
 qs = {q['name']: q for q in json.load(sys.stdin)}
 assert qs['app-q']['messages'] == 2, qs"
 "${A[@]}" -V "$v" delete policy name=cap >/dev/null
+# Runtime parameters: the vhost's limits as rabbitmqadmin sets them.
+"${A[@]}" -V "$v" declare parameter component=vhost-limits name=limits \
+    value='{"max-queues": 5}' >/dev/null
+"${A[@]}" -f raw_json list parameters | python3 -c "
+import json, sys
+ps = [p for p in json.load(sys.stdin) if p['vhost'] == '$v']
+assert [(p['component'], p['value']) for p in ps] == [('vhost-limits', {'max-queues': 5})], ps"
+"${A[@]}" -V "$v" delete parameter component=vhost-limits name=limits >/dev/null
 "${A[@]}" delete permission vhost="$v" user="$u" >/dev/null
 "${A[@]}" delete user name="$u" >/dev/null
 "${A[@]}" delete vhost name="$v" >/dev/null
