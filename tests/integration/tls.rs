@@ -305,3 +305,31 @@ async fn a_bad_key_file_is_a_clear_startup_error() {
     assert!(e.contains("server.key"), "{e}");
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
+
+#[tokio::test]
+async fn tls_handshakes_count_against_the_handshake_limit() {
+    if external() {
+        return;
+    }
+    let pki = make_pki("x");
+    let w = warren::start(warren::Config {
+        port: 0,
+        tls_port: Some(0),
+        tls: Some(files(&pki, false, false)),
+        max_handshakes: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let tls = w.tls_addr().expect("AMQPS address");
+    // One silent peer holds the only slot...
+    let _silent = tokio::net::TcpStream::connect(tls).await.expect("connect");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // ...so the next is closed at once instead of waiting out a TLS handshake.
+    let mut next = tokio::net::TcpStream::connect(tls).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), next.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    w.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
