@@ -35,10 +35,13 @@ struct Args {
     /// Worker threads (0 = one per CPU; 1 runs everything on one thread).
     #[arg(long, env = "WARREN_THREADS", default_value_t = 0)]
     threads: usize,
-    /// Management HTTP API port (RabbitMQ's is 15672; 0 disables). If the port is taken the
-    /// broker logs a warning and runs without it.
+    /// Management HTTP API port (RabbitMQ's is 15672; 0 picks a free one, printed on the ports
+    /// line). If the default port is taken the broker logs a warning and runs without it.
     #[arg(long, env = "WARREN_MGMT_PORT", default_value_t = 15672)]
     mgmt_port: u16,
+    /// Run without the management API.
+    #[arg(long, env = "WARREN_NO_MGMT")]
+    no_mgmt: bool,
     /// Definitions to apply at boot, in RabbitMQ's export format (exchanges, queues, bindings),
     /// like RabbitMQ's load_definitions. A file that cannot be applied stops the broker.
     #[arg(long, env = "WARREN_DEFINITIONS")]
@@ -156,7 +159,7 @@ fn main() -> std::process::ExitCode {
         sync: !args.no_sync,
         max_message_size: args.max_message_size,
         heartbeat: args.heartbeat,
-        mgmt_port: (args.mgmt_port != 0).then_some(args.mgmt_port),
+        mgmt_port: (!args.no_mgmt).then_some(args.mgmt_port),
         store_backlog_bytes: args.store_backlog_bytes,
         metrics_public: args.metrics_public,
         vm_memory_high_watermark: args.vm_memory_high_watermark,
