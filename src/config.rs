@@ -63,6 +63,9 @@ pub struct Config {
     pub mgmt_tls_port: Option<u16>,
     /// Certificate, key and client verification for both TLS listeners.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Timers (TTL, x-expires, x-delay) on a clock that moves only when told
+    /// (`Broker::advance_clock`, `POST /api/warren/clock`, `warrenctl clock`).
+    pub test_clock: bool,
     /// Use this store instead of opening one (embedding, and tests that inject faults).
     pub store: Option<std::sync::Arc<dyn crate::store::Store>>,
 }
@@ -108,6 +111,7 @@ impl Default for Config {
             default_pass: "guest".into(),
             default_vhost: "/".into(),
             loopback_users: vec!["guest".into()],
+            test_clock: false,
             tls_port: None,
             mgmt_tls_port: None,
             tls: None,

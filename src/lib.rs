@@ -22,6 +22,7 @@ pub mod args;
 pub mod auth;
 pub mod broker;
 pub mod channel;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -1,6 +1,8 @@
 //! A broker for tests: `TestBroker::start().await` runs Warren in this process on free ports
-//! (AMQP and management), in memory, ready when it returns; dropping it stops it. Each test
-//! may have its own, so parallel `#[tokio::test]`s never share state or clash on ports.
+//! (AMQP and management), in memory, on a test clock, ready when it returns; dropping it stops
+//! it. Each test may have its own, so parallel `#[tokio::test]`s never share state or clash on
+//! ports. `advance(Duration)` moves the clock and runs every TTL, x-expires and x-delay that
+//! falls due, in order, before it returns.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -27,9 +29,11 @@ impl TestBroker {
         TestBroker::with_config(Config::default()).await
     }
 
-    /// With other settings; ports, memory-only storage and the management port are set here.
+    /// With other settings; ports, memory-only storage, the management port and the test
+    /// clock are set here.
     pub async fn with_config(config: Config) -> TestBroker {
         let config = Config {
+            test_clock: true,
             bind: "127.0.0.1".into(),
             port: 0,
             mgmt_port: Some(0),
@@ -74,6 +78,13 @@ impl TestBroker {
     pub async fn reset(&self) {
         if let Err(e) = self.handle().reset(false).await {
             panic!("reset failed: {e}");
+        }
+    }
+
+    /// Move the test clock forward, running everything that falls due on the way.
+    pub fn advance(&self, by: Duration) {
+        if let Err(e) = self.broker().advance_clock(by) {
+            panic!("advance failed: {e}");
         }
     }
 

@@ -111,6 +111,10 @@ struct Args {
     /// With --tls-verify-peer, refuse clients that present no certificate.
     #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
     tls_fail_if_no_peer_cert: bool,
+    /// Run timers (message and queue TTL, x-expires, x-delay) on a test clock that starts at the
+    /// real time and moves only when told: `warrenctl clock advance 90m`, `POST /api/warren/clock`.
+    #[arg(long, env = "WARREN_TEST_CLOCK")]
+    test_clock: bool,
     /// Log lines as text (default) or one JSON object per line (`json`).
     #[arg(long, env = "WARREN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -179,6 +183,7 @@ fn main() -> std::process::ExitCode {
             .filter(|u| !u.is_empty() && *u != "none")
             .map(String::from)
             .collect(),
+        test_clock: args.test_clock,
         tls_port: args.tls_port,
         mgmt_tls_port: args.mgmt_tls_port,
         tls,

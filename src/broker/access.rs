@@ -130,7 +130,7 @@ impl Broker {
         let existing = self.vhost(name);
         let vh = existing
             .clone()
-            .unwrap_or_else(|| new_vhost(name, &self.store, &self.committer));
+            .unwrap_or_else(|| new_vhost(name, &self.store, &self.committer, &self.clock));
         let meta = VHostMeta {
             description: description.to_string(),
             tags,

@@ -5,6 +5,7 @@
 mod access;
 mod recover;
 mod reset;
+mod test_clock;
 
 use crate::auth::Users;
 use crate::config::Config;
@@ -28,6 +29,8 @@ pub struct Broker {
     /// memory does.
     access: Mutex<()>,
     store: Arc<dyn Store>,
+    /// What timers read: the system clock, or a test clock (`advance_clock`).
+    pub clock: Arc<crate::clock::Clock>,
     pub alarms: Arc<crate::alarm::Alarms>,
     /// Listening sockets: (protocol as RabbitMQ names it, port).
     listeners: Mutex<Vec<(&'static str, u16)>>,
@@ -66,7 +69,13 @@ impl Broker {
         };
         let committer = Committer::start(store.clone(), config.store_backlog_bytes)?;
         let users = Arc::new(Users::new(config.loopback_users.clone()));
-        let (vhosts, globals, report) = recover::recover(&config, &store, &committer, &users)?;
+        let clock = Arc::new(if config.test_clock {
+            crate::clock::Clock::test()
+        } else {
+            crate::clock::Clock::system()
+        });
+        let (vhosts, globals, report) =
+            recover::recover(&config, &store, &committer, &users, &clock)?;
         if report.definitions + report.messages > 0 {
             tracing::info!(
                 definitions = report.definitions,
@@ -88,6 +97,7 @@ impl Broker {
             config,
             users,
             store,
+            clock,
             access: Mutex::new(()),
             committer,
             vhosts: RwLock::new(vhosts),

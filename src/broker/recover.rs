@@ -16,12 +16,25 @@ use std::sync::Arc;
 pub(super) type VHosts = HashMap<String, Arc<VHost>>;
 pub(super) type Globals = std::collections::BTreeMap<String, serde_json::Value>;
 
+/// What every vhost is built with.
+pub(super) struct Parts<'a> {
+    pub store: &'a Arc<dyn Store>,
+    pub committer: &'a Arc<Committer>,
+    pub clock: &'a Arc<crate::clock::Clock>,
+}
+
 pub(super) fn new_vhost(
     name: &str,
     store: &Arc<dyn Store>,
     committer: &Arc<Committer>,
+    clock: &Arc<crate::clock::Clock>,
 ) -> Arc<VHost> {
-    VHost::new(name, Some(store.clone()), Some(committer.clone()))
+    VHost::new(
+        name,
+        Some(store.clone()),
+        Some(committer.clone()),
+        clock.clone(),
+    )
 }
 
 /// A user as stored (None when the stored hash cannot be read).
@@ -82,9 +95,13 @@ fn restore_access(
     users: &Users,
     globals: &mut Globals,
     vhosts: &mut VHosts,
-    store: &Arc<dyn Store>,
-    committer: &Arc<Committer>,
+    parts: &Parts<'_>,
 ) -> Result<bool, String> {
+    let Parts {
+        store,
+        committer,
+        clock,
+    } = parts;
     match def {
         Definition::User { name, .. } => {
             let user = user_from(def).ok_or_else(|| format!("user '{name}' has a bad hash"))?;
@@ -96,7 +113,7 @@ fn restore_access(
             tags,
             limits,
         } => {
-            let vh = new_vhost(name, store, committer);
+            let vh = new_vhost(name, store, committer, clock);
             vh.set_meta(VHostMeta {
                 description: description.clone(),
                 tags: tags.clone(),
@@ -156,13 +173,17 @@ fn seed(
     users: &Users,
     globals: &mut Globals,
     vhosts: &mut VHosts,
-    store: &Arc<dyn Store>,
-    committer: &Arc<Committer>,
+    parts: &Parts<'_>,
     ops: &mut Vec<Op>,
 ) {
+    let Parts {
+        store,
+        committer,
+        clock,
+    } = parts;
     let vhost = &config.default_vhost;
     if !vhosts.contains_key(vhost) {
-        vhosts.insert(vhost.clone(), new_vhost(vhost, store, committer));
+        vhosts.insert(vhost.clone(), new_vhost(vhost, store, committer, clock));
         ops.push(Op::PutDefinition(vhost_def(vhost, &VHostMeta::default())));
     }
     if users.user(&config.default_user).is_none() {
@@ -208,6 +229,7 @@ pub(super) fn recover(
     store: &Arc<dyn Store>,
     committer: &Arc<Committer>,
     users: &Users,
+    clock: &Arc<crate::clock::Clock>,
 ) -> io::Result<(VHosts, Globals, RecoveryReport)> {
     let rec = store.recover()?;
     let mut report = RecoveryReport {
@@ -216,10 +238,15 @@ pub(super) fn recover(
     };
     let mut vhosts = VHosts::new();
     let mut globals = Globals::new();
+    let parts = Parts {
+        store,
+        committer,
+        clock,
+    };
     let seeded = rec.definitions.contains(&Definition::Seeded);
     let mut ops = Vec::new();
     for def in rec.definitions {
-        match restore_access(&def, users, &mut globals, &mut vhosts, store, committer) {
+        match restore_access(&def, users, &mut globals, &mut vhosts, &parts) {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => {
@@ -231,7 +258,7 @@ pub(super) fn recover(
         let name = def.topology_vhost().unwrap_or_default().to_string();
         if !vhosts.contains_key(&name) && !seeded {
             // A directory from before vhosts were stored: its vhosts existed implicitly.
-            let vh = new_vhost(&name, store, committer);
+            let vh = new_vhost(&name, store, committer, clock);
             ops.push(Op::PutDefinition(vhost_def(&name, &VHostMeta::default())));
             vhosts.insert(name.clone(), vh);
         }
@@ -245,15 +272,7 @@ pub(super) fn recover(
         }
     }
     if !seeded {
-        seed(
-            config,
-            users,
-            &mut globals,
-            &mut vhosts,
-            store,
-            committer,
-            &mut ops,
-        );
+        seed(config, users, &mut globals, &mut vhosts, &parts, &mut ops);
     }
     let mut refs: HashMap<u64, u32> = HashMap::new();
     for entries in rec.queues.values() {

@@ -81,9 +81,43 @@ async fn wait(broker: &Broker, b: &Map<String, Value>) -> Response {
     }
 }
 
-/// What routing handles here: peek.
+fn clock_json(broker: &Broker) -> Value {
+    let now = broker.clock.now_ms();
+    json!({"now_ms": now, "now": crate::clock::format_rfc3339_utc(now),
+           "test": broker.clock.is_test()})
+}
+
+/// `{"advance": "90m"}`, `{"advance_ms": N}` or `{"set": "2030-01-01T00:00:00Z"}`.
+fn move_clock(broker: &Broker, b: &Map<String, Value>) -> Response {
+    let r = if let Some(at) = b.get("set") {
+        match at.as_str().and_then(crate::clock::parse_rfc3339_utc) {
+            Some(ms) => broker.set_clock(ms),
+            None => Err("set must be a UTC time like 2030-01-01T00:00:00Z".into()),
+        }
+    } else {
+        let by = match (b.get("advance"), b.get("advance_ms")) {
+            (Some(Value::String(s)), _) => crate::clock::parse_duration_ms(s),
+            (_, Some(n)) => n.as_u64(),
+            _ => None,
+        };
+        match by {
+            Some(ms) => broker.advance_clock(Duration::from_millis(ms)),
+            None => Err("advance must be a duration such as 90m, 1h, 30s or 250ms".into()),
+        }
+    };
+    match r {
+        Ok(_) => ok(clock_json(broker)),
+        Err(e) => Response::error(400, "bad_request", e),
+    }
+}
+
+/// What routing handles here: peek, and the test clock.
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
     match (req.method.as_str(), seg) {
+        ("GET", ["api", "warren", "clock"]) => Some(ok(clock_json(broker))),
+        ("POST", ["api", "warren", "clock"]) => {
+            Some(super::reply::with_body(req, |b| move_clock(broker, b)))
+        }
         ("GET", ["api", "warren", "peek", v, q]) => Some(with_vhost(broker, v, |vh| {
             let Some(queue) = vh.queue(q) else {
                 return not_found();

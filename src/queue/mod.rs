@@ -99,6 +99,8 @@ pub struct QueueConfig {
     /// Set for durable queues when the broker has a store: persistent messages are indexed
     /// under this key.
     pub store_key: Option<QueueKey>,
+    /// The broker's clock (a test clock moves only when told): TTL, x-expires, x-death time.
+    pub clock: Arc<crate::clock::Clock>,
 }
 
 pub struct Queue {
@@ -152,15 +154,14 @@ pub struct ConsumerInfo {
     pub prefetch: u32,
 }
 
+/// The system's time in ms (what connections use; queues read their broker's clock).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::clock::system_ms()
 }
 
 impl Queue {
     pub fn new(config: QueueConfig, sink: Option<Weak<dyn Sink>>) -> Arc<Self> {
+        let created = config.clock.now_ms();
         let q = Arc::new(Queue {
             state: Mutex::new(State {
                 ready: Ready::new(config.args.max_priority),
@@ -169,7 +170,7 @@ impl Queue {
                 cursor: 0,
                 had_consumers: false,
                 deleted: false,
-                last_used: now_ms(),
+                last_used: created,
                 timer_running: false,
                 timer_deadline: None,
                 args: Arc::new(config.args.clone()),
@@ -285,16 +286,21 @@ impl Queue {
 
     /// A redeclare counts as use for x-expires.
     pub fn touch(&self) {
-        self.lock().last_used = now_ms();
+        self.lock().last_used = self.now();
     }
 
     /// When a message enqueued now expires (the clock is read only if some TTL applies).
-    fn expiry_for(args: &QueueArgs, m: &Message) -> Option<u64> {
+    /// Now, on the broker's clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.config.clock.now_ms()
+    }
+
+    fn expiry_for(args: &QueueArgs, m: &Message, now: u64) -> Option<u64> {
         let ttl = match (args.message_ttl, m.expiration_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        ttl.map(|t| now_ms().saturating_add(t))
+        ttl.map(|t| now.saturating_add(t))
     }
 
     /// Enqueue one message and hand it to a consumer if one can take it. Returns false when
@@ -321,7 +327,7 @@ impl Queue {
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
             fx.ops.push(Op::Index(key.clone(), seq, message.clone()));
         }
-        let expires_at = Self::expiry_for(&st.args, &message);
+        let expires_at = Self::expiry_for(&st.args, &message, self.now());
         st.ready.push_back(QueuedMessage {
             seq,
             message,
@@ -333,7 +339,7 @@ impl Queue {
         self.enforce_max_length(&mut st, fx);
         if let Some(at) = expires_at {
             // TTL 0: whatever a consumer could not take at once expires now.
-            self.expire(&mut st, now_ms(), fx);
+            self.expire(&mut st, self.now(), fx);
             if st.timer_deadline.is_none_or(|d| at < d) {
                 self.ensure_timer(&mut st);
                 self.wake.notify_one();
@@ -385,7 +391,7 @@ impl Queue {
             reason,
             dlx,
             args.dead_letter_routing_key.as_deref(),
-            now_ms() / 1000,
+            self.now() / 1000,
         ));
     }
 
@@ -460,7 +466,7 @@ impl Queue {
     fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         while !st.ready.is_empty() && !st.consumers.is_empty() {
             if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {
-                let now = now_ms();
+                let now = self.now();
                 if t < now {
                     self.expire(st, now, fx);
                     continue;
@@ -504,7 +510,7 @@ impl Queue {
         let mut st = self.lock();
         let mut any_expiry = false;
         for (seq, message) in entries {
-            let expires_at = Self::expiry_for(&st.args, &message);
+            let expires_at = Self::expiry_for(&st.args, &message, self.now());
             any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {
                 seq,
@@ -583,8 +589,8 @@ impl Queue {
                 self.config.name, self.config.vhost
             )));
         }
-        st.last_used = now_ms();
-        self.expire(&mut st, now_ms(), fx);
+        st.last_used = self.now();
+        self.expire(&mut st, self.now(), fx);
         let Some(entry) = st.ready.pop_front() else {
             return Ok(None);
         };
@@ -617,7 +623,7 @@ impl Queue {
         }
         st.consumers.push(consumer);
         st.had_consumers = true;
-        st.last_used = now_ms();
+        st.last_used = self.now();
         self.dispatch(&mut st, fx);
         Ok(())
     }
@@ -629,7 +635,7 @@ impl Queue {
         st.consumers
             .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
         let removed = st.consumers.len() != before;
-        st.last_used = now_ms();
+        st.last_used = self.now();
         if removed && st.consumers.is_empty() && st.args.expires.is_some() {
             self.wake.notify_one();
         }

@@ -13,6 +13,7 @@ fn msg(n: u8) -> Arc<Message> {
 fn queue_with(args: QueueArgs) -> Arc<Queue> {
     Queue::new(
         QueueConfig {
+            clock: Default::default(),
             name: "q".into(),
             vhost: "/".into(),
             durable: false,

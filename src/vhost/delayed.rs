@@ -71,10 +71,10 @@ impl VHost {
     }
 
     /// Route the messages of `x` that are due.
-    pub(super) fn release_due(&self, x: &Arc<Exchange>) {
+    pub fn release_due(&self, x: &Arc<Exchange>) {
         let Some(d) = &x.delayed else { return };
         let mut fx = Effects::default();
-        for (pos, m) in d.take_due(crate::queue::now_ms()) {
+        for (pos, m) in d.take_due(self.clock.now_ms()) {
             let routed = self.route_from(x.clone(), &m, &[]);
             // A fresh record for the queues it reaches; the held one goes.
             self.enqueue(m.shallow_clone(), &routed.queues, &mut fx);
@@ -101,7 +101,8 @@ async fn delay_timer(vhost: Weak<VHost>, x: Arc<Exchange>) {
         let notified = wake.notified();
         match delayed.next_due() {
             Some(due) => {
-                let ms = due.saturating_sub(crate::queue::now_ms());
+                let now = vhost.upgrade().map_or(0, |v| v.clock.now_ms());
+                let ms = due.saturating_sub(now);
                 if ms > 0 {
                     let _ =
                         tokio::time::timeout(std::time::Duration::from_millis(ms), notified).await;

@@ -116,6 +116,8 @@ pub struct VHost {
     meta: RwLock<VHostMeta>,
     /// Policies and operator policies, by name.
     policies: RwLock<Vec<Arc<Policy>>>,
+    /// The broker's clock (TTL, x-expires, x-delay).
+    pub clock: Arc<crate::clock::Clock>,
     /// Firehose tracing on (`trace`).
     tracing: std::sync::atomic::AtomicBool,
     /// Set by `destroy`: the vhost was deleted and takes no more topology changes.
@@ -131,8 +133,10 @@ impl VHost {
         name: &str,
         store: Option<Arc<dyn Store>>,
         committer: Option<Arc<Committer>>,
+        clock: Arc<crate::clock::Clock>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| VHost {
+            clock,
             me: me.clone(),
             name: name.to_string(),
             queues: RwLock::new(HashMap::new()),

@@ -89,7 +89,7 @@ impl VHost {
         let first = self.exchange_for(exchange)?;
         if first.delayed.is_some() {
             if let Some(delay) = crate::exchange::delayed::delay_of(message) {
-                routed.delayed = Some((first, crate::queue::now_ms().saturating_add(delay)));
+                routed.delayed = Some((first, self.clock.now_ms().saturating_add(delay)));
                 return Ok(routed);
             }
         }

@@ -316,6 +316,7 @@ impl VHost {
                 arguments: d.arguments.clone(),
                 args,
                 store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
+                clock: self.clock.clone(),
             },
             Some(self.sink()),
         );

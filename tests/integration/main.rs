@@ -32,6 +32,7 @@ mod routing_model;
 mod scenarios;
 mod semantics;
 mod store_model;
+mod test_clock;
 mod testing_helpers;
 mod tls;
 mod tx;

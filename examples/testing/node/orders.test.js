@@ -1,5 +1,6 @@
 // The same small orders application as examples/testing/main.rs, tested with node:test and
-// amqplib against the warren binary (started once for the file, reset before each test).
+// amqplib against the warren binary (on a test clock; started once for the file, reset
+// before each test).
 // Run: node --test examples/testing/node/  (amqplib from conformance/clients/node).
 const { test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert');
@@ -35,7 +36,7 @@ before(async () => {
   const portsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'warren-')), 'ports.json');
   mgmtPort = await freePort();
   proc = spawn(bin, ['--port', '0', '--bind', '127.0.0.1', '--in-memory', '--mgmt-port',
-    String(mgmtPort), '--ports-file', portsFile], { stdio: 'ignore' });
+    String(mgmtPort), '--test-clock', '--ports-file', portsFile], { stdio: 'ignore' });
   const deadline = Date.now() + 10000;
   while (!(fs.existsSync(portsFile) && fs.readFileSync(portsFile, 'utf8').trim())) {
     if (Date.now() > deadline) throw new Error('warren did not start');
@@ -77,15 +78,17 @@ test('an order reaches billing', async () => {
   await conn.close();
 });
 
-test('a rejected order comes back through the retry queue', async () => {
+test('a rejected order comes back after an hour in the retry queue', async () => {
   const conn = await amqp.connect(amqpUrl);
   const ch = await conn.createConfirmChannel();
-  await declareTopology(ch, 50);
+  await declareTopology(ch, 3600000);
   ch.publish('orders', 'order.created', Buffer.from('order-8'), { persistent: true });
   await ch.waitForConfirms();
   const m = await ch.get('billing');
   ch.reject(m, false);
   assert.ok(await waitFor('billing.retry', 1));
+  // The test clock: the hour passes at once, and the retry runs before the call returns.
+  assert.strictEqual((await api('POST', 'warren/clock', { advance: '1h' })).status, 200);
   assert.ok(await waitFor('billing', 1));
   const again = await ch.get('billing', { noAck: true });
   assert.strictEqual(again.fields.routingKey, 'order.retried');

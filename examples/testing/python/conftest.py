@@ -1,4 +1,5 @@
-"""pytest fixtures that run the warren binary for a test session and reset it between tests.
+"""pytest fixtures that run the warren binary (on a test clock) for a test session and reset it
+between tests.
 
 The binary comes from WARREN_BIN (default: target/debug/warren, built by `cargo build`). It
 listens on a port the system picks and writes its ports to a file, so parallel sessions never
@@ -53,6 +54,10 @@ class Warren:
         status, _ = self.api("POST", "warren/wait", {"queue": queue, "messages": n, "timeout_ms": timeout_ms})
         return status == 200
 
+    def advance(self, duration):
+        """Move the test clock ("90m", "1h", "250ms"); what falls due runs before this returns."""
+        assert self.api("POST", "warren/clock", {"advance": duration})[0] == 200
+
     def peek(self, queue, count=1):
         return self.api("GET", f"warren/peek/%2F/{queue}?count={count}")[1]
 
@@ -65,7 +70,7 @@ def warren():
     mgmt = free_port()
     proc = subprocess.Popen(
         [binary, "--port", "0", "--bind", "127.0.0.1", "--in-memory", "--mgmt-port", str(mgmt),
-         "--ports-file", ports_file],
+         "--test-clock", "--ports-file", ports_file],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while not os.path.exists(ports_file) or not open(ports_file).read().strip():

@@ -44,7 +44,8 @@ rabbitmqctl aliases: list_queues, list_exchanges, list_bindings, list_connection
   set_vhost_limits [-p V] JSON, clear_vhost_limits [-p V], list_vhost_limits [-p V],
   set_user_limits U JSON, clear_user_limits U NAME|all, list_user_limits U,
 trace_on [-p V], trace_off [-p V] (the firehose, exchange amq.rabbitmq.trace),
-Warren's test helpers: reset [--keep-topology], wait queue=Q [messages=N] [consumers=C]
+Warren's test helpers: clock show | advance 90m | set 2030-01-01T00:00:00Z (with --test-clock),
+  reset [--keep-topology], wait queue=Q [messages=N] [consumers=C]
   [timeout=5s] (exit 1 on timeout), peek queue=Q [count=K] (messages left in place, as JSON),
   set_policy [-p V] [--priority N] [--apply-to all|queues|exchanges] NAME PATTERN DEFINITION,
   clear_policy [-p V] NAME, list_policies [-p V], set_operator_policy (as set_policy),
@@ -334,6 +335,32 @@ fn run(a: &Args) -> Res<String> {
             Ok(serde_json::to_string_pretty(&d).unwrap_or_default())
         }
         // Warren's test helpers (not rabbitmqctl's).
+        ("clock", ["show"] | []) => {
+            let c = request(a, "GET", "warren/clock", None)?;
+            Ok(format!(
+                "{} ({})",
+                s(&c["now"]),
+                if c["test"] == true {
+                    "test clock"
+                } else {
+                    "system clock"
+                }
+            ))
+        }
+        ("clock", ["advance", by]) => request(
+            a,
+            "POST",
+            "warren/clock",
+            Some(Map::from_iter([("advance".to_string(), Value::from(*by))])),
+        )
+        .map(|c| s(&c["now"])),
+        ("clock", ["set", at]) => request(
+            a,
+            "POST",
+            "warren/clock",
+            Some(Map::from_iter([("set".to_string(), Value::from(*at))])),
+        )
+        .map(|c| s(&c["now"])),
         ("reset", flags) => {
             let keep = flags.contains(&"--keep-topology");
             request(
