@@ -407,18 +407,7 @@ async fn warrenctl_speaks_rabbitmqctl_for_users_vhosts_and_permissions() {
     let dir = temp_dir("ctl");
     let w = warren::start(config(&dir)).await.expect("start");
     let port = w.mgmt_addr().expect("mgmt").port().to_string();
-    let ctl = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
-            .args(["--port", port.as_str()])
-            .args(args)
-            .output()
-            .expect("run warrenctl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let ctl = |args: &[&str]| warrenctl(&port, args);
     for cmd in [
         &["add_vhost", "staging"][..],
         &["add_user", "deploy", "pw1"],

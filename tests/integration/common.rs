@@ -104,6 +104,19 @@ pub async fn http_at(
     )
 }
 
+/// Run warrenctl against the management API on `port`: (exit status ok, stdout + stderr).
+pub fn warrenctl(port: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .args(["--port", port])
+        .args(args)
+        .output()
+        .expect("run warrenctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 pub fn addr() -> String {
     let u = url();
     let after_at = u.rsplit('@').next().unwrap_or(&u).to_string();

@@ -392,18 +392,7 @@ async fn warrenctl_manages_queues() {
     let addr = mgmt_addr().expect("addr");
     let port = addr.rsplit(':').next().expect("port").to_string();
     let q = uniq("ctl-q");
-    let ctl = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
-            .args(["--port", port.as_str()])
-            .args(args)
-            .output()
-            .expect("run warrenctl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let ctl = |args: &[&str]| warrenctl(&port, args);
     let name = format!("name={q}");
     let (ok, out) = ctl(&["declare", "queue", &name, "durable=false"]);
     assert!(ok, "{out}");

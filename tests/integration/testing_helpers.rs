@@ -220,18 +220,7 @@ async fn warrenctl_waits_peeks_and_resets() {
     }
     let w = broker().await;
     let port = w.mgmt_addr().expect("mgmt").port().to_string();
-    let ctl = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
-            .args(["--port", port.as_str()])
-            .args(args)
-            .output()
-            .expect("run warrenctl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let ctl = |args: &[&str]| warrenctl(&port, args);
     let (_c, ch) = channel_at(&w.url()).await;
     ch.queue_declare("w".into(), Default::default(), FieldTable::default())
         .await
