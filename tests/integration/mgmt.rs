@@ -57,8 +57,9 @@ async fn queue_counts_follow_amqp() {
         .expect("qos");
     let mut consumer = consume(&ch, &q, "mgmt-c", false).await;
     let _held = next(&mut consumer).await;
+    // RabbitMQ's counters catch up one by one: wait for all of them.
     let v = queue_until(&q, |v| {
-        v["messages_unacknowledged"] == 1 && v["messages_ready"] == 2
+        v["messages_unacknowledged"] == 1 && v["messages_ready"] == 2 && v["consumers"] == 1
     })
     .await;
     assert_eq!(v["messages_ready"], 2, "{v}");
