@@ -152,6 +152,18 @@ impl BrokerHandle {
     }
 }
 
+/// A listener on `bind:port`, or an error naming what it was for.
+async fn listen(bind: &str, port: u16, what: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((bind, port))
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {bind}:{port} ({what}): {e}"),
+            )
+        })
+}
+
 /// Start a broker, the one boot path of the binary, embedding applications and the tests:
 /// open and replay the store (nothing listens while a backlog is recovered), apply
 /// `config.definitions`, then listen on `config.bind:config.port` (port 0 picks a free one)
@@ -186,9 +198,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     }
     let bind = broker.config.bind.clone();
     let port = broker.config.port;
-    let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
-        .await
-        .map_err(|e| Error::new(e.kind(), format!("cannot listen on {bind}:{port}: {e}")))?;
+    let listener = listen(&bind, port, "AMQP").await?;
     let addr = listener.local_addr()?;
     tracing::info!(
         port = addr.port(),
@@ -197,7 +207,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     );
     let mgmt = match broker.config.mgmt_port {
         None => None,
-        Some(port) => match tokio::net::TcpListener::bind((bind.as_str(), port)).await {
+        Some(port) => match listen(&bind, port, "management").await {
             Ok(l) => {
                 let a = l.local_addr()?;
                 tracing::info!(port = a.port(), "management API listening");
@@ -208,12 +218,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
                 tracing::warn!(port, error = %e, "management API disabled: cannot listen");
                 None
             }
-            Err(e) => {
-                return Err(Error::new(
-                    e.kind(),
-                    format!("cannot listen on {bind}:{port} (management): {e}"),
-                ))
-            }
+            Err(e) => return Err(e),
         },
     };
     let tls_config = match &broker.config.tls {
@@ -222,14 +227,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     };
     let amqps = match (broker.config.tls_port, &tls_config) {
         (Some(port), Some(cfg)) => {
-            let l = tokio::net::TcpListener::bind((bind.as_str(), port))
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        e.kind(),
-                        format!("cannot listen on {bind}:{port} (TLS): {e}"),
-                    )
-                })?;
+            let l = listen(&bind, port, "AMQPS").await?;
             tracing::info!(port = l.local_addr()?.port(), "AMQPS listening");
             Some(server::Tls {
                 listener: l,
@@ -250,14 +248,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     };
     let mgmt_tls = match (broker.config.mgmt_tls_port, &tls_config) {
         (Some(port), Some(cfg)) => {
-            let l = tokio::net::TcpListener::bind((bind.as_str(), port))
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        e.kind(),
-                        format!("cannot listen on {bind}:{port} (management TLS): {e}"),
-                    )
-                })?;
+            let l = listen(&bind, port, "management HTTPS").await?;
             let a = l.local_addr()?;
             tracing::info!(port = a.port(), "management API (HTTPS) listening");
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());

@@ -221,23 +221,12 @@ async fn one_boot_path_for_the_binary_and_the_embedded_broker() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn port_zero_everywhere_and_no_mgmt() {
-    if external() {
-        return;
-    }
-    let dir = temp_dir("ports0");
-    let ports_file = dir.with_extension("ports");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args([
-            "--port",
-            "0",
-            "--mgmt-port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--in-memory",
-        ])
+/// The warren binary with `flags` on an in-memory store; the ports it wrote to its ports file.
+async fn spawn_for_ports(flags: &[&str]) -> (std::process::Child, serde_json::Value) {
+    let ports_file = temp_dir("ports").with_extension("ports");
+    let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--port", "0", "--bind", "127.0.0.1", "--in-memory"])
+        .args(flags)
         .arg("--ports-file")
         .arg(&ports_file)
         .stdout(Stdio::null())
@@ -252,49 +241,31 @@ async fn port_zero_everywhere_and_no_mgmt() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let ports: serde_json::Value = serde_json::from_str(line.trim()).expect("ports line");
+    let _ = std::fs::remove_file(&ports_file);
+    (
+        child,
+        serde_json::from_str(line.trim()).expect("ports line"),
+    )
+}
+
+#[tokio::test]
+async fn port_zero_everywhere_and_no_mgmt() {
+    if external() {
+        return;
+    }
+    let (mut child, ports) = spawn_for_ports(&["--mgmt-port", "0"]).await;
     let mgmt = ports["management"]
         .as_u64()
         .expect("a management port was picked");
     assert_ne!(mgmt, 0);
-    let (status, _) = http_at(
-        &format!("127.0.0.1:{mgmt}"),
-        Some("guest:guest"),
-        "GET",
-        "/api/overview",
-        None,
-    )
-    .await;
+    let addr = format!("127.0.0.1:{mgmt}");
+    let (status, _) = http_at(&addr, Some("guest:guest"), "GET", "/api/overview", None).await;
     assert_eq!(status, 200);
     let _ = child.kill();
     let _ = child.wait();
     // --no-mgmt: no management port at all.
-    let _ = std::fs::remove_file(&ports_file);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args([
-            "--port",
-            "0",
-            "--no-mgmt",
-            "--bind",
-            "127.0.0.1",
-            "--in-memory",
-        ])
-        .arg("--ports-file")
-        .arg(&ports_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    for _ in 0..500 {
-        line = std::fs::read_to_string(&ports_file).unwrap_or_default();
-        if !line.trim().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let ports: serde_json::Value = serde_json::from_str(line.trim()).expect("ports line");
+    let (mut child, ports) = spawn_for_ports(&["--no-mgmt"]).await;
     assert_eq!(ports["management"], serde_json::Value::Null);
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_file(&ports_file);
 }

@@ -65,16 +65,7 @@ async fn topology(url: &str) -> Connection {
 
 async fn passive(url: &str, q: &str) -> Result<u32, lapin::Error> {
     let (_c, ch) = channel_at(url).await;
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .map(|q| q.message_count())
+    ops::passive(&ch, q).await.map(|q| q.message_count())
 }
 
 #[tokio::test]
