@@ -41,6 +41,12 @@ pub struct Config {
     pub rabbitmq_version: String,
     /// Open connections at most (RabbitMQ's connection_max); beyond, connection.open gets 530.
     pub max_connections: Option<usize>,
+    /// Consumers on one channel at most (RabbitMQ's consumer_max_per_channel; None: unlimited,
+    /// its default); beyond, basic.consume closes the connection with 530.
+    pub max_consumers_per_channel: Option<usize>,
+    /// Bytes one connection may hold of partial bodies (at their announced size) and
+    /// uncommitted transactions; beyond, it is closed with 506 (see `channel::Budget`).
+    pub max_pending_bytes: u64,
     /// Sockets still in the handshake at once; more are closed on accept (unauthenticated peers
     /// cost little).
     pub max_handshakes: usize,
@@ -102,6 +108,8 @@ impl Default for Config {
             mgmt_port_optional: false,
             max_connections: None,
             max_handshakes: 1024,
+            max_consumers_per_channel: None,
+            max_pending_bytes: 2 * DEFAULT_MAX_MESSAGE_SIZE,
             rabbitmq_version: DEFAULT_RABBITMQ_VERSION.to_string(),
             consumer_timeout_ms: Some(1_800_000),
             vm_memory_high_watermark: Default::default(),

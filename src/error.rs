@@ -124,6 +124,9 @@ impl AmqpError {
     pub fn unexpected_frame(e: impl fmt::Display) -> Self {
         Self::new(AMQPHardError::UNEXPECTEDFRAME, e)
     }
+    pub fn resource_error(e: impl fmt::Display) -> Self {
+        Self::new(AMQPHardError::RESOURCEERROR, e)
+    }
     pub fn not_allowed(e: impl fmt::Display) -> Self {
         Self::new(AMQPHardError::NOTALLOWED, e)
     }

@@ -77,6 +77,15 @@ struct Args {
     /// is refused with 530. Unlimited by default.
     #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Consumers on one channel at most (RabbitMQ's consumer_max_per_channel); beyond it
+    /// basic.consume closes the connection with 530. Unlimited by default.
+    #[arg(long, env = "WARREN_MAX_CONSUMERS_PER_CHANNEL")]
+    max_consumers_per_channel: Option<usize>,
+    /// Bytes one connection may hold of unfinished message bodies (at the size their header
+    /// announces) and uncommitted transactions (256MiB, 1GiB, bytes); beyond it the connection
+    /// is closed with 506 RESOURCE_ERROR.
+    #[arg(long, env = "WARREN_MAX_PENDING_BYTES", default_value = "256MiB", value_parser = warren::alarm::parse_size)]
+    max_pending_bytes: u64,
     /// The user a fresh data directory starts with (administrator, full permissions on the
     /// default vhost). RabbitMQ's container variables RABBITMQ_DEFAULT_USER/PASS/VHOST work too.
     #[arg(long, env = "WARREN_DEFAULT_USER")]
@@ -171,6 +180,8 @@ fn main() -> std::process::ExitCode {
         consumer_timeout_ms: (args.consumer_timeout != 0).then_some(args.consumer_timeout),
         rabbitmq_version: args.rabbitmq_version,
         max_connections: args.max_connections,
+        max_consumers_per_channel: args.max_consumers_per_channel,
+        max_pending_bytes: args.max_pending_bytes,
         definitions: args.definitions,
         mgmt_port_optional: true,
         default_user: setting(args.default_user, "RABBITMQ_DEFAULT_USER", "guest"),

@@ -1,6 +1,7 @@
 //! Content assembly: basic.publish, then its content header, then body frames, into one message.
 //! Anything out of that order is 505 UNEXPECTED_FRAME, as rabbit_command_assembler has it.
 
+use super::held::{Budget, Hold};
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::basic::{AMQPProperties, Publish};
@@ -19,6 +20,8 @@ pub enum Assembler {
         raw_properties: Bytes,
         size: usize,
         body: BytesMut,
+        /// The announced size, taken from the connection's budget until the body is done.
+        hold: Hold,
     },
 }
 
@@ -59,6 +62,7 @@ impl Assembler {
         header: AMQPContentHeader,
         raw_properties: Bytes,
         max_size: u64,
+        budget: &Budget,
     ) -> AmqpResult<Option<Content>> {
         let publish = match std::mem::take(self) {
             Assembler::Header(p) => p,
@@ -97,8 +101,13 @@ impl Assembler {
                 body: Bytes::new(),
             }));
         }
+        let mut hold = Hold::default();
+        budget
+            .take(&mut hold, header.body_size)
+            .map_err(|e| e.on(60, 40))?;
         *self = Assembler::Body {
             publish,
+            hold,
             properties: Box::new(header.properties),
             raw_properties,
             size,
@@ -160,11 +169,12 @@ mod tests {
 
     #[test]
     fn assembles_in_order_and_rejects_disorder() {
+        let budget = Budget::new(u64::MAX);
         let mut a = Assembler::default();
         assert_eq!(a.body(Bytes::from_static(b"x")).unwrap_err().code(), 505);
         a.start(Publish::default());
         assert!(a
-            .header(header(4), Bytes::from_static(&[0, 0]), 100)
+            .header(header(4), Bytes::from_static(&[0, 0]), 100, &budget)
             .expect("header")
             .is_none());
         assert!(a.body(Bytes::from_static(b"ab")).expect("b1").is_none());
@@ -176,7 +186,7 @@ mod tests {
         assert!(a.expecting_method());
         a.start(Publish::default());
         assert_eq!(
-            a.header(header(101), Bytes::from_static(&[0, 0]), 100)
+            a.header(header(101), Bytes::from_static(&[0, 0]), 100, &budget)
                 .unwrap_err()
                 .code(),
             406

@@ -123,6 +123,14 @@ impl Channel {
 
     fn consume(&mut self, c: basic::Consume, cx: &mut Cx<'_>) -> AmqpResult<()> {
         let requested_tag = c.consumer_tag.to_string();
+        // As rabbit_channel: only a new tag counts; a tag in use gets the reuse error below.
+        if let Some(max) = cx.conn.max_consumers_per_channel {
+            if !self.consumers.contains_key(requested_tag.as_str()) && self.consumers.len() >= max {
+                return Err(AmqpError::not_allowed(format!(
+                    "reached maximum ({max}) of consumers per channel"
+                )));
+            }
+        }
         if !requested_tag.is_empty()
             && (self.consumers.contains_key(requested_tag.as_str())
                 || self
@@ -384,6 +392,8 @@ impl Channel {
             Message::with_raw(exchange, routing_key, &properties, &raw_properties, body)
         };
         if let Some(tx) = self.tx.as_mut() {
+            let bytes = message.body.len() + message.raw_properties().len();
+            cx.conn.pending.take(&mut tx.hold, bytes as u64)?;
             tx.publishes.push((message, publish.mandatory, extra_keys));
             return Ok(());
         }

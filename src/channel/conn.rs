@@ -25,6 +25,10 @@ pub struct ConnInfo {
     pub channel_max: u16,
     pub caps: ClientCaps,
     pub max_message_size: u64,
+    /// RabbitMQ's consumer_max_per_channel (None: unlimited, its default).
+    pub max_consumers_per_channel: Option<usize>,
+    /// What this connection may hold of partial bodies and uncommitted publishes.
+    pub pending: super::held::Budget,
     /// What the management API sees of this connection, counters included.
     pub meta: Arc<crate::meta::ConnMeta>,
 }

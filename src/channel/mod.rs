@@ -4,12 +4,14 @@ mod access;
 mod assembler;
 mod basic;
 mod conn;
+mod held;
 mod topology;
 mod tx;
 
 pub use access::denied_text as access_denied_text;
 pub use assembler::{Assembler, Content, DEFAULT_MAX_MESSAGE_SIZE};
 pub use conn::{ClientCaps, ConnInfo};
+pub use held::Budget;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::Effects;
@@ -278,10 +280,12 @@ impl Channel {
         raw_properties: bytes::Bytes,
         cx: &mut Cx<'_>,
     ) -> AmqpResult<()> {
-        match self
-            .assembler
-            .header(header, raw_properties, cx.conn.max_message_size)?
-        {
+        match self.assembler.header(
+            header,
+            raw_properties,
+            cx.conn.max_message_size,
+            &cx.conn.pending,
+        )? {
             Some(content) => self.publish(content, cx).map_err(|e| e.or_on(60, 40)),
             None => Ok(()),
         }

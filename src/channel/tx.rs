@@ -11,6 +11,9 @@ pub struct TxState {
     /// Buffered publishes: message, mandatory, CC/BCC routing keys.
     pub(super) publishes: Vec<(Message, bool, Vec<String>)>,
     pub(super) settles: Vec<(Vec<(u64, Unacked)>, Settle)>,
+    /// The buffered publishes' bytes, taken from the connection's budget until commit or
+    /// rollback.
+    pub(super) hold: super::held::Hold,
 }
 
 impl std::fmt::Debug for TxState {

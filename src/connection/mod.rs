@@ -180,6 +180,8 @@ pub async fn serve_on<S: Socket>(
             channel_max: negotiated.channel_max,
             caps: negotiated.caps,
             max_message_size: broker.config.max_message_size,
+            max_consumers_per_channel: broker.config.max_consumers_per_channel,
+            pending: crate::channel::Budget::new(broker.config.max_pending_bytes),
             meta,
         },
         channels: HashMap::new(),

@@ -166,3 +166,171 @@ async fn sockets_past_the_handshake_cap_are_closed() {
     assert!(c.is_ok(), "handshakes are accepted again");
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn consumers_past_max_consumers_per_channel_get_530() {
+    if external() {
+        return; // RabbitMQ's consumer_max_per_channel is a node setting, unlimited by default
+    }
+    let b = warren::start(warren::Config {
+        port: 0,
+        max_consumers_per_channel: Some(2),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let (_c, ch) = channel_at(&b.url()).await;
+    declare(&ch, "cmax").await;
+    let _a = consume(&ch, "cmax", "a", false).await;
+    let _b = consume(&ch, "cmax", "b", false).await;
+    // A second channel has its own count.
+    let (_c2, ch2) = channel_at(&b.url()).await;
+    let _other = consume(&ch2, "cmax", "a", false).await;
+    let e = assert_code(
+        ch.basic_consume(
+            "cmax".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await,
+        530,
+    );
+    assert!(
+        text(&e).contains("reached maximum (2) of consumers per channel"),
+        "{}",
+        text(&e)
+    );
+    b.shutdown().await;
+}
+
+mod pending {
+    //! What one connection may hold of unfinished bodies and uncommitted transactions.
+    use crate::common::ops::*;
+    use crate::common::*;
+    use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
+    use amq_protocol::protocol::{basic, tx, AMQPClass};
+    use lapin::options::*;
+
+    fn publish() -> AMQPClass {
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: "".into(),
+            routing_key: "pending".into(),
+            mandatory: false,
+            immediate: false,
+        }))
+    }
+
+    fn header(ch: u16, size: u64) -> AMQPFrame {
+        AMQPFrame::Header(
+            ch,
+            AMQPContentHeader {
+                class_id: 60,
+                body_size: size,
+                properties: Default::default(),
+            },
+        )
+    }
+
+    async fn broker(limit: u64) -> warren::BrokerHandle {
+        warren::start(warren::Config {
+            port: 0,
+            max_pending_bytes: limit,
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+    }
+
+    #[tokio::test]
+    async fn partial_bodies_past_the_connection_budget_get_506() {
+        if external() {
+            return; // RabbitMQ has no such limit; only its memory alarm
+        }
+        let b = broker(1000).await;
+        let mut r = Raw::open_at(&b.local_addr().to_string()).await;
+        r.open_channel(1).await;
+        r.open_channel(2).await;
+        // Announced, never sent: the announcement is what a trickling peer could make us hold.
+        r.send(1, publish()).await;
+        r.send_frame(header(1, 600)).await;
+        r.send(2, publish()).await;
+        r.send_frame(header(2, 600)).await;
+        assert_eq!(r.expect_close().await, (0, 506, 60, 40));
+        // Other connections are unaffected.
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.basic_publish(
+            "".into(),
+            "x".into(),
+            BasicPublishOptions::default(),
+            &[0u8; 900],
+            Default::default(),
+        )
+        .await
+        .expect("publish within the budget");
+        b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn finished_bodies_give_their_budget_back() {
+        if external() {
+            return;
+        }
+        let b = broker(1000).await;
+        let (_c, ch) = channel_at(&b.url()).await;
+        declare(&ch, "pending").await;
+        for _ in 0..20 {
+            publish_bytes(&ch, &[7u8; 900]).await;
+        }
+        assert_eq!(message_count(&ch, "pending").await, 20);
+        b.shutdown().await;
+    }
+
+    async fn publish_bytes(ch: &lapin::Channel, body: &[u8]) {
+        ch.basic_publish(
+            "".into(),
+            "pending".into(),
+            BasicPublishOptions::default(),
+            body,
+            Default::default(),
+        )
+        .await
+        .expect("publish");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_past_the_budget_gets_506_and_commits_give_it_back() {
+        if external() {
+            return;
+        }
+        let b = broker(1000).await;
+        let (_c, ch) = channel_at(&b.url()).await;
+        declare(&ch, "pending").await;
+        ch.tx_select().await.expect("select");
+        for _ in 0..5 {
+            publish_bytes(&ch, &[1u8; 400]).await;
+            publish_bytes(&ch, &[2u8; 400]).await;
+            ch.tx_commit().await.expect("commit gives the budget back");
+        }
+        assert_eq!(message_count(&ch, "pending").await, 10);
+        publish_bytes(&ch, &[1u8; 400]).await;
+        ch.tx_rollback().await.expect("rollback gives it back too");
+        // Raw, to read the code: 3 × 400 uncommitted bytes cross the 1000-byte budget.
+        let mut r = Raw::open_at(&b.local_addr().to_string()).await;
+        r.open_channel(1).await;
+        r.send(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})))
+            .await;
+        for _ in 0..3 {
+            r.send(1, publish()).await;
+            r.send_frame(header(1, 400)).await;
+            r.send_frame(AMQPFrame::Body(1, vec![0u8; 400])).await;
+        }
+        assert_eq!(r.expect_close().await, (0, 506, 60, 40));
+        assert_eq!(
+            message_count(&ch, "pending").await,
+            10,
+            "nothing half-committed"
+        );
+        b.shutdown().await;
+    }
+}
