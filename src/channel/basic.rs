@@ -5,7 +5,7 @@ use super::{Channel, ConsumerInfo, Content, Cx, Unacked};
 use crate::auth::{Kind, Perm};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
-use crate::queue::{Consumer, Credit, Delivery};
+use crate::queue::{Consumer, Credit, Delivery, Return};
 use crate::vhost::REPLY_TO;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::Arc;
@@ -117,7 +117,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let all = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(all.into_values(), cx.fx);
+        self.requeue_unacked(all.into_values(), Return::ByClient, cx.fx);
         Ok(())
     }
 
@@ -310,7 +310,9 @@ impl Channel {
         cx: &mut Cx<'_>,
     ) {
         match how {
-            Settle::Requeue => self.requeue_unacked(entries.into_iter().map(|(_, u)| u), cx.fx),
+            Settle::Requeue => {
+                self.requeue_unacked(entries.into_iter().map(|(_, u)| u), Return::ByClient, cx.fx)
+            }
             Settle::Ack | Settle::Discard => {
                 let discard = matches!(how, Settle::Discard);
                 let mut channel_reopened = false;
@@ -478,11 +480,14 @@ impl Channel {
                 d.credit.release(1);
                 self.channel_credit.release(1);
             }
-            d.queue.requeue([d.entry], cx.fx);
+            d.queue.requeue([d.entry], Return::Released, cx.fx);
             return;
         }
         let tag = self.next_tag();
-        let delivery_count = d.queue.is_quorum().then_some(d.entry.delivery_count);
+        // RabbitMQ 3.10 adds x-delivery-count to a consumer's delivery only once the message
+        // came back; basic.get always carries it (rabbit_fifo_client:dequeue).
+        let delivery_count =
+            (d.queue.is_quorum() && d.entry.delivery_count > 0).then_some(d.entry.delivery_count);
         self.write_deliver(
             &d.consumer_tag,
             tag,
@@ -571,10 +576,11 @@ impl Channel {
 }
 
 /// Content frames of a delivery. Quorum queues tell consumers how often a message came back
-/// (x-delivery-count), on a copy of the properties so the shared message stays untouched.
+/// (x-delivery-count, when given), on a copy of the properties so the shared message stays
+/// untouched.
 fn write_message(cx: &mut Cx<'_>, channel: u16, m: &Message, delivery_count: Option<u32>) {
     match delivery_count {
-        Some(n) if n > 0 => {
+        Some(n) => {
             let props = m.properties();
             let mut headers = props.headers().clone().unwrap_or_default();
             headers.insert(

@@ -15,7 +15,7 @@ pub use held::Budget;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::Effects;
-use crate::queue::{Credit, Queue, QueuedMessage};
+use crate::queue::{Credit, Queue, QueuedMessage, Return};
 use amq_protocol::protocol::AMQPClass;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -311,7 +311,7 @@ impl Channel {
             }
         }
         let unacked = std::mem::take(&mut self.unacked);
-        self.requeue_unacked(unacked.into_values(), fx);
+        self.requeue_unacked(unacked.into_values(), Return::Released, fx);
         for q in emptied {
             conn.vhost.auto_delete_queue(&q, fx);
         }
@@ -323,7 +323,12 @@ impl Channel {
     }
 
     /// Requeue deliveries to their queues, grouped per queue, in tag order.
-    fn requeue_unacked(&mut self, entries: impl IntoIterator<Item = Unacked>, fx: &mut Effects) {
+    fn requeue_unacked(
+        &mut self,
+        entries: impl IntoIterator<Item = Unacked>,
+        how: Return,
+        fx: &mut Effects,
+    ) {
         let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
         for u in entries {
             if let Some(c) = &u.credit {
@@ -336,7 +341,7 @@ impl Channel {
             }
         }
         for (q, v) in groups {
-            q.requeue(v, fx);
+            q.requeue(v, how, fx);
         }
     }
 

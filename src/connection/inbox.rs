@@ -23,7 +23,8 @@ impl Connection {
                         if !d.no_ack {
                             d.credit.release(1);
                         }
-                        d.queue.requeue([d.entry], &mut self.fx);
+                        d.queue
+                            .requeue([d.entry], crate::queue::Return::Released, &mut self.fx);
                     }
                 }
             }
@@ -88,7 +89,8 @@ impl Connection {
                 if !d.no_ack {
                     d.credit.release(1);
                 }
-                d.queue.requeue([d.entry], &mut self.fx);
+                d.queue
+                    .requeue([d.entry], crate::queue::Return::Released, &mut self.fx);
             }
         }
     }

@@ -319,7 +319,7 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
             Ok(Some(x)) => x,
             Ok(None) => break,
             Err(e) => {
-                q.requeue(taken, &mut fx);
+                q.requeue(taken, crate::queue::Return::Released, &mut fx);
                 vh.submit(&mut fx);
                 return amqp_error(e);
             }
@@ -334,7 +334,7 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         taken.push(entry);
     }
     if requeue {
-        q.requeue(taken, &mut fx);
+        q.requeue(taken, crate::queue::Return::Released, &mut fx);
     } else if reject {
         q.discard(taken, &mut fx);
     } else {

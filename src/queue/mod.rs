@@ -27,6 +27,15 @@ use ready::Ready;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+/// Why a delivery comes back to its queue unacknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    /// basic.reject/nack with requeue, basic.recover: the client chose to return it.
+    ByClient,
+    /// Its channel, connection or consumer went away (or could not take it).
+    Released,
+}
+
 /// A message sitting in (or out on delivery from) one queue.
 #[derive(Debug, Clone)]
 pub struct QueuedMessage {
@@ -396,13 +405,18 @@ impl Queue {
     }
 
     /// Put unacknowledged messages back in their original positions, marked redelivered.
-    /// Quorum queues count the return and dead-letter past x-delivery-limit.
+    /// Quorum queues count the return and dead-letter past x-delivery-limit; without a limit,
+    /// what the client itself returns (reject, nack, recover) goes to the back instead, as
+    /// RabbitMQ 3.10's quorum queues do, so one poison message cannot hog the head.
     pub fn requeue(
         self: &Arc<Self>,
         entries: impl IntoIterator<Item = QueuedMessage>,
+        how: Return,
         fx: &mut Effects,
     ) {
         let mut st = self.lock();
+        let to_back =
+            how == Return::ByClient && self.is_quorum() && st.args.delivery_limit.is_none();
         for mut entry in entries {
             self.returned(1);
             if st.deleted {
@@ -422,6 +436,20 @@ impl Queue {
                     self.forget(&entry, false, fx);
                     continue;
                 }
+            }
+            if to_back {
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                if let (Some(key), true) = (&self.config.store_key, entry.message.store_id != 0) {
+                    // Moved in the stored index too, so a restart keeps the new order.
+                    fx.ops
+                        .push(Op::Unindex(key.clone(), entry.seq, entry.message.clone()));
+                    fx.ops
+                        .push(Op::Index(key.clone(), seq, entry.message.clone()));
+                }
+                entry.seq = seq;
+                st.ready.push_back(entry);
+                continue;
             }
             st.ready.insert_by_seq(entry);
         }

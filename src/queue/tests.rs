@@ -65,7 +65,7 @@ fn requeue_restores_original_order() {
     }
     let a = q.get(&mut fx).expect("ok").expect("a").0;
     let b = q.get(&mut fx).expect("ok").expect("b").0;
-    q.requeue([b, a], &mut fx);
+    q.requeue([b, a], Return::Released, &mut fx);
     assert_eq!(bodies(&q), vec![0, 1, 2, 3]);
 }
 

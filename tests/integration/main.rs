@@ -27,6 +27,7 @@ mod persistence;
 mod policies;
 mod process;
 mod queues;
+mod quorum;
 mod routing;
 mod routing_model;
 mod scenarios;
