@@ -31,6 +31,13 @@ run_suite() { # $1 = label, rest = env assignments
         sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\1 \2/p' | sort >"$work/$label"
 }
 
+# The real-client workloads (conformance/clients: pika, aio-pika, kombu, framework topologies,
+# amqplib, rabbitmq-c, Java, Go), one row each.
+run_clients() { # $1 = label, $2 = URL (none: the clients' script starts Warren)
+    { bash "$here/clients/run.sh" ${2:+"$2"} 2>&1 || true; } |
+        sed -n 's/^\([a-z-]*\) *\(ok\|FAILED\)$/client:\1 \2/p' >>"$work/$1"
+}
+
 if [ "${SKIP_RABBITMQ:-0}" != 1 ]; then
     if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ]; then
         echo "installing rabbitmq-server (Debian package)..." >&2
@@ -43,12 +50,16 @@ if [ "${SKIP_RABBITMQ:-0}" != 1 ]; then
     "$here/rabbitmq-local.sh" start "$PORT" >&2
     started_rabbitmq=1
     run_suite rabbitmq WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${PORT}/%2f"
+    run_clients rabbitmq "amqp://guest:guest@127.0.0.1:${PORT}/%2f"
     "$here/rabbitmq-local.sh" stop "$PORT" >/dev/null 2>&1 || true
     started_rabbitmq=0
 else
     : >"$work/rabbitmq"
 fi
 run_suite warren WARREN_TEST_AMQP_URL=
+run_clients warren
+sort -o "$work/warren" "$work/warren"
+sort -o "$work/rabbitmq" "$work/rabbitmq"
 
 printf '| scenario | RabbitMQ 3.10.8 | Warren |\n|---|---|---|\n'
 warren_fail=0; rmq_fail=0; n=0; rmq_ok=0; w_ok=0

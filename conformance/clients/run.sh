@@ -51,12 +51,13 @@ declare -A cmds=(
     [pika]="python3 $here/python/pika_workload.py $url"
     [aio-pika]="python3 $here/python/aio_pika_workload.py $url"
     [kombu]="python3 $here/python/kombu_workload.py $url"
+    [topologies]="python3 $here/python/topologies_workload.py $url"
     [amqplib]="node $here/node/workload.js $url"
     [rabbitmq-c]="bash $here/c/workload.sh $url"
     [java]="bash -c 'javac -cp $CP -d $work/java $here/java/Workload.java && java -cp $CP:$work/java Workload $url'"
     [go]="bash -c 'mkdir -p $work/go && cp $here/go/workload.go $work/go/main.go && cd $work/go && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$work/gocache go build -o workload main.go && ./workload $url'"
 )
-clients=(pika aio-pika kombu amqplib rabbitmq-c java go)
+clients=(pika aio-pika kombu topologies amqplib rabbitmq-c java go)
 # RabbitMQ's rabbitmqadmin against the management API, when rabbitmq-server is installed and
 # we started the broker (so we know its management port).
 if [ -n "$mport" ]; then

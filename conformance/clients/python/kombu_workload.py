@@ -45,3 +45,50 @@ with Connection(url, transport_options={"confirm_publish": True}) as conn:
     queue(channel).delete()
     dead(channel).delete()
 print(f"{tag}: ok")
+
+# Celery's remote control: kombu's pidbox. Workers listen on a fanout exchange
+# (`<name>.pidbox`) with per-node auto-delete queues carrying x-message-ttl and x-expires;
+# replies come back through a direct exchange (`reply.<name>.pidbox`) to the caller's own
+# auto-delete queue. `celery inspect ping` is a broadcast that collects replies.
+import socket
+import threading
+
+from kombu.pidbox import Mailbox
+
+mailbox = Mailbox(f"{tag}-celery", type="fanout", accept=["json"])
+handlers = {"ping": lambda state, **kw: {"ok": "pong"},
+            "add": lambda state, x=0, y=0, **kw: x + y}
+stop = threading.Event()
+listening = threading.Barrier(3)
+
+
+def worker(hostname):
+    with Connection(url) as wconn:
+        node = mailbox.Node(hostname, state={}, handlers=handlers, channel=wconn.channel())
+        node.listen(callback=None)
+        listening.wait(10)
+        while not stop.is_set():
+            try:
+                wconn.drain_events(timeout=0.1)
+            except socket.timeout:
+                pass
+
+
+workers = [threading.Thread(target=worker, args=(f"w{i}@{tag}",), daemon=True) for i in (1, 2)]
+for w in workers:
+    w.start()
+listening.wait(10)
+with Connection(url) as conn:
+    box = mailbox(conn)
+    replies = box._broadcast("ping", reply=True, timeout=2, limit=2)
+    got = sorted(list(r)[0] for r in replies)
+    assert got == [f"w1@{tag}", f"w2@{tag}"], replies
+    assert all(list(r.values())[0] == {"ok": "pong"} for r in replies), replies
+    # A command addressed to one node only reaches that node.
+    one = box._broadcast("add", arguments={"x": 2, "y": 3}, reply=True, timeout=2,
+                         destination=[f"w2@{tag}"], limit=1)
+    assert one == [{f"w2@{tag}": 5}], one
+stop.set()
+for w in workers:
+    w.join(5)
+print(f"{tag}: pidbox ok")
