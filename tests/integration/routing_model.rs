@@ -486,7 +486,7 @@ async fn run_case(seed: u64) {
         .await
         .expect("confirm");
     }
-    for q in 0..t.queues {
+    for (q, want) in want.iter().enumerate() {
         let mut got = Vec::new();
         while let Some(m) = ch
             .basic_get(qname(q).as_str().into(), BasicGetOptions { no_ack: true })
@@ -497,10 +497,10 @@ async fn run_case(seed: u64) {
             got.push(u32::from_be_bytes(b));
         }
         assert!(
-            agrees(&got, &want[q]),
+            agrees(&got, want),
             "seed {seed}: queue q{q} got {got:?}, model {:?} (cause, id) \
              (exchanges {:?}, alternates {:?}, bindings {:?}, queues {:?}, publishes {:?})",
-            want[q],
+            want,
             t.kinds,
             t.alternate,
             t.bindings,
