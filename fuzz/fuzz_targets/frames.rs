@@ -5,12 +5,14 @@
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use warren::channel::Assembler;
+use warren::channel::{Assembler, Budget};
 use warren::codec::{decode, Frame};
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);
     let mut assembler = Assembler::default();
+    // Smaller than the size limit, so that both refusals are reached.
+    let budget = Budget::new(1 << 19);
     for _ in 0..256 {
         match decode(&mut buf, 131_072) {
             Ok(Some(Frame::Method(_, m))) => {
@@ -20,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(Some(Frame::Header(_, h, raw))) => {
                 let _ = warren::message::Message::from_raw("", "", &raw, bytes::Bytes::new());
-                if assembler.header(*h, raw, 1 << 20).is_err() {
+                if assembler.header(*h, raw, 1 << 20, &budget).is_err() {
                     assembler = Assembler::default();
                 }
             }
@@ -33,4 +35,6 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) | Err(_) => break,
         }
     }
+    drop(assembler);
+    assert_eq!(budget.in_use(), 0, "a finished or dropped body gave its budget back");
 });

@@ -416,37 +416,26 @@ impl Channel {
         cx: &mut Cx<'_>,
     ) -> AmqpResult<PublishOutcome> {
         let vhost = cx.conn.vhost.clone();
-        let mut routed = match vhost.route_with(&message.exchange, &message, extra_keys) {
-            Ok(r) => r,
+        let origin = crate::vhost::TraceOrigin {
+            connection: &cx.conn.meta.name,
+            channel: self.id,
+            user: &cx.conn.user,
+        };
+        // Kept for a mandatory return (a copy of a few reference counts, only when asked).
+        let returned = mandatory.then(|| message.shallow_clone());
+        let outcome = match vhost.publish(message, extra_keys, &origin, cx.fx) {
+            Ok(o) => o,
             // The exchange went away between publish and commit: the message is unroutable.
             Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
             Err(e) => return Err(e),
         };
-        if vhost.tracing() {
-            let who = crate::vhost::TraceOrigin {
-                connection: &cx.conn.meta.name,
-                channel: self.id,
-                user: &cx.conn.user,
-            };
-            vhost.trace_publish(&message, &routed.queues, &who, cx.fx);
-        }
-        if let Some((x, due)) = routed.delayed.take() {
-            // Held, not routed: mandatory is not honoured for delayed messages (as in the
-            // plugin); the confirm waits only for the hold to be stored.
-            let stored = vhost.hold_delayed(&x, message, due, cx.fx);
+        if outcome.routed {
             return Ok(PublishOutcome {
-                ticket: stored.then_some(cx.fx.ticket()),
-                rejected: false,
+                ticket: outcome.stored.then_some(cx.fx.ticket()),
+                rejected: outcome.rejected,
             });
         }
-        if !routed.queues.is_empty() {
-            let (stored, rejected) = vhost.enqueue(message, &routed.queues, cx.fx);
-            return Ok(PublishOutcome {
-                ticket: stored.then_some(cx.fx.ticket()),
-                rejected,
-            });
-        }
-        if !routed.replied && mandatory {
+        if let Some(message) = returned {
             // Settle earlier confirms first, so the return is followed by its own ack: clients
             // (lapin among them) pair a return with the next ack they see.
             if self.tx.is_none() {
@@ -477,10 +466,9 @@ impl Channel {
         let alive = !self.closing && self.consumers.contains_key(&d.consumer_tag);
         if !alive {
             if !d.no_ack {
-                d.credit.release(1);
                 self.channel_credit.release(1);
             }
-            d.queue.requeue([d.entry], Return::Released, cx.fx);
+            d.give_back(cx.fx);
             return;
         }
         let tag = self.next_tag();

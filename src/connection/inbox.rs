@@ -19,13 +19,7 @@ impl Connection {
                         let mut cx = cx!(self);
                         channel.deliver(d, &mut cx);
                     }
-                    None => {
-                        if !d.no_ack {
-                            d.credit.release(1);
-                        }
-                        d.queue
-                            .requeue([d.entry], crate::queue::Return::Released, &mut self.fx);
-                    }
+                    None => d.give_back(&mut self.fx),
                 }
             }
             Outbound::Reply { channel, message } => {
@@ -86,11 +80,7 @@ impl Connection {
         inbox.close();
         while let Ok(m) = inbox.try_recv() {
             if let Outbound::Deliver(d) = m {
-                if !d.no_ack {
-                    d.credit.release(1);
-                }
-                d.queue
-                    .requeue([d.entry], crate::queue::Return::Released, &mut self.fx);
+                d.give_back(&mut self.fx);
             }
         }
     }

@@ -249,19 +249,17 @@ fn publish(vh: &VHost, x: &str, b: &Map<String, Value>, user: &str) -> Response 
         return amqp_error(e);
     }
     let message = Message::new(x.to_string(), key.to_string(), props, Bytes::from(body));
-    let mut routed = match vh.route(x, &message) {
-        Ok(r) => r,
-        Err(e) => return amqp_error(e),
-    };
     let mut fx = Effects::default();
-    let delivered = if let Some((ex, due)) = routed.delayed.take() {
-        vh.hold_delayed(&ex, message, due, &mut fx);
-        true
-    } else if routed.queues.is_empty() {
-        routed.replied
-    } else {
-        vh.enqueue(message, &routed.queues, &mut fx);
-        true
+    // The same path as an AMQP publish (the firehose sees it on channel 1 of the API, as
+    // RabbitMQ's management plugin publishes over a direct channel).
+    let origin = crate::vhost::TraceOrigin {
+        connection: "management API",
+        channel: 1,
+        user,
+    };
+    let delivered = match vh.publish(message, &[], &origin, &mut fx) {
+        Ok(outcome) => outcome.routed,
+        Err(e) => return amqp_error(e),
     };
     vh.submit(&mut fx);
     ok(json!({ "routed": delivered }))

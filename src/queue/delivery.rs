@@ -19,6 +19,19 @@ pub struct Delivery {
     pub credit: Arc<Credit>,
 }
 
+impl Delivery {
+    /// Its consumer could not take it (channel, consumer or connection gone): give the credit
+    /// back (a no-ack delivery returned its own on leaving the inbox) and put the message back
+    /// in place.
+    pub fn give_back(self, fx: &mut super::Effects) {
+        if !self.no_ack {
+            self.credit.release(1);
+        }
+        self.queue
+            .requeue([self.entry], super::Return::Released, fx);
+    }
+}
+
 /// A connection hears from the committer through its inbox.
 impl crate::store::DurableSink for Outbox {
     fn durable(&self, ticket: u64) {

@@ -16,12 +16,7 @@ impl VHost {
         let Some(delayed) = &x.delayed else {
             return false;
         };
-        let mut record = None;
-        if let (true, true, Some(committer)) = (message.persistent(), x.durable, &self.committer) {
-            message.store_id = committer.next_message_id();
-            message.store_refs = std::sync::atomic::AtomicU32::new(1);
-            record = Some(crate::store::record::encode(&message));
-        }
+        let record = self.record_for(&mut message, usize::from(x.durable));
         let message = Arc::new(message);
         let pos = delayed.hold(message.clone(), due);
         let stored = record.is_some();

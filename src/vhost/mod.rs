@@ -6,6 +6,7 @@
 mod definitions;
 mod delayed;
 mod policy;
+mod publish;
 mod routing;
 mod topology;
 mod trace;
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 pub use policy::{ApplyTo, Policy};
+pub use publish::Outcome;
 pub use trace::{TraceOrigin, TRACE_EXCHANGE};
 
 /// The pseudo-queue of direct reply-to.

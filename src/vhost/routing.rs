@@ -1,44 +1,9 @@
-//! Routing a published message to queues (e2e bindings, alternate exchanges, direct reply-to),
-//! enqueueing (storing persistent messages first), and routing dead letters.
+//! Routing a message to queues (e2e bindings, alternate exchanges, direct reply-to), routing
+//! dead letters, and handing storage writes to the committer.
 
 use super::*;
 
 impl VHost {
-    /// What every publish is checked for, over AMQP or HTTP, with RabbitMQ's codes: the
-    /// exchange exists (404) and is not internal (403), user_id is the publisher's (406), the
-    /// expiration is valid (406).
-    pub fn check_publish(
-        &self,
-        exchange: &str,
-        properties: &amq_protocol::protocol::BasicProperties,
-        user: &str,
-    ) -> AmqpResult<()> {
-        if !exchange.is_empty() {
-            let x = self.exchange_for(exchange)?;
-            if x.internal {
-                return Err(AmqpError::access_refused(format!(
-                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
-                    self.name
-                )));
-            }
-        }
-        if let Some(u) = properties.user_id() {
-            if u.as_str() != user {
-                return Err(AmqpError::precondition_failed(format!(
-                    "user_id property set to '{u}' but authenticated user was '{user}'"
-                )));
-            }
-        }
-        if let Some(exp) = properties.expiration() {
-            if let Err(why) = crate::message::parse_expiration(exp.as_str()) {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{exp}': {why}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Route a message published to `exchange` (404 if it does not exist). Follows
     /// exchange-to-exchange bindings and alternate exchanges; every queue appears once.
     pub fn route(&self, exchange: &str, message: &Message) -> AmqpResult<Routed> {
@@ -145,41 +110,6 @@ impl VHost {
             }
         }
         routed
-    }
-
-    /// Enqueue a routed message in its queues, storing it first when it is persistent and
-    /// reaches a durable queue. Returns (stored, rejected by some queue).
-    pub fn enqueue(
-        &self,
-        mut message: Message,
-        queues: &[Arc<Queue>],
-        fx: &mut Effects,
-    ) -> (bool, bool) {
-        let mut record = None;
-        if message.persistent() {
-            let durable = queues
-                .iter()
-                .filter(|q| q.config.store_key.is_some())
-                .count();
-            if let (Some(committer), true) = (&self.committer, durable > 0) {
-                message.store_id = committer.next_message_id();
-                message.store_refs =
-                    std::sync::atomic::AtomicU32::new(u32::try_from(durable).unwrap_or(u32::MAX));
-                record = Some(crate::store::record::encode(&message));
-            }
-        }
-        let message = Arc::new(message);
-        let stored = record.is_some();
-        if let Some(record) = record {
-            // The record and its index entries go in one submission (the committer's
-            // ordering rule relies on it).
-            fx.ops.push(Op::PutMessage(message.clone(), record));
-        }
-        let mut rejected = false;
-        for q in queues {
-            rejected |= !q.publish(message.clone(), fx);
-        }
-        (stored, rejected)
     }
 
     /// Route dead letters to their exchanges, dropping copies that would cycle without a

@@ -140,3 +140,71 @@ async fn tracing_copies_publishes_and_deliveries() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn publishes_through_the_management_api_are_traced_too() {
+    if mgmt_addr().is_none() {
+        return;
+    }
+    let mgmt = mgmt_addr().expect("addr");
+    let v = uniq("trace-http");
+    let vpath = format!("/api/vhosts/{v}");
+    let put = |body: serde_json::Value| {
+        let (mgmt, path) = (mgmt.clone(), vpath.clone());
+        async move {
+            http_at(&mgmt, Some("guest:guest"), "PUT", &path, Some(body))
+                .await
+                .0
+        }
+    };
+    assert_eq!(put(json!({})).await, 201);
+    let (_c, ch) = channel_at(&format!("amqp://guest:guest@{}/{v}", addr())).await;
+    for q in ["tq", "work"] {
+        ch.queue_declare(q.into(), Default::default(), FieldTable::default())
+            .await
+            .expect("queue");
+    }
+    ch.queue_bind(
+        "tq".into(),
+        "amq.rabbitmq.trace".into(),
+        "publish.#".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind to the firehose");
+    assert_eq!(put(json!({"tracing": true})).await, 204);
+    let (status, body) = http_at(
+        &mgmt,
+        Some("guest:guest"),
+        "POST",
+        &format!("/api/exchanges/{v}/amq.direct/publish"),
+        Some(
+            json!({"properties": {}, "routing_key": "work", "payload": "via http",
+                    "payload_encoding": "string"}),
+        ),
+    )
+    .await;
+    assert_eq!((status, body["routed"].clone()), (200, json!(false)));
+    let (status, body) = http_at(
+        &mgmt,
+        Some("guest:guest"),
+        "POST",
+        &format!("/api/exchanges/{v}/amq.default/publish"),
+        Some(
+            json!({"properties": {}, "routing_key": "work", "payload": "via http",
+                    "payload_encoding": "string"}),
+        ),
+    )
+    .await;
+    assert_eq!((status, body["routed"].clone()), (200, json!(true)));
+    let mut keys = Vec::new();
+    while let Some(t) = ops::get_within(&ch, "tq", true).await {
+        assert_eq!(t.delivery.data, b"via http");
+        let h = t.delivery.properties.headers().clone().expect("headers");
+        assert_eq!(text(header(&h, "user")), "guest");
+        keys.push(t.delivery.routing_key.to_string());
+    }
+    assert_eq!(keys, ["publish.amq.direct", "publish."]);
+    http_at(&mgmt, Some("guest:guest"), "DELETE", &vpath, None).await;
+}
