@@ -11,11 +11,23 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq)]
 pub struct AmqpError {
     pub kind: AMQPErrorKind,
-    /// Full reply text, already prefixed with the code name ("NOT_FOUND - …").
-    pub text: String,
+    /// What went wrong, without the code name ("no queue 'q' in vhost '/'"); the wire text
+    /// prefixes it (`reply_text`), the management API shows it alone.
+    pub explanation: String,
     /// Class and method of the method that failed (0/0 when no method is to blame).
     pub class_id: u16,
     pub method_id: u16,
+}
+
+/// Reply codes by name, for code that asks which error it holds.
+pub mod code {
+    pub const NOT_FOUND: u16 = 404;
+    pub const ACCESS_REFUSED: u16 = 403;
+    pub const RESOURCE_LOCKED: u16 = 405;
+    pub const PRECONDITION_FAILED: u16 = 406;
+    pub const NOT_ALLOWED: u16 = 530;
+    pub const RESOURCE_ERROR: u16 = 506;
+    pub const INTERNAL_ERROR: u16 = 541;
 }
 
 /// RabbitMQ caps reply texts at 255 bytes (a shortstr); cut on a char boundary.
@@ -59,14 +71,17 @@ fn code_name(kind: &AMQPErrorKind) -> &'static str {
 
 impl AmqpError {
     pub fn new(kind: impl Into<AMQPErrorKind>, explanation: impl fmt::Display) -> Self {
-        let kind = kind.into();
-        let text = cap_text(format!("{} - {}", code_name(&kind), explanation));
         AmqpError {
-            kind,
-            text,
+            kind: kind.into(),
+            explanation: explanation.to_string(),
             class_id: 0,
             method_id: 0,
         }
+    }
+
+    /// The text on the wire: RabbitMQ's code name, " - ", the explanation, in 255 bytes.
+    pub fn reply_text(&self) -> String {
+        cap_text(format!("{} - {}", code_name(&self.kind), self.explanation))
     }
 
     /// Name the method that failed; the connection copies it into channel/connection.close.
@@ -152,7 +167,7 @@ impl fmt::Display for AmqpError {
             f,
             "{} {} (class {}, method {})",
             self.code(),
-            self.text,
+            self.reply_text(),
             self.class_id,
             self.method_id
         )
@@ -170,9 +185,10 @@ mod tests {
     #[test]
     fn text_is_prefixed_and_capped() {
         let e = AmqpError::not_found("x".repeat(400)).on(50, 10);
-        assert!(e.text.starts_with("NOT_FOUND - x"));
-        assert_eq!(e.text.len(), 255);
-        assert_eq!(e.code(), 404);
+        assert!(e.reply_text().starts_with("NOT_FOUND - x"));
+        assert_eq!(e.reply_text().len(), 255);
+        assert_eq!(e.explanation.len(), 400);
+        assert_eq!(e.code(), code::NOT_FOUND);
         assert!(!e.closes_connection());
         assert!(AmqpError::frame_error("bad").closes_connection());
     }

@@ -55,7 +55,7 @@ pub struct BrokerHandle {
     mgmt: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<store::StoreResult<()>>,
 }
 
 impl BrokerHandle {
@@ -109,7 +109,7 @@ impl BrokerHandle {
 
     /// Reset between tests (see `Broker::reset`): connections closed, every queue, exchange,
     /// binding and policy gone (or only the messages, with `keep_topology`), users kept.
-    pub async fn reset(&self, keep_topology: bool) -> Result<(), String> {
+    pub async fn reset(&self, keep_topology: bool) -> store::StoreResult<()> {
         self.broker.reset(keep_topology).await
     }
 
@@ -134,13 +134,16 @@ impl BrokerHandle {
     }
 
     /// `shutdown`, telling whether the last writes were made durable (Err: the store failed).
-    pub async fn stop(mut self) -> Result<(), String> {
+    pub async fn stop(mut self) -> store::StoreResult<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let r = match (&mut self.task).await {
             Ok(r) => r,
-            Err(e) => Err(format!("server task ended abnormally: {e}")),
+            Err(e) => Err(store::StoreError::new(
+                store::StoreErrorKind::Closed,
+                format!("server task ended abnormally: {e}"),
+            )),
         };
         if let Some((_, task)) = self.mgmt.take() {
             task.abort();
@@ -177,7 +180,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
             .and_then(|defs| mgmt::definitions::import(&broker, &defs));
         let applied = match applied {
-            Ok(n) => broker.sync().await.map(|()| n),
+            Ok(n) => broker.sync().await.map(|()| n).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         match applied {

@@ -22,7 +22,7 @@ pub async fn run(
     tls: Option<Tls>,
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> crate::store::StoreResult<()> {
     tokio::pin!(shutdown);
     if let Ok(a) = listener.local_addr() {
         broker.listening("amqp", a.port());

@@ -147,10 +147,13 @@ impl Broker {
 
     /// Resolves once every write submitted before the call is durable (Err: the store failed;
     /// the write is retried in the background).
-    pub async fn sync(&self) -> Result<(), String> {
+    pub async fn sync(&self) -> crate::store::StoreResult<()> {
         match self.committer.sync().await {
             Ok(r) => r,
-            Err(_) => Err("storage committer is gone".into()),
+            Err(_) => Err(crate::store::StoreError::new(
+                crate::store::StoreErrorKind::Closed,
+                "storage committer is gone",
+            )),
         }
     }
 

@@ -284,12 +284,16 @@ pub(super) fn recover(
     // Consume the records as they are decoded, so boot does not hold every message twice.
     for (id, data) in rec.messages {
         let d = store::record::decode(&data).ok_or_else(|| {
-            io::Error::other(format!("stored message {id} is corrupt; refusing to start"))
+            io::Error::from(store::StoreError::new(
+                store::StoreErrorKind::Corrupt,
+                format!("stored message {id} is corrupt; refusing to start"),
+            ))
         })?;
         let mut m = Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body)
             .ok_or_else(|| {
-                io::Error::other(format!(
-                    "stored message {id} has corrupt properties; refusing to start"
+                io::Error::from(store::StoreError::new(
+                    store::StoreErrorKind::Corrupt,
+                    format!("stored message {id} has corrupt properties; refusing to start"),
                 ))
             })?;
         m.store_id = id;

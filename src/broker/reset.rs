@@ -9,7 +9,7 @@ use crate::queue::Effects;
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Broker {
-    pub async fn reset(&self, keep_topology: bool) -> Result<(), String> {
+    pub async fn reset(&self, keep_topology: bool) -> crate::store::StoreResult<()> {
         self.close_all("broker forced connection closure with reason 'reset'");
         let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
         while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {

@@ -426,7 +426,9 @@ impl Channel {
         let outcome = match vhost.publish(message, extra_keys, &origin, cx.fx) {
             Ok(o) => o,
             // The exchange went away between publish and commit: the message is unroutable.
-            Err(e) if self.tx.is_some() && e.code() == 404 => Default::default(),
+            Err(e) if self.tx.is_some() && e.code() == crate::error::code::NOT_FOUND => {
+                Default::default()
+            }
             Err(e) => return Err(e),
         };
         if outcome.routed {

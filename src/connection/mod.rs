@@ -265,7 +265,7 @@ async fn close_during_handshake<S: Socket>(stream: &mut S, rbuf: &mut BytesMut, 
 fn close_method(e: &AmqpError) -> AMQPClass {
     AMQPClass::Connection(conn::AMQPMethod::Close(conn::Close {
         reply_code: e.code(),
-        reply_text: crate::names::short(&e.text),
+        reply_text: crate::names::short(&e.reply_text()),
         class_id: e.class_id,
         method_id: e.method_id,
     }))
@@ -704,7 +704,7 @@ impl Connection {
             ch,
             AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
                 reply_code: e.code(),
-                reply_text: crate::names::short(&e.text),
+                reply_text: crate::names::short(&e.reply_text()),
                 class_id: e.class_id,
                 method_id: e.method_id,
             })),

@@ -27,7 +27,7 @@ pub async fn handle_async(broker: &Arc<Broker>, req: &Request) -> Option<Respons
                 || req.query_flag("keep-topology");
             Some(match broker.reset(keep).await {
                 Ok(()) => Response::empty(204),
-                Err(e) => Response::error(500, "internal_server_error", e),
+                Err(e) => Response::error(500, "internal_server_error", e.to_string()),
             })
         }
         ("POST", ["api", "warren", "wait"]) => Some(wait(broker, &parse(req)?).await),

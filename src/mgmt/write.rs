@@ -117,10 +117,9 @@ fn done(r: Result<(), AmqpError>) -> Response {
 /// RabbitMQ's management answers a refused operation with 400 and the AMQP explanation
 /// (without the "PRECONDITION_FAILED - " prefix), and a missing object with 404.
 fn amqp_error(e: AmqpError) -> Response {
-    let explanation = e.text.split_once(" - ").map_or(e.text.as_str(), |(_, x)| x);
     match e.code() {
-        404 => not_found(),
-        _ => Response::error(400, "bad_request", explanation),
+        crate::error::code::NOT_FOUND => not_found(),
+        _ => Response::error(400, "bad_request", &e.explanation),
     }
 }
 

@@ -370,8 +370,9 @@ mod tests {
 
     #[test]
     fn rabbitmq_texts() {
-        let err =
-            |pairs: &[(&str, AMQPValue)]| QueueArgs::parse(&t(pairs), &cx()).unwrap_err().text;
+        let err = |pairs: &[(&str, AMQPValue)]| {
+            QueueArgs::parse(&t(pairs), &cx()).unwrap_err().reply_text()
+        };
         assert_eq!(
             err(&[("x-message-ttl", AMQPValue::LongString("abc".into()))]),
             "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': \"expected integer, got longstr\""

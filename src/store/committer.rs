@@ -69,7 +69,7 @@ pub enum Notify {
     /// committer takes one submitter's submissions in order, so its watermark only moves up.
     Conn(Arc<dyn DurableSink>, u64),
     /// A one-off waiter (shutdown, management, boot).
-    Once(oneshot::Sender<Result<(), String>>),
+    Once(oneshot::Sender<super::StoreResult<()>>),
 }
 
 /// A batch of ops from one submitter.
@@ -146,7 +146,7 @@ impl Committer {
 
     /// Resolves once everything submitted before this call is durable (Err: the store failed
     /// on the way; the committer keeps retrying).
-    pub fn sync(&self) -> oneshot::Receiver<Result<(), String>> {
+    pub fn sync(&self) -> oneshot::Receiver<super::StoreResult<()>> {
         let (tx, rx) = oneshot::channel();
         self.submit(Vec::new(), Some(Notify::Once(tx)));
         rx
@@ -323,7 +323,7 @@ impl Pending {
 #[derive(Default)]
 struct Waiters {
     conns: Vec<(Arc<dyn DurableSink>, u64)>,
-    once: Vec<oneshot::Sender<Result<(), String>>>,
+    once: Vec<oneshot::Sender<super::StoreResult<()>>>,
 }
 
 impl Waiters {
@@ -350,12 +350,12 @@ impl Waiters {
 
     /// Tell everyone waiting that this attempt failed; connections stay on the list, so they
     /// also hear when the retry succeeds.
-    fn failed(&mut self, reason: &str) {
+    fn failed(&mut self, reason: &super::StoreError) {
         for (sink, ticket) in &self.conns {
             sink.failed(*ticket);
         }
         for tx in self.once.drain(..) {
-            let _ = tx.send(Err(reason.to_string()));
+            let _ = tx.send(Err(reason.clone()));
         }
     }
 }
@@ -425,7 +425,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
                 // batch (acks in it must not be lost) and retry it with what comes next.
                 tracing::error!(error = %e, retry_ms = delay.as_millis() as u64, "storage commit failed");
                 shared.failing.store(true, Ordering::Relaxed);
-                waiters.failed(&e.to_string());
+                waiters.failed(&e);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }

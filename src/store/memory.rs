@@ -3,7 +3,6 @@
 
 use super::{Batch, Definition, QueueKey, Recovered, Store};
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
@@ -25,7 +24,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn commit(&self, batch: &Batch) -> io::Result<()> {
+    fn commit(&self, batch: &Batch) -> super::StoreResult<()> {
         let mut s = self.lock();
         for q in &batch.dropped_queues {
             s.queues.remove(q);
@@ -53,7 +52,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn recover(&self) -> io::Result<Recovered> {
+    fn recover(&self) -> super::StoreResult<Recovered> {
         let mut s = self.lock();
         let referenced: std::collections::HashSet<u64> = s
             .queues

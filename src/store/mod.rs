@@ -9,16 +9,17 @@
 //! out only for what is on disk.
 
 pub mod committer;
+pub mod error;
 pub mod memory;
 pub mod record;
 pub mod sled;
 
 pub use committer::{Committer, DurableSink, Notify, Op, Submission, Submitter};
+pub use error::{StoreError, StoreErrorKind, StoreResult};
 
 use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -312,7 +313,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// queues first, then definitions, message records before the index entries that point at
     /// them, index removals before the records. A failed commit may have written part of the
     /// batch; the committer retries the whole of it, so each step must be idempotent.
-    fn commit(&self, batch: &Batch) -> io::Result<()>;
+    fn commit(&self, batch: &Batch) -> StoreResult<()>;
     /// Load everything, dropping message records no index entry points at.
-    fn recover(&self) -> io::Result<Recovered>;
+    fn recover(&self) -> StoreResult<Recovered>;
 }

@@ -9,7 +9,8 @@
 //! space is freed), so a failed commit drops the handles and the next attempt reopens the
 //! directory: sled recovers what was flushed, and the committer writes the failed batch again.
 
-use super::{Batch, Definition, QueueKey, Recovered, Store};
+use super::StoreErrorKind as Kind;
+use super::{Batch, Definition, QueueKey, Recovered, Store, StoreError, StoreResult};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io;
@@ -42,8 +43,8 @@ struct Db {
     data_file: Option<File>,
 }
 
-fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(format!("{what} in data directory {}: {e}", path.display()))
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::at(Kind::Io, path, what, e)
 }
 
 fn tree_name(q: &str) -> Vec<u8> {
@@ -66,7 +67,7 @@ fn be_u64(b: &[u8]) -> Option<u64> {
 impl SledStore {
     /// Open (or create) the store in `path`. Fails with a clear error when another process
     /// holds the directory or it cannot be read; never resets it.
-    pub fn open(path: &Path, sync: bool) -> io::Result<SledStore> {
+    pub fn open(path: &Path, sync: bool) -> StoreResult<SledStore> {
         Ok(SledStore {
             path: path.to_path_buf(),
             sync,
@@ -76,7 +77,7 @@ impl SledStore {
     }
 
     /// Run `f` on the open database, reopening it first after a failure.
-    fn with_db<T>(&self, f: impl FnOnce(&Db) -> io::Result<T>) -> io::Result<T> {
+    fn with_db<T>(&self, f: impl FnOnce(&Db) -> StoreResult<T>) -> StoreResult<T> {
         if self.poisoned.load(Ordering::Relaxed) {
             let mut w = self.db.write().unwrap_or_else(|p| p.into_inner());
             // Drop the old handles first: sled lets go of the directory's lock with them (its
@@ -90,7 +91,12 @@ impl SledStore {
             let g = self.db.read().unwrap_or_else(|p| p.into_inner());
             match g.as_ref() {
                 Some(db) => f(db),
-                None => Err(err(&self.path, "store is closed", "reopen pending")),
+                None => Err(StoreError::at(
+                    Kind::Closed,
+                    &self.path,
+                    "store is closed",
+                    "reopen pending",
+                )),
             }
         };
         if r.is_err() {
@@ -101,8 +107,9 @@ impl SledStore {
 }
 
 impl Db {
-    fn open(path: &Path, sync: bool) -> io::Result<Db> {
-        std::fs::create_dir_all(path).map_err(|e| err(path, "cannot create", e))?;
+    fn open(path: &Path, sync: bool) -> StoreResult<Db> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::at(Kind::Open, path, "cannot create", e))?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(64 * 1024 * 1024)
@@ -113,28 +120,29 @@ impl Db {
                     if io.kind() == io::ErrorKind::WouldBlock
                         || io.to_string().contains("lock") =>
                 {
-                    err(
+                    StoreError::at(
+                        Kind::Locked,
                         path,
                         "cannot lock the store (is another warren using it?)",
                         e,
                     )
                 }
-                e => err(path, "cannot open the store", e),
+                e => StoreError::at(Kind::Open, path, "cannot open the store", e),
             })?;
         let definitions = db
             .open_tree("definitions")
-            .map_err(|e| err(path, "cannot open definitions", e))?;
+            .map_err(|e| StoreError::at(Kind::Open, path, "cannot open definitions", e))?;
         let messages = db
             .open_tree("messages")
-            .map_err(|e| err(path, "cannot open messages", e))?;
-        let data_file = if sync {
-            Some(
-                File::open(path.join("db"))
-                    .map_err(|e| err(path, "cannot open sled's data file", e))?,
-            )
-        } else {
-            None
-        };
+            .map_err(|e| StoreError::at(Kind::Open, path, "cannot open messages", e))?;
+        let data_file =
+            if sync {
+                Some(File::open(path.join("db")).map_err(|e| {
+                    StoreError::at(Kind::Open, path, "cannot open sled's data file", e)
+                })?)
+            } else {
+                None
+            };
         Ok(Db {
             path: path.to_path_buf(),
             db,
@@ -145,7 +153,7 @@ impl Db {
         })
     }
 
-    fn queue_tree(&self, q: &QueueKey) -> io::Result<sled::Tree> {
+    fn queue_tree(&self, q: &QueueKey) -> StoreResult<sled::Tree> {
         let mut trees = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = trees.get(q) {
             return Ok(t.clone());
@@ -158,13 +166,13 @@ impl Db {
         Ok(t)
     }
 
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> io::Error {
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
         err(&self.path, what, e)
     }
 
     /// Remove a record's chunks: only a full chunk can have a successor, so most deletes are
     /// one removal instead of a prefix scan.
-    fn delete_message(&self, id: u64) -> io::Result<()> {
+    fn delete_message(&self, id: u64) -> StoreResult<()> {
         for n in 0u32.. {
             let old = self
                 .messages
@@ -178,7 +186,7 @@ impl Db {
     }
 
     /// Remove every chunk of a record, whatever a crash left of it (recovery).
-    fn purge_message(&self, id: u64) -> io::Result<()> {
+    fn purge_message(&self, id: u64) -> StoreResult<()> {
         for kv in self.messages.scan_prefix(id.to_be_bytes()) {
             let (k, _) = kv.map_err(|e| self.err("read failed", e))?;
             self.messages
@@ -188,7 +196,7 @@ impl Db {
         Ok(())
     }
 
-    fn sync(&self) -> io::Result<()> {
+    fn sync(&self) -> StoreResult<()> {
         self.db.flush().map_err(|e| self.err("flush failed", e))?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|e| self.err("fdatasync failed", e))?;
@@ -198,17 +206,17 @@ impl Db {
 }
 
 impl Store for SledStore {
-    fn commit(&self, batch: &Batch) -> io::Result<()> {
+    fn commit(&self, batch: &Batch) -> StoreResult<()> {
         self.with_db(|db| db.commit(batch))
     }
 
-    fn recover(&self) -> io::Result<Recovered> {
+    fn recover(&self) -> StoreResult<Recovered> {
         self.with_db(Db::recover)
     }
 }
 
 impl Db {
-    fn commit(&self, batch: &Batch) -> io::Result<()> {
+    fn commit(&self, batch: &Batch) -> StoreResult<()> {
         for q in &batch.dropped_queues {
             self.queues
                 .lock()
@@ -259,12 +267,12 @@ impl Db {
         self.sync()
     }
 
-    fn recover(&self) -> io::Result<Recovered> {
+    fn recover(&self) -> StoreResult<Recovered> {
         let mut out = Recovered::default();
         for kv in self.definitions.iter() {
             let (_, v) = kv.map_err(|e| self.err("cannot read definitions", e))?;
-            let def: Definition =
-                serde_json::from_slice(&v).map_err(|e| self.err("corrupt definition", e))?;
+            let def: Definition = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::at(Kind::Corrupt, &self.path, "corrupt definition", e))?;
             out.definitions.push(def);
         }
         let mut referenced = HashSet::new();
@@ -282,7 +290,14 @@ impl Db {
                         referenced.insert(id);
                         entries.push((seq, id));
                     }
-                    _ => return Err(self.err("corrupt queue index", format!("{key:?}"))),
+                    _ => {
+                        return Err(StoreError::at(
+                            Kind::Corrupt,
+                            &self.path,
+                            "corrupt queue index",
+                            format!("{key:?}"),
+                        ))
+                    }
                 }
             }
             if !entries.is_empty() {

@@ -203,14 +203,17 @@ struct FaultyStore {
 }
 
 impl Store for FaultyStore {
-    fn commit(&self, batch: &Batch) -> std::io::Result<()> {
+    fn commit(&self, batch: &Batch) -> warren::store::StoreResult<()> {
         if self.failing.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("injected: No space left on device"));
+            return Err(warren::store::StoreError::new(
+                warren::store::StoreErrorKind::Io,
+                "injected: No space left on device",
+            ));
         }
         self.inner.commit(batch)
     }
 
-    fn recover(&self) -> std::io::Result<Recovered> {
+    fn recover(&self) -> warren::store::StoreResult<Recovered> {
         self.inner.recover()
     }
 }

@@ -243,6 +243,13 @@ async fn get_requeues_or_takes_and_purge_empties() {
     for i in 0..4 {
         publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
     }
+    // Unconfirmed publishes: wait until the queue holds them before reading over HTTP.
+    for _ in 0..200 {
+        if message_count(&ch, &q).await == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let get = |mode: &'static str, count: u64| {
         let q = q.clone();
         async move {
@@ -262,7 +269,7 @@ async fn get_requeues_or_takes_and_purge_empties() {
         .iter()
         .filter_map(|m| m["payload"].as_str())
         .collect();
-    assert_eq!(payloads, ["m0", "m1"]);
+    assert_eq!(payloads, ["m0", "m1"], "{msgs}");
     assert_eq!(message_count(&ch, &q).await, 4, "requeued");
     let (_, msgs) = get("ack_requeue_false", 1).await;
     assert_eq!(msgs[0]["payload"], "m0");

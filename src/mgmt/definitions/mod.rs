@@ -52,11 +52,7 @@ pub fn import(broker: &Broker, defs: &Value) -> Result<Imported, String> {
     check(broker, &access, &exchanges, &queues, &bindings)?;
     let mut done = access.apply(broker);
     let explain = |what: &str, name: &str, e: crate::error::AmqpError| {
-        let text = e
-            .text
-            .split_once(" - ")
-            .map_or(e.text.clone(), |(_, x)| x.to_string());
-        format!("{what} '{name}': {text}")
+        format!("{what} '{name}': {}", e.explanation)
     };
     for x in exchanges {
         let name = short_ok(str_of(x, "name").ok_or("an exchange without a name")?)?;
@@ -164,10 +160,8 @@ fn check(
             exclusive: false,
             auto_delete: bool_of(q, "auto_delete", false),
         };
-        crate::queue::QueueArgs::parse(&args, &cx).map_err(|e| {
-            let text = e.text.split_once(" - ").map_or(e.text.as_str(), |(_, x)| x);
-            format!("queue '{name}': {text}")
-        })?;
+        crate::queue::QueueArgs::parse(&args, &cx)
+            .map_err(|e| format!("queue '{name}': {}", e.explanation))?;
         new_queues.insert((vhost(q), name.to_string()));
     }
     for b in bindings {
