@@ -7,6 +7,7 @@ mod access;
 pub mod api;
 mod basic_auth;
 mod channels;
+pub mod client;
 pub mod definitions;
 pub mod endpoints;
 pub mod http;

@@ -66,19 +66,18 @@ fn rss_mib(pid: u32) -> u64 {
         / 1024
 }
 
-/// One management request as guest; the raw response.
-async fn http(mgmt: u16, method: &str, path: &str, body: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", mgmt))
+/// One management request as guest.
+async fn http(
+    mgmt: u16,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    let a = warren::mgmt::client::Target::new(format!("127.0.0.1:{mgmt}"), Some("guest:guest"))
+        .send(method, path, body.as_ref(), &[])
         .await
-        .expect("mgmt");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
+        .expect("management API");
+    (a.status, a.body.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,25 +133,25 @@ async fn publish_flood_is_blocked_by_the_memory_alarm_and_resumes() {
         "a consumer still gets messages under the alarm"
     );
     // The health check reports the alarm as RabbitMQ's does.
-    let health = http(mgmt, "GET", "/api/health/checks/alarms", "").await;
-    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
-    assert!(health.contains("\"resource\":\"memory\""), "{health}");
+    let health = http(mgmt, "GET", "/api/health/checks/alarms", None).await;
+    assert_eq!(health.0, 503, "{health:?}");
+    assert!(health.1.contains("\"resource\":\"memory\""), "{health:?}");
     // Raising the watermark clears the alarm: the publisher is told and reading resumes.
     let resp = http(
         mgmt,
         "PUT",
         "/api/warren/vm-memory-high-watermark",
-        "{\"watermark\": \"0.9\"}",
+        Some(serde_json::json!({"watermark": "0.9"})),
     )
     .await;
-    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+    assert_eq!(resp.0, 204, "{resp:?}");
     let next = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("unblocked in time")
         .expect("event");
     assert_eq!(next, None, "connection.unblocked");
-    let health = http(mgmt, "GET", "/api/health/checks/alarms", "").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let health = http(mgmt, "GET", "/api/health/checks/alarms", None).await;
+    assert_eq!(health.0, 200, "{health:?}");
     flood.abort();
     w.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

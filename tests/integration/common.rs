@@ -74,34 +74,11 @@ pub async fn http_at(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).await.expect("connect management");
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        payload.len()
-    );
-    if let Some(a) = auth {
-        req.push_str(&format!(
-            "Authorization: Basic {}\r\n",
-            warren::mgmt::base64_encode(a.as_bytes())
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(&payload);
-    s.write_all(req.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read response");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
+    let answer = warren::mgmt::client::Target::new(addr, auth)
+        .send(method, path, body.as_ref(), &[])
+        .await
+        .expect("management API answers");
+    (answer.status, answer.body)
 }
 
 /// Run warrenctl against the management API on `port`: (exit status ok, stdout + stderr).

@@ -6,8 +6,6 @@ use crate::common::{ops::*, *};
 use lapin::options::*;
 use lapin::ConnectionProperties;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// One request with guest's credentials (or `auth`), returning (status, JSON body or Null).
 async fn http_as(
@@ -374,20 +372,18 @@ async fn metrics_show_queue_depth() {
     let scrape = |auth: &'static str| {
         let addr = addr.clone();
         async move {
-            let mut s = TcpStream::connect(&addr).await.expect("connect");
-            let req =
-                format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
-            s.write_all(req.as_bytes()).await.expect("write");
-            let mut raw = String::new();
-            s.read_to_string(&mut raw).await.expect("read");
-            raw
+            let a = warren::mgmt::client::Target::new(addr, (!auth.is_empty()).then_some(auth))
+                .send("GET", "/metrics", None, &[])
+                .await
+                .expect("answer");
+            (a.status, a.body.as_str().unwrap_or_default().to_string())
         }
     };
     // Queue names are not for anyone who can reach the port.
-    let raw = scrape("").await;
-    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
-    let raw = scrape("Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n").await;
-    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (status, raw) = scrape("").await;
+    assert_eq!(status, 401, "{raw}");
+    let (status, raw) = scrape("guest:guest").await;
+    assert_eq!(status, 200, "{raw}");
     let line = format!("warren_queue_messages_ready{{vhost=\"/\",queue=\"{q}\"}} 2");
     assert!(raw.contains(&line), "missing {line}");
 }
@@ -703,16 +699,15 @@ async fn an_export_imports_again() {
     .await
     .expect("start");
     let addr = fresh.mgmt_addr().expect("mgmt").to_string();
-    let mut s = TcpStream::connect(&addr).await.expect("connect");
-    let body = defs.to_string();
-    let req = format!(
-        "POST /api/definitions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    assert!(raw.starts_with("HTTP/1.1 204"), "{raw}");
+    let (status, answer) = http_at(
+        &addr,
+        Some("guest:guest"),
+        "POST",
+        "/api/definitions",
+        Some(defs),
+    )
+    .await;
+    assert_eq!(status, 204, "{answer}");
     fresh.shutdown().await;
 }
 

@@ -4,7 +4,6 @@
 
 use crate::common::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[test]
 fn the_endpoint_table_is_current() {
@@ -121,20 +120,17 @@ async fn every_listed_get_answers() {
         assert_eq!(status, expected, "GET {path}");
     }
     // A method a path does not take: 405, no body, and what it does take.
-    let mut s = tokio::net::TcpStream::connect(&mgmt)
+    let out = warren::mgmt::client::Target::new(mgmt.as_str(), Some("guest:guest"))
+        .send("POST", "/api/overview", None, &[])
         .await
-        .expect("connect");
-    let auth = warren::mgmt::base64_encode(b"guest:guest");
-    s.write_all(format!("POST /api/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
-    assert!(
-        out.to_lowercase().contains("allow: head, get, options"),
-        "{out}"
+        .expect("answer");
+    assert_eq!(out.status, 405, "{out:?}");
+    assert_eq!(
+        out.header("allow").map(str::to_lowercase).as_deref(),
+        Some("head, get, options"),
+        "{out:?}"
     );
+    assert_eq!(out.body, serde_json::Value::Null, "no body");
     assert_eq!(api("DELETE", "/api/users".into(), None).await, 405);
     assert_eq!(api("GET", "/api/no-such-thing".into(), None).await, 404);
     w.stop().await.expect("stop");

@@ -5,10 +5,7 @@
 
 use clap::Parser;
 use serde_json::{json, Map, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::ExitCode;
-use std::time::Duration;
 
 mod access;
 
@@ -459,10 +456,7 @@ fn list(a: &Args, v: &str, kind: &str, cols: &[&str]) -> Res<String> {
 }
 
 fn close(a: &Args, name: &str, reason: Option<&str>) -> Res<String> {
-    let headers: Vec<String> = reason
-        .map(|r| format!("X-Reason: {r}"))
-        .into_iter()
-        .collect();
+    let headers: Vec<(&str, &str)> = reason.map(|r| ("x-reason", r)).into_iter().collect();
     send(
         a,
         "DELETE",
@@ -619,43 +613,26 @@ fn request(a: &Args, method: &str, path: &str, body: Option<Map<String, Value>>)
     send(a, method, path, body.map(Value::Object), &[])
 }
 
-/// One HTTP/1.1 request with Connection: close; the body of a 2xx answer as JSON (Null when
-/// empty), or an error carrying the API's reason.
-fn send(a: &Args, method: &str, path: &str, body: Option<Value>, extra: &[String]) -> Res<Value> {
-    let addr = format!("{}:{}", a.host, a.port);
-    let mut stream = TcpStream::connect(&addr)
-        .map_err(|e| format!("cannot reach the management API at {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = warren::mgmt::base64_encode(format!("{}:{}", a.username, a.password).as_bytes());
-    let mut head = format!(
-        "{method} /api/{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        payload.len()
+/// One request to the management API (warren::mgmt::client); the body of a 2xx answer as
+/// JSON (Null when empty), or an error carrying the API's reason.
+fn send(
+    a: &Args,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    extra: &[(&str, &str)],
+) -> Res<Value> {
+    let target = warren::mgmt::client::Target::new(
+        format!("{}:{}", a.host, a.port),
+        Some(&format!("{}:{}", a.username, a.password)),
     );
-    for h in extra {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    head.push_str(&payload);
-    stream
-        .write_all(head.as_bytes())
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed HTTP response")?;
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
-    };
+    let answer =
+        runtime.block_on(target.send(method, &format!("/api/{path}"), body.as_ref(), extra))?;
+    let (status, value) = (answer.status, answer.body);
     if (200..300).contains(&status) {
         return Ok(value);
     }
@@ -666,6 +643,12 @@ fn send(a: &Args, method: &str, path: &str, body: Option<Value>, extra: &[String
             _ => "access refused: wrong username or password (guest only from localhost)".into(),
         },
         404 => format!("not found: /api/{path}"),
-        _ => format!("{status}: {}", reason.unwrap_or_else(|| body.to_string())),
+        _ => format!(
+            "{status}: {}",
+            reason.unwrap_or_else(|| match &value {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            })
+        ),
     })
 }
