@@ -4,7 +4,10 @@ mod access;
 mod assembler;
 mod basic;
 mod conn;
+mod deliver;
 mod held;
+mod publish;
+mod settle;
 mod topology;
 mod tx;
 

@@ -1,6 +1,6 @@
 //! tx.* and confirm.* methods. Transactions buffer publishes and settlements until commit.
 
-use super::basic::Settle;
+use super::settle::Settle;
 use super::{Channel, ConfirmState, Cx, Unacked};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;

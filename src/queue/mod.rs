@@ -11,7 +11,9 @@ pub mod args;
 pub mod consumers;
 pub mod dead_letter;
 pub mod delivery;
+mod dispatch;
 mod ready;
+mod settle;
 mod timer;
 
 pub use args::{Overflow, QueueArgs, QueueType};
@@ -404,134 +406,6 @@ impl Queue {
         ));
     }
 
-    /// Put unacknowledged messages back in their original positions, marked redelivered.
-    /// Quorum queues count the return and dead-letter past x-delivery-limit; without a limit,
-    /// what the client itself returns (reject, nack, recover) goes to the back instead, as
-    /// RabbitMQ 3.10's quorum queues do, so one poison message cannot hog the head.
-    pub fn requeue(
-        self: &Arc<Self>,
-        entries: impl IntoIterator<Item = QueuedMessage>,
-        how: Return,
-        fx: &mut Effects,
-    ) {
-        let mut st = self.lock();
-        let to_back =
-            how == Return::ByClient && self.is_quorum() && st.args.delivery_limit.is_none();
-        for mut entry in entries {
-            self.returned(1);
-            if st.deleted {
-                self.forget(&entry, true, fx);
-                continue;
-            }
-            entry.redelivered = true;
-            if self.is_quorum() {
-                entry.delivery_count += 1;
-                if st
-                    .args
-                    .delivery_limit
-                    .is_some_and(|l| u64::from(entry.delivery_count) > l)
-                {
-                    let args = st.args.clone();
-                    self.dead_letter(&args, &entry.message, Reason::DeliveryLimit, fx);
-                    self.forget(&entry, false, fx);
-                    continue;
-                }
-            }
-            if to_back {
-                let seq = st.next_seq;
-                st.next_seq += 1;
-                if let (Some(key), true) = (&self.config.store_key, entry.message.store_id != 0) {
-                    // Moved in the stored index too, so a restart keeps the new order.
-                    fx.ops
-                        .push(Op::Unindex(key.clone(), entry.seq, entry.message.clone()));
-                    fx.ops
-                        .push(Op::Index(key.clone(), seq, entry.message.clone()));
-                }
-                entry.seq = seq;
-                st.ready.push_back(entry);
-                continue;
-            }
-            st.ready.insert_by_seq(entry);
-        }
-        self.dispatch(&mut st, fx);
-    }
-
-    /// Deliver again after consumers regained credit.
-    pub fn kick(self: &Arc<Self>, fx: &mut Effects) {
-        let mut st = self.lock();
-        self.dispatch(&mut st, fx);
-    }
-
-    /// The consumer that gets the next message: highest priority first, round robin among
-    /// equals; with single-active-consumer only the earliest registered one.
-    fn pick_consumer(st: &State, sac: bool) -> Option<usize> {
-        let n = st.consumers.len();
-        if sac {
-            return (n > 0 && st.consumers[0].try_acquire()).then_some(0);
-        }
-        let start = st.cursor % n.max(1);
-        // Walk the priority levels from the top without allocating: this runs once per
-        // publish, and almost always over a single level.
-        let mut level = st.consumers.iter().map(|c| c.priority).max()?;
-        loop {
-            let found = (0..n)
-                .map(|i| (start + i) % n)
-                .find(|&i| st.consumers[i].priority == level && st.consumers[i].try_acquire());
-            if found.is_some() {
-                return found;
-            }
-            level = st
-                .consumers
-                .iter()
-                .map(|c| c.priority)
-                .filter(|&p| p < level)
-                .max()?;
-        }
-    }
-
-    /// Hand ready messages to consumers with credit, one inbox message each. (Sending a run
-    /// of deliveries as one message was measured slower under glibc malloc: see DESIGN.md.)
-    fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
-            if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {
-                let now = self.now();
-                if t < now {
-                    self.expire(st, now, fx);
-                    continue;
-                }
-            }
-            let Some(idx) = Self::pick_consumer(st, self.config.args.single_active_consumer) else {
-                return;
-            };
-            let Some(entry) = st.ready.pop_front() else {
-                st.consumers[idx].release();
-                return;
-            };
-            let c = &st.consumers[idx];
-            let delivery = Delivery {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-                queue: self.clone(),
-                entry,
-                no_ack: c.no_ack,
-                credit: c.credit.clone(),
-            };
-            match c.outbox.send(Outbound::Deliver(delivery)) {
-                Ok(()) => {
-                    st.cursor = idx + 1;
-                    self.outstanding.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(err) => {
-                    // The consumer's connection is gone: take the message back and drop it.
-                    if let Outbound::Deliver(d) = err.0 {
-                        st.ready.push_front(d.entry);
-                    }
-                    st.consumers.remove(idx);
-                }
-            }
-        }
-    }
-
     /// Restore recovered messages (in position order) at boot, marked redelivered: they may
     /// have been delivered before the restart.
     pub fn restore(self: &Arc<Self>, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
@@ -551,59 +425,6 @@ impl Queue {
         }
         if any_expiry {
             self.ensure_timer(&mut st);
-        }
-    }
-
-    /// Messages that left the queue for good (acked, or auto-acked on delivery).
-    pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
-        if self.config.store_key.is_none() {
-            self.returned(entries.into_iter().count());
-            return;
-        }
-        let deleted = self.lock().deleted;
-        for e in entries {
-            self.returned(1);
-            self.forget(&e, deleted, fx);
-        }
-    }
-
-    /// Rejected without requeue: dead-letter (reason rejected) and let go.
-    pub fn discard(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
-        let (deleted, args) = {
-            let st = self.lock();
-            (st.deleted, st.args.clone())
-        };
-        for e in entries {
-            self.returned(1);
-            self.dead_letter(&args, &e.message, Reason::Rejected, fx);
-            self.forget(&e, deleted, fx);
-        }
-    }
-
-    fn forget(&self, e: &QueuedMessage, queue_deleted: bool, fx: &mut Effects) {
-        self.forget_message(&e.message, queue_deleted, Some(e.seq), fx);
-    }
-
-    /// Drop this queue's hold on a stored message: its index entry (unless the whole index
-    /// went with the queue) and, with the last reference, the record.
-    fn forget_message(
-        &self,
-        m: &Arc<Message>,
-        queue_deleted: bool,
-        seq: Option<u64>,
-        fx: &mut Effects,
-    ) {
-        let Some(key) = &self.config.store_key else {
-            return;
-        };
-        if m.store_id == 0 {
-            return;
-        }
-        if let (false, Some(seq)) = (queue_deleted, seq) {
-            fx.ops.push(Op::Unindex(key.clone(), seq, m.clone()));
-        }
-        if m.release_store_ref() {
-            fx.ops.push(Op::DeleteMessage(m.clone()));
         }
     }
 
@@ -635,39 +456,6 @@ impl Queue {
             self.forget(e, false, fx);
         }
         u32::try_from(all.len()).unwrap_or(u32::MAX)
-    }
-
-    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer, fx: &mut Effects) -> AmqpResult<()> {
-        let mut st = self.lock();
-        if st.deleted {
-            return Err(AmqpError::no_queue(&self.config.name, &self.config.vhost));
-        }
-        let exclusive_in_use = st.consumers.iter().any(|c| c.exclusive);
-        if exclusive_in_use || (consumer.exclusive && !st.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!(
-                "queue '{}' in vhost '{}' in exclusive use",
-                self.config.name, self.config.vhost
-            )));
-        }
-        st.consumers.push(consumer);
-        st.had_consumers = true;
-        st.last_used = self.now();
-        self.dispatch(&mut st, fx);
-        Ok(())
-    }
-
-    /// Remove one consumer; returns true when an auto-delete queue just lost its last one.
-    pub fn remove_consumer(self: &Arc<Self>, conn_id: u64, channel: u16, tag: &str) -> bool {
-        let mut st = self.lock();
-        let before = st.consumers.len();
-        st.consumers
-            .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
-        let removed = st.consumers.len() != before;
-        st.last_used = self.now();
-        if removed && st.consumers.is_empty() && st.args.expires.is_some() {
-            self.wake.notify_one();
-        }
-        removed && self.config.auto_delete && st.consumers.is_empty() && st.had_consumers
     }
 
     /// Mark deleted: returns how many ready messages went with it and tells every consumer.
