@@ -2,6 +2,7 @@
 //! types that support it and refused (406, "... of queue type ...") by the others; values are
 //! checked. Runs against RabbitMQ with WARREN_TEST_AMQP_URL and agrees (table measured there).
 
+use crate::common::setup::*;
 use crate::common::*;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -115,4 +116,162 @@ async fn arguments_are_taken_by_the_queue_types_that_support_them() {
             (Err(e), true) => panic!("{what}: refused ({e}), RabbitMQ accepts it"),
         }
     }
+}
+
+#[tokio::test]
+async fn argument_validation_matches_rabbitmq() {
+    let cases: Vec<(&str, AMQPValue, &str)> = vec![
+        (
+            "x-message-ttl",
+            s("abc"),
+            "\"expected integer, got longstr\"",
+        ),
+        (
+            "x-message-ttl",
+            AMQPValue::LongInt(-1),
+            "{value_negative,-1}",
+        ),
+        ("x-expires", AMQPValue::LongInt(0), "{value_zero,0}"),
+        (
+            "x-max-length",
+            AMQPValue::LongInt(-1),
+            "{value_negative,-1}",
+        ),
+        ("x-overflow", s("bogus"), "invalid_overflow"),
+        (
+            "x-max-priority",
+            AMQPValue::LongInt(300),
+            "{max_value_exceeded,300}",
+        ),
+        (
+            "x-queue-mode",
+            s("bogus"),
+            "\"unsupported queue mode 'bogus'\"",
+        ),
+        (
+            "x-queue-type",
+            s("bogus"),
+            "\"unsupported queue type 'bogus'\"",
+        ),
+        (
+            "x-single-active-consumer",
+            s("yes"),
+            "{unacceptable_type,longstr}",
+        ),
+        (
+            "x-dead-letter-routing-key",
+            s("rk"),
+            "routing_key_but_no_dlx_defined",
+        ),
+    ];
+    for (key, value, why) in cases {
+        let (_c, ch) = channel().await;
+        let q = uniq("badarg");
+        let e = assert_code(
+            ch.queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions::default(),
+                table(&[(key, value)]),
+            )
+            .await,
+            406,
+        );
+        assert_eq!(
+            text(&e),
+            format!(
+                "PRECONDITION_FAILED - invalid arg '{key}' for queue '{q}' in vhost '/': {why}"
+            )
+        );
+    }
+    let (_c, ch) = channel().await;
+    let q = uniq("badtype");
+    let e = assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
+            table(&[("x-dead-letter-exchange", AMQPValue::LongInt(1))]),
+        )
+        .await,
+        406,
+    );
+    assert_eq!(text(&e), format!("PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue '{q}' in vhost '/'"));
+    // Accepted as RabbitMQ 3.10 accepts them.
+    let (_c, ch) = channel().await;
+    let q = declare_args(
+        &ch,
+        &uniq("okargs"),
+        table(&[
+            ("x-max-priority", int(0)),
+            ("x-queue-mode", s("lazy")),
+            ("x-unknown-arg", s("ignored")),
+        ]),
+    )
+    .await;
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn redeclare_with_different_arguments_is_406() {
+    let (_c, ch) = channel().await;
+    let q = declare_args(
+        &ch,
+        &uniq("redecl"),
+        table(&[("x-message-ttl", AMQPValue::LongInt(1000))]),
+    )
+    .await;
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        table(&[("x-message-ttl", int(1000))]),
+    )
+    .await
+    .expect("same value, other integer type");
+    let e = assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
+            table(&[("x-message-ttl", AMQPValue::LongInt(2000))]),
+        )
+        .await,
+        406,
+    );
+    assert_eq!(text(&e), format!("PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue '{q}' in vhost '/': received '2000' but current is '1000'"));
+    let (_c, ch) = channel().await;
+    let e = assert_code(
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await,
+        406,
+    );
+    assert_eq!(text(&e), format!("PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue '{q}' in vhost '/': received none but current is the value '1000' of type 'signedint'"));
+    let (_c, ch) = channel().await;
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn stream_queues_are_refused_clearly() {
+    if external() {
+        return; // RabbitMQ 3.10 has streams.
+    }
+    let (_c, ch) = channel().await;
+    let e = assert_code(
+        ch.queue_declare(
+            uniq("stream").as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            table(&[("x-queue-type", s("stream"))]),
+        )
+        .await,
+        406,
+    );
+    assert!(
+        text(&e).contains("stream queues are not supported"),
+        "{}",
+        text(&e)
+    );
 }

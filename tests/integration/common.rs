@@ -571,3 +571,104 @@ pub mod ops {
             .is_err()
     }
 }
+
+/// What the scenario files share: declaring with arguments, reading x-death, a topic
+/// exchange that outlives its bindings.
+pub mod setup {
+    use super::ops::*;
+    use super::*;
+    use lapin::options::*;
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::ExchangeKind;
+
+    pub fn int(n: i64) -> AMQPValue {
+        AMQPValue::LongLongInt(n)
+    }
+
+    pub async fn declare_args(ch: &lapin::Channel, name: &str, args: FieldTable) -> String {
+        ch.queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                auto_delete: false,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .expect("declare")
+        .name()
+        .to_string()
+    }
+
+    pub async fn cleanup(ch: &lapin::Channel, queues: &[&str]) {
+        for q in queues {
+            let _ = ch
+                .queue_delete((*q).into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+
+    pub async fn get_msg(ch: &lapin::Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
+        ch.basic_get(q.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+    }
+
+    pub fn death(m: &lapin::message::Delivery, i: usize) -> FieldTable {
+        let h = m.properties.headers().clone().expect("headers");
+        match h.inner().get("x-death") {
+            Some(AMQPValue::FieldArray(a)) => match &a.as_slice()[i] {
+                AMQPValue::FieldTable(t) => t.clone(),
+                other => panic!("x-death entry {other:?}"),
+            },
+            other => panic!("no x-death: {other:?}"),
+        }
+    }
+
+    pub fn str_of(t: &FieldTable, k: &str) -> String {
+        match t.inner().get(k) {
+            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            Some(AMQPValue::ShortString(s)) => s.to_string(),
+            other => panic!("{k}: {other:?}"),
+        }
+    }
+
+    pub fn count_of(t: &FieldTable) -> i64 {
+        match t.inner().get("count") {
+            Some(AMQPValue::LongLongInt(n)) => *n,
+            other => panic!("count: {other:?}"),
+        }
+    }
+
+    /// A topic exchange that outlives its bindings (not auto-delete); `routed` checks one pattern
+    /// at a time and removes its queue, which would delete an auto-delete exchange.
+    pub async fn topic(ch: &lapin::Channel) -> String {
+        let x = uniq("t");
+        ch.exchange_declare(
+            x.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("x");
+        x
+    }
+
+    pub async fn drop_exchange(ch: &lapin::Channel, x: &str) {
+        ch.exchange_delete(x.into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("delete");
+    }
+
+    pub async fn routed(ch: &lapin::Channel, x: &str, pattern: &str, key: &str) -> bool {
+        let q = temp_queue(ch).await;
+        bind(ch, &q, x, pattern, FieldTable::default()).await;
+        publish(ch, x, key, b"m").await;
+        let got = !drain(ch, &q).await.is_empty();
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete");
+        got
+    }
+}

@@ -142,3 +142,46 @@ async fn confirm_tags_follow_publish_order_across_queues() {
         assert_eq!(drain(&ch, q).await.len(), 50);
     }
 }
+
+#[tokio::test]
+async fn confirms_with_mandatory_mixed() {
+    let (_c, ch) = channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm");
+    let q = temp_queue(&ch).await;
+    let routed = ch
+        .basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"in",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("pub");
+    let lost = ch
+        .basic_publish(
+            "".into(),
+            uniq("none").as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"out",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("pub");
+    assert!(matches!(
+        routed.await.expect("c1"),
+        lapin::Confirmation::Ack(None)
+    ));
+    assert!(matches!(
+        lost.await.expect("c2"),
+        lapin::Confirmation::Ack(Some(_))
+    ));
+}

@@ -2,9 +2,10 @@
 //! delivery carries x-delivery-count. (Checked on both brokers with WARREN_TEST_AMQP_URL.)
 
 use crate::common::ops::*;
+use crate::common::setup::*;
 use crate::common::*;
 use lapin::options::*;
-use lapin::types::AMQPValue;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
 
 async fn quorum_queue(ch: &Channel, prefix: &str, delivery_limit: Option<i32>) -> String {
@@ -186,4 +187,90 @@ async fn a_consumer_sees_x_delivery_count_only_once_the_message_came_back() {
     ch.queue_delete(q.as_str().into(), Default::default())
         .await
         .expect("delete");
+}
+
+#[tokio::test]
+async fn quorum_queue_rules_and_delivery_limit() {
+    let c = connect().await;
+    let quorum = || table(&[("x-queue-type", s("quorum"))]);
+    for (opts, prop) in [
+        (QueueDeclareOptions::default(), "non-durable"),
+        (
+            QueueDeclareOptions {
+                durable: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            "exclusive-owner",
+        ),
+        (
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            "auto-delete",
+        ),
+    ] {
+        let ch = c.create_channel().await.expect("ch");
+        let e = assert_code(
+            ch.queue_declare(uniq("qq").as_str().into(), opts, quorum())
+                .await,
+            406,
+        );
+        assert!(
+            text(&e).contains(&format!("invalid property '{prop}'")),
+            "{}",
+            text(&e)
+        );
+    }
+    let ch = c.create_channel().await.expect("ch");
+    let dlq = declare_args(&ch, &uniq("qq-dlq"), FieldTable::default()).await;
+    let q = uniq("qq");
+    let mut args = quorum();
+    args.insert("x-delivery-limit".into(), int(1));
+    args.insert("x-dead-letter-exchange".into(), s(""));
+    args.insert("x-dead-letter-routing-key".into(), s(&dlq));
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .expect("quorum queue");
+    publish(&ch, "", &q, b"poison").await;
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let m = get_within(&ch, &q, false).await.expect("message");
+        counts.push(
+            match m
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-delivery-count").cloned())
+            {
+                Some(v) => warren::args::as_i64(&v).unwrap_or(-1),
+                None => 0,
+            },
+        );
+        ch.basic_nack(
+            m.delivery_tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        )
+        .await
+        .expect("nack");
+    }
+    assert_eq!(counts, vec![0, 1]);
+    let d = get_within(&ch, &dlq, true)
+        .await
+        .expect("dead-lettered past the delivery limit");
+    assert_eq!(str_of(&death(&d.delivery, 0), "reason"), "delivery_limit");
+    cleanup(&ch, &[&q, &dlq]).await;
 }

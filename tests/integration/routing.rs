@@ -2,6 +2,7 @@
 //! direct reply-to.
 
 use crate::common::ops::*;
+use crate::common::setup::*;
 use crate::common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -494,4 +495,165 @@ async fn properties_and_headers_survive_routing() {
     assert_eq!(m.delivery.properties, props);
     assert_eq!(m.delivery.routing_key.as_str(), q);
     assert_eq!(m.delivery.exchange.as_str(), "");
+}
+
+#[tokio::test]
+async fn topic_hash_matches_zero_words() {
+    let (_c, ch) = channel().await;
+    let x = topic(&ch).await;
+    assert!(routed(&ch, &x, "a.#", "a").await);
+    assert!(routed(&ch, &x, "#.a", "a").await);
+    assert!(routed(&ch, &x, "a.#.b", "a.b").await);
+    drop_exchange(&ch, &x).await;
+}
+
+#[tokio::test]
+async fn topic_star_needs_exactly_one_word() {
+    let (_c, ch) = channel().await;
+    let x = topic(&ch).await;
+    assert!(!routed(&ch, &x, "a.*", "a").await);
+    assert!(!routed(&ch, &x, "a.*", "a.b.c").await);
+    assert!(routed(&ch, &x, "*.*", "a.b").await);
+    drop_exchange(&ch, &x).await;
+}
+
+#[tokio::test]
+async fn topic_empty_words_and_literal_dots() {
+    let (_c, ch) = channel().await;
+    let x = topic(&ch).await;
+    assert!(routed(&ch, &x, "a..b", "a..b").await);
+    assert!(routed(&ch, &x, "a.*.b", "a..b").await);
+    assert!(!routed(&ch, &x, "a.b", "a.b.").await);
+    drop_exchange(&ch, &x).await;
+}
+
+#[tokio::test]
+async fn headers_void_value_matches_presence() {
+    let (_c, ch) = channel().await;
+    let q = temp_queue(&ch).await;
+    bind(
+        &ch,
+        &q,
+        "amq.headers",
+        "",
+        table(&[("x-match", s("any")), ("flag", AMQPValue::Void)]),
+    )
+    .await;
+    publish_props(
+        &ch,
+        "amq.headers",
+        "",
+        b"has",
+        BasicProperties::default().with_headers(table(&[("flag", s("anything"))])),
+    )
+    .await;
+    publish_props(
+        &ch,
+        "amq.headers",
+        "",
+        b"not",
+        BasicProperties::default().with_headers(table(&[("other", s("x"))])),
+    )
+    .await;
+    assert_eq!(drain(&ch, &q).await, vec!["has"]);
+}
+
+#[tokio::test]
+async fn headers_numeric_values_compare_by_value() {
+    let (_c, ch) = channel().await;
+    let q = temp_queue(&ch).await;
+    bind(
+        &ch,
+        &q,
+        "amq.match",
+        "",
+        table(&[("n", AMQPValue::LongInt(5))]),
+    )
+    .await;
+    publish_props(
+        &ch,
+        "amq.match",
+        "",
+        b"five",
+        BasicProperties::default().with_headers(table(&[("n", AMQPValue::LongInt(5))])),
+    )
+    .await;
+    publish_props(
+        &ch,
+        "amq.match",
+        "",
+        b"six",
+        BasicProperties::default().with_headers(table(&[("n", AMQPValue::LongInt(6))])),
+    )
+    .await;
+    assert_eq!(drain(&ch, &q).await, vec!["five"]);
+}
+
+#[tokio::test]
+async fn fanout_to_many_queues_shares_one_message() {
+    let (_c, ch) = channel().await;
+    let x = uniq("fan");
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
+    let mut qs = Vec::new();
+    for _ in 0..20 {
+        let q = temp_queue(&ch).await;
+        bind(&ch, &q, &x, "", FieldTable::default()).await;
+        qs.push(q);
+    }
+    publish(&ch, &x, "", &vec![7u8; 50_000]).await;
+    for q in &qs {
+        let m = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .expect("m");
+        assert_eq!(m.delivery.data.len(), 50_000);
+    }
+}
+
+#[tokio::test]
+async fn cc_and_bcc_headers_route_to_more_keys() {
+    let (_c, ch) = channel().await;
+    let x = uniq("ccx");
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("x");
+    let (qa, qb, qc) = (
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+        temp_queue(&ch).await,
+    );
+    bind(&ch, &qa, &x, "a", FieldTable::default()).await;
+    bind(&ch, &qb, &x, "b", FieldTable::default()).await;
+    bind(&ch, &qc, &x, "c", FieldTable::default()).await;
+    let list = |k: &str| AMQPValue::FieldArray(vec![s(k)].into());
+    let props =
+        BasicProperties::default().with_headers(table(&[("CC", list("b")), ("BCC", list("c"))]));
+    publish_props(&ch, &x, "a", b"m", props).await;
+    for q in [&qa, &qb, &qc] {
+        let m = get_within(&ch, q, true)
+            .await
+            .expect("delivered to every listed key");
+        let h = m.delivery.properties.headers().clone().unwrap_or_default();
+        assert!(h.inner().contains_key("CC"), "CC is kept");
+        assert!(!h.inner().contains_key("BCC"), "BCC is removed");
+    }
 }

@@ -89,3 +89,30 @@ async fn commit_without_select_is_406() {
     let ch = c.create_channel().await.expect("ch");
     assert_code(ch.tx_rollback().await, 406);
 }
+
+#[tokio::test]
+async fn tx_commit_applies_nack_and_reject() {
+    let (_c, ch) = channel().await;
+    let q = temp_queue(&ch).await;
+    publish(&ch, "", &q, b"a").await;
+    publish(&ch, "", &q, b"b").await;
+    ch.tx_select().await.expect("tx");
+    let a = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("a");
+    let b = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("b");
+    ch.basic_reject(a.delivery_tag, BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
+    ch.basic_ack(b.delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack");
+    ch.tx_commit().await.expect("commit");
+    assert_eq!(drain(&ch, &q).await, vec!["a"]);
+}
