@@ -222,7 +222,7 @@ fn put_shortstr(out: &mut Vec<u8>, s: &str) {
 
 /// Append a basic.deliver method frame. Written by hand because it goes out once per message:
 /// amq-protocol's generator would allocate three strings and a flags vector each time
-/// (PERFORMANCE-NOTES §6); `deliver_round_trips` checks it against amq-protocol's parser.
+/// (ARCHITECTURE.md, "Decisions"); `deliver_round_trips` checks it against amq-protocol's parser.
 pub fn write_deliver(
     out: &mut Vec<u8>,
     channel: u16,

@@ -38,7 +38,7 @@ impl Queue {
     }
 
     /// Hand ready messages to consumers with credit, one inbox message each. (Sending a run
-    /// of deliveries as one message was measured slower under glibc malloc: see DESIGN.md.)
+    /// of deliveries as one message was measured slower: ARCHITECTURE.md, "Decisions".)
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
         while !st.ready.is_empty() && !st.consumers.is_empty() {
             if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {

@@ -1,7 +1,7 @@
 //! `SledStore`: definitions and persistent messages in sled 0.34.
 //!
 //! sled's `flush` ends in sync_file_range, which promises nothing after a crash (man 2
-//! sync_file_range; PERFORMANCE-NOTES §7), so each commit is followed by fdatasync of sled's
+//! sync_file_range; ARCHITECTURE.md, "Decisions"), so each commit is followed by fdatasync of sled's
 //! data file. Values above ~128 KiB would go to blob files sled does not sync; message records
 //! are therefore cut into 64 KiB chunks. Keys are big-endian integers so they sort.
 //!
