@@ -8,6 +8,13 @@ use serde_json::{json, Map, Value};
 use std::process::ExitCode;
 
 mod access;
+mod api;
+mod render;
+mod words;
+
+use api::{request, send};
+use render::{list, render};
+use words::*;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -413,48 +420,6 @@ fn run(a: &Args) -> Res<String> {
     }
 }
 
-fn list(a: &Args, v: &str, kind: &str, cols: &[&str]) -> Res<String> {
-    let (path, default): (String, &[&str]) = match kind {
-        "queues" => (
-            format!("queues/{v}"),
-            &[
-                "name",
-                "durable",
-                "messages_ready",
-                "messages_unacknowledged",
-                "consumers",
-            ],
-        ),
-        "exchanges" => (
-            format!("exchanges/{v}"),
-            &["name", "type", "durable", "auto_delete", "internal"],
-        ),
-        "bindings" => (
-            format!("bindings/{v}"),
-            &["source", "destination", "destination_type", "routing_key"],
-        ),
-        "connections" => ("connections".into(), &["name", "user", "vhost", "channels"]),
-        "consumers" => (
-            format!("consumers/{v}"),
-            &[
-                "queue.name",
-                "consumer_tag",
-                "ack_required",
-                "prefetch_count",
-            ],
-        ),
-        "vhosts" => ("vhosts".into(), &["name", "messages"]),
-        other => return Err(format!("cannot list '{other}'")),
-    };
-    let r = request(a, "GET", &path, None)?;
-    let cols: Vec<&str> = if cols.is_empty() {
-        default.to_vec()
-    } else {
-        cols.to_vec()
-    };
-    Ok(render(a, &r, &cols))
-}
-
 fn close(a: &Args, name: &str, reason: Option<&str>) -> Res<String> {
     let headers: Vec<(&str, &str)> = reason.map(|r| ("x-reason", r)).into_iter().collect();
     send(
@@ -465,190 +430,4 @@ fn close(a: &Args, name: &str, reason: Option<&str>) -> Res<String> {
         &headers,
     )?;
     Ok(format!("connection {name} closed"))
-}
-
-/// Rows of `r` (an array of objects) as a table, tab-separated values, or JSON.
-fn render(a: &Args, r: &Value, cols: &[&str]) -> String {
-    if a.format == "json" {
-        return serde_json::to_string_pretty(r).unwrap_or_default();
-    }
-    let rows: Vec<Vec<String>> = r
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|item| cols.iter().map(|c| cell(item, c)).collect())
-                .collect()
-        })
-        .unwrap_or_default();
-    if a.format == "tsv" {
-        return rows
-            .iter()
-            .map(|r| r.join("\t"))
-            .collect::<Vec<_>>()
-            .join("\n");
-    }
-    let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = vec![line(cols.iter().map(|c| c.to_string()).collect())];
-    out.extend(rows.into_iter().map(line));
-    out.join("\n")
-}
-
-/// A column may reach into nested objects: "queue.name".
-fn cell(item: &Value, col: &str) -> String {
-    s(col.split('.').fold(item, |v, k| &v[k]))
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(x) => x.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// key=value words → JSON values: true/false and numbers as such, {..}/[..] parsed as JSON.
-fn pairs(words: &[&str]) -> Res<Map<String, Value>> {
-    let mut m = Map::new();
-    for w in words {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| format!("expected key=value, got '{w}'"))?;
-        let value = if v.starts_with('{') || v.starts_with('[') {
-            serde_json::from_str(v).map_err(|e| format!("{k}: not JSON: {e}"))?
-        } else if k == "payload" || k == "routing_key" || k == "name" {
-            Value::String(v.to_string())
-        } else if let Ok(b) = v.parse::<bool>() {
-            Value::Bool(b)
-        } else if let Ok(n) = v.parse::<i64>() {
-            n.into()
-        } else {
-            Value::String(v.to_string())
-        };
-        m.insert(k.to_string(), value);
-    }
-    Ok(m)
-}
-
-fn need(m: &Map<String, Value>, key: &str) -> Res<String> {
-    m.get(key)
-        .map(s)
-        .ok_or_else(|| format!("missing {key}=..."))
-}
-
-fn pick(m: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
-    keys.iter()
-        .filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect()
-}
-
-fn dest_type(m: &Map<String, Value>) -> Res<&'static str> {
-    match m.get("destination_type").map(s).as_deref() {
-        None | Some("queue") => Ok("q"),
-        Some("exchange") => Ok("e"),
-        Some(other) => Err(format!(
-            "destination_type must be queue or exchange, not {other}"
-        )),
-    }
-}
-
-fn query(m: &Map<String, Value>, flags: &[&str]) -> String {
-    let set: Vec<String> = flags
-        .iter()
-        .filter(|f| m.get(**f) == Some(&Value::Bool(true)))
-        .map(|f| format!("{}=true", f.replace('_', "-")))
-        .collect();
-    if set.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", set.join("&"))
-    }
-}
-
-/// Percent-encode a path segment (so "/" becomes %2F, as the API expects for vhosts).
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// "5s", "250ms", "2m", or a number of seconds, in milliseconds.
-fn millis(t: &str) -> Res<u64> {
-    let bad = || format!("bad duration '{t}' (5s, 250ms, 2m)");
-    let (n, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(n),
-        "s" => Ok(n * 1000),
-        "m" => Ok(n * 60_000),
-        _ => Err(bad()),
-    }
-}
-
-fn request(a: &Args, method: &str, path: &str, body: Option<Map<String, Value>>) -> Res<Value> {
-    send(a, method, path, body.map(Value::Object), &[])
-}
-
-/// One request to the management API (warren::mgmt::client); the body of a 2xx answer as
-/// JSON (Null when empty), or an error carrying the API's reason.
-fn send(
-    a: &Args,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    extra: &[(&str, &str)],
-) -> Res<Value> {
-    let target = warren::mgmt::client::Target::new(
-        format!("{}:{}", a.host, a.port),
-        Some(&format!("{}:{}", a.username, a.password)),
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let answer =
-        runtime.block_on(target.send(method, &format!("/api/{path}"), body.as_ref(), extra))?;
-    let (status, value) = (answer.status, answer.body);
-    if (200..300).contains(&status) {
-        return Ok(value);
-    }
-    let reason = value["reason"].as_str().map(str::to_string);
-    Err(match status {
-        401 => match reason {
-            Some(r) if r != "Login failed" => format!("access refused: {r}"),
-            _ => "access refused: wrong username or password (guest only from localhost)".into(),
-        },
-        404 => format!("not found: /api/{path}"),
-        _ => format!(
-            "{status}: {}",
-            reason.unwrap_or_else(|| match &value {
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            })
-        ),
-    })
 }
