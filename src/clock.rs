@@ -1,7 +1,7 @@
 //! Time as the broker's timers see it: the system clock, or a test clock that starts at the
 //! real time and moves only when told (`--test-clock`; `Broker::advance_clock`). Message and
-//! queue TTL, x-expires, x-delay and the timestamps Warren sets read it; heartbeats and socket
-//! timeouts stay on real time. A leaf: every layer may read it.
+//! queue TTL, x-expires, x-delay, consumer_timeout and the timestamps Warren sets read it;
+//! heartbeats and socket timeouts stay on real time. A leaf: every layer may read it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -81,9 +81,19 @@ impl TestBroker {
         }
     }
 
-    /// Move the test clock forward, running everything that falls due on the way.
+    /// Move the test clock forward, running everything that falls due on the way (TTL,
+    /// x-expires, x-delay). Connections check consumer_timeout right after; `advance_settled`
+    /// also waits for that.
     pub fn advance(&self, by: Duration) {
         if let Err(e) = self.broker().advance_clock(by) {
+            panic!("advance failed: {e}");
+        }
+    }
+
+    /// `advance`, then wait until every connection has checked consumer_timeout against the
+    /// new time (a channel past it is closed, its deliveries requeued, when this returns).
+    pub async fn advance_settled(&self, by: Duration) {
+        if let Err(e) = self.broker().advance_clock_settled(by).await {
             panic!("advance failed: {e}");
         }
     }

@@ -204,6 +204,21 @@ impl Broker {
         }
     }
 
+    /// Send each live connection a request built around a reply channel; the replies.
+    pub fn tell_connections(
+        &self,
+        make: impl Fn(tokio::sync::oneshot::Sender<()>) -> Outbound,
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        conns
+            .values()
+            .filter_map(|(outbox, _)| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                outbox.send(make(tx)).ok().map(|()| rx)
+            })
+            .collect()
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }

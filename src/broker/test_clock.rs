@@ -16,8 +16,35 @@ impl Broker {
         self.set_clock(self.clock.now_ms().saturating_add(by))
     }
 
-    /// Move the test clock to `target` (ms since the epoch; never backwards).
+    /// Move the test clock to `target` (ms since the epoch; never backwards). Queue and
+    /// exchange timers run before this returns; connections check consumer_timeout right
+    /// after (`set_clock_settled` waits for them too).
     pub fn set_clock(&self, target: u64) -> Result<u64, String> {
+        self.move_clock(target).map(|(now, _)| now)
+    }
+
+    /// `advance_clock`, and wait until every connection has checked its consumer_timeout
+    /// against the new time (channels past it are closed by then).
+    pub async fn advance_clock_settled(&self, by: Duration) -> Result<u64, String> {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.set_clock_settled(self.clock.now_ms().saturating_add(by))
+            .await
+    }
+
+    /// `set_clock`, and wait for the connections as `advance_clock_settled` does.
+    pub async fn set_clock_settled(&self, target: u64) -> Result<u64, String> {
+        let (now, replies) = self.move_clock(target)?;
+        for r in replies {
+            // A connection that goes away meanwhile has nothing left to time out.
+            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+        }
+        Ok(now)
+    }
+
+    fn move_clock(
+        &self,
+        target: u64,
+    ) -> Result<(u64, Vec<tokio::sync::oneshot::Receiver<()>>), String> {
         if !self.clock.is_test() {
             return Err("the broker runs on the system clock (start it with --test-clock)".into());
         }
@@ -32,7 +59,8 @@ impl Broker {
             self.run_due(at);
         }
         self.clock.set(target);
-        Ok(self.clock.now_ms())
+        let replies = self.tell_connections(|done| crate::queue::Outbound::ClockMoved(done));
+        Ok((self.clock.now_ms(), replies))
     }
 
     /// The earliest moment any queue or delayed exchange has timer work.

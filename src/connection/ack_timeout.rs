@@ -17,7 +17,7 @@ impl Connection {
     /// consumer_timeout: close each channel whose oldest delivery waited too long for its ack
     /// (its deliveries are requeued with it), with RabbitMQ's 406.
     pub(super) fn ack_timeouts(&mut self) {
-        let now = crate::queue::now_ms();
+        let now = self.broker.clock.now_ms();
         let expired: Vec<(u16, u64)> = self
             .channels
             .iter()

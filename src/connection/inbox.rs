@@ -42,6 +42,11 @@ impl Connection {
                 list.sort_by_key(|c| c.number);
                 let _ = reply.send(list);
             }
+            Outbound::ClockMoved(done) => {
+                self.now = self.broker.clock.now_ms();
+                self.ack_timeouts();
+                let _ = done.send(());
+            }
             Outbound::ForceClose(reason) => {
                 self.close_connection(AmqpError::connection_forced(reason));
             }

@@ -199,7 +199,7 @@ pub async fn serve_on<S: Socket>(
         blocked_sent: false,
         consumer_timeout: broker.config.consumer_timeout_ms,
         broker: broker.clone(),
-        now: crate::queue::now_ms(),
+        now: broker.clock.now_ms(),
         state: State::Running,
     };
     let mut inbox = inbox;
@@ -346,7 +346,7 @@ impl Connection {
                 }
                 m = inbox.recv(), if running && pending < WRITE_HIGH_WATER => {
                     let Some(m) = m else { break };
-                    self.now = crate::queue::now_ms();
+                    self.now = self.broker.clock.now_ms();
                     self.outbound(m);
                     for _ in 0..INBOX_BATCH {
                         match inbox.try_recv() {
@@ -367,9 +367,11 @@ impl Connection {
                         Err(_) => alarms_open = false,
                     }
                 }
+                // On a test clock the deadline passes only when the clock is moved
+                // (Outbound::ClockMoved), not while real time goes by.
                 _ = tokio::time::sleep(Duration::from_millis(
-                    ack_deadline.unwrap_or(0).saturating_sub(crate::queue::now_ms())
-                )), if ack_deadline.is_some() => {
+                    ack_deadline.unwrap_or(0).saturating_sub(self.broker.clock.now_ms())
+                )), if ack_deadline.is_some() && !self.broker.clock.is_test() => {
                     self.ack_timeouts();
                     self.after_burst();
                 }
@@ -415,7 +417,7 @@ impl Connection {
 
     /// Handle every complete frame in the read buffer, then flush confirms and kicks.
     fn process(&mut self, rbuf: &mut BytesMut) {
-        self.now = crate::queue::now_ms();
+        self.now = self.broker.clock.now_ms();
         while self.state != State::Closed && self.barrier.is_none() && !self.alarm_blocked {
             let frame_max = self.info.frame_max;
             match codec::decode(rbuf, frame_max) {

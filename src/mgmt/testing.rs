@@ -31,6 +31,11 @@ pub async fn handle_async(broker: &Arc<Broker>, req: &Request) -> Option<Respons
             })
         }
         ("POST", ["api", "warren", "wait"]) => Some(wait(broker, &parse(req)?).await),
+        // Waits for connections to check consumer_timeout against the moved clock.
+        ("POST", ["api", "warren", "clock"]) => Some(match parse(req) {
+            Some(b) => move_clock(broker, &b).await,
+            None => Response::error(400, "bad_request", "not_json"),
+        }),
         _ => None,
     }
 }
@@ -88,10 +93,10 @@ fn clock_json(broker: &Broker) -> Value {
 }
 
 /// `{"advance": "90m"}`, `{"advance_ms": N}` or `{"set": "2030-01-01T00:00:00Z"}`.
-fn move_clock(broker: &Broker, b: &Map<String, Value>) -> Response {
+async fn move_clock(broker: &Broker, b: &Map<String, Value>) -> Response {
     let r = if let Some(at) = b.get("set") {
         match at.as_str().and_then(crate::clock::parse_rfc3339_utc) {
-            Some(ms) => broker.set_clock(ms),
+            Some(ms) => broker.set_clock_settled(ms).await,
             None => Err("set must be a UTC time like 2030-01-01T00:00:00Z".into()),
         }
     } else {
@@ -101,7 +106,11 @@ fn move_clock(broker: &Broker, b: &Map<String, Value>) -> Response {
             _ => None,
         };
         match by {
-            Some(ms) => broker.advance_clock(Duration::from_millis(ms)),
+            Some(ms) => {
+                broker
+                    .advance_clock_settled(Duration::from_millis(ms))
+                    .await
+            }
             None => Err("advance must be a duration such as 90m, 1h, 30s or 250ms".into()),
         }
     };
@@ -115,9 +124,6 @@ fn move_clock(broker: &Broker, b: &Map<String, Value>) -> Response {
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
     match (req.method.as_str(), seg) {
         ("GET", ["api", "warren", "clock"]) => Some(ok(clock_json(broker))),
-        ("POST", ["api", "warren", "clock"]) => {
-            Some(super::reply::with_body(req, |b| move_clock(broker, b)))
-        }
         ("GET", ["api", "warren", "peek", v, q]) => Some(with_vhost(broker, v, |vh| {
             let Some(queue) = vh.queue(q) else {
                 return not_found();

@@ -65,4 +65,6 @@ pub enum Outbound {
     StoreFailed(u64),
     /// The management API asks what the connection's channels look like.
     Snapshot(tokio::sync::oneshot::Sender<Vec<crate::meta::ChannelSnapshot>>),
+    /// A test clock moved: check consumer_timeout against it now; answer once done.
+    ClockMoved(tokio::sync::oneshot::Sender<()>),
 }

@@ -218,3 +218,105 @@ async fn the_clock_over_http_and_refused_on_the_system_clock() {
     assert_eq!(s5, 400);
     real.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn consumer_timeout_runs_on_the_test_clock() {
+    if external() {
+        return;
+    }
+    let b = TestBroker::with_config(warren::Config {
+        consumer_timeout_ms: Some(60_000),
+        ..Default::default()
+    })
+    .await;
+    let (c, ch) = channel_at(&b.url()).await;
+    ch.queue_declare("slow".into(), Default::default(), FieldTable::default())
+        .await
+        .expect("queue");
+    ch.basic_publish(
+        "".into(),
+        "slow".into(),
+        Default::default(),
+        b"job",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let mut consumer = ops::consume(&ch, "slow", "", false).await;
+    let d = ops::next(&mut consumer).await;
+    assert!(!d.redelivered);
+    // Short of the timeout, on the test clock: the channel stays open.
+    b.advance_settled(Duration::from_secs(59)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ch.status().connected(), "59 s of a 60 s timeout");
+    // Past it, over the management API as a test would from another language: the channel is
+    // closed with 406 by the time the call returns, and the delivery is back in its queue.
+    let (status, _) = http_at(
+        &b.mgmt_addr(),
+        Some("guest:guest"),
+        "POST",
+        "/api/warren/clock",
+        Some(json!({"advance": "2s"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        count(&b, "slow"),
+        Some(1),
+        "requeued when the call returned"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while ch.status().connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the channel is closed");
+    drop(consumer);
+    let ch2 = c.create_channel().await.expect("channel");
+    let m = ops::get_within(&ch2, "slow", true).await.expect("requeued");
+    assert!(m.delivery.redelivered);
+}
+
+#[tokio::test]
+async fn real_time_does_not_time_out_consumers_on_a_test_clock() {
+    if external() {
+        return;
+    }
+    let b = TestBroker::with_config(warren::Config {
+        consumer_timeout_ms: Some(100),
+        ..Default::default()
+    })
+    .await;
+    let (_c, ch) = channel_at(&b.url()).await;
+    ch.queue_declare("held".into(), Default::default(), FieldTable::default())
+        .await
+        .expect("queue");
+    ch.basic_publish(
+        "".into(),
+        "held".into(),
+        Default::default(),
+        b"job",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let mut consumer = ops::consume(&ch, "held", "", false).await;
+    let _d = ops::next(&mut consumer).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ch.status().connected(),
+        "500 ms of real time past a 100 ms timeout"
+    );
+    b.advance_settled(Duration::from_millis(150)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while ch.status().connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "closed once the test clock passed the timeout"
+    );
+}
