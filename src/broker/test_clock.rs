@@ -59,7 +59,7 @@ impl Broker {
             self.run_due(at);
         }
         self.clock.set(target);
-        let replies = self.tell_connections(|done| crate::queue::Outbound::ClockMoved(done));
+        let replies = self.tell_connections(crate::queue::Outbound::ClockMoved);
         Ok((self.clock.now_ms(), replies))
     }
 
