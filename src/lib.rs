@@ -151,6 +151,9 @@ impl BrokerHandle {
         if let Some((_, task)) = self.mgmt_tls.take() {
             task.abort();
         }
+        // Let go of the data directory, so that a broker started next in this process (a
+        // restart in a test) can open it.
+        self.broker.close_store();
         r
     }
 }

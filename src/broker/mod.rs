@@ -145,6 +145,12 @@ impl Broker {
         &self.committer
     }
 
+    /// Let go of the store's files (after the final sync of a stop); later writes are
+    /// dropped, and the committer thread ends.
+    pub fn close_store(&self) {
+        self.store.close();
+    }
+
     /// Resolves once every write submitted before the call is durable (Err: the store failed;
     /// the write is retried in the background).
     pub async fn sync(&self) -> crate::store::StoreResult<()> {

@@ -86,6 +86,8 @@ struct Shared {
     backlog: AtomicU64,
     limit: u64,
     failing: AtomicBool,
+    /// The store was closed (the broker stopped) and the thread ended.
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -104,6 +106,7 @@ impl Committer {
             backlog: AtomicU64::new(0),
             limit: backlog_limit,
             failing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -139,7 +142,11 @@ impl Committer {
             .sum();
         self.shared.backlog.fetch_add(cost, Ordering::Relaxed);
         if self.tx.send(Submission { ops, notify, cost }).is_err() {
-            tracing::error!("storage committer is gone; writes are lost");
+            if self.shared.closed.load(Ordering::Relaxed) {
+                tracing::debug!("write after the broker stopped; dropped");
+            } else {
+                tracing::error!("storage committer is gone; writes are lost");
+            }
         }
         cost
     }
@@ -419,6 +426,14 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
                 pending.batch = Batch::default();
                 delay = Duration::from_millis(10);
                 waiters.durable();
+            }
+            Err(e) if e.kind == super::StoreErrorKind::Closed => {
+                // The broker stopped and let go of its files: what comes after the stop's
+                // final sync cannot be made durable; stop here instead of retrying forever.
+                tracing::debug!(error = %e, "store closed; the committer stops");
+                shared.closed.store(true, Ordering::Relaxed);
+                waiters.failed(&e);
+                return;
             }
             Err(e) => {
                 // A confirm is a promise: never release it for a failed write. Keep the

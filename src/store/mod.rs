@@ -316,4 +316,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn commit(&self, batch: &Batch) -> StoreResult<()>;
     /// Load everything, dropping message records no index entry points at.
     fn recover(&self) -> StoreResult<Recovered>;
+    /// Let go of the files (an embedded broker that stopped, so that another can open the
+    /// directory in the same process); commits after it fail with `StoreErrorKind::Closed`.
+    fn close(&self) {}
 }

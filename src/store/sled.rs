@@ -29,6 +29,8 @@ pub struct SledStore {
     db: RwLock<Option<Db>>,
     /// The last commit failed: reopen before the next.
     poisoned: AtomicBool,
+    /// `close` was called: never reopen.
+    closed: AtomicBool,
 }
 
 /// The open database.
@@ -73,11 +75,20 @@ impl SledStore {
             sync,
             db: RwLock::new(Some(Db::open(path, sync)?)),
             poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
     /// Run `f` on the open database, reopening it first after a failure.
     fn with_db<T>(&self, f: impl FnOnce(&Db) -> StoreResult<T>) -> StoreResult<T> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::at(
+                Kind::Closed,
+                &self.path,
+                "store is closed",
+                "the broker stopped",
+            ));
+        }
         if self.poisoned.load(Ordering::Relaxed) {
             let mut w = self.db.write().unwrap_or_else(|p| p.into_inner());
             // Drop the old handles first: sled lets go of the directory's lock with them (its
@@ -212,6 +223,17 @@ impl Store for SledStore {
 
     fn recover(&self) -> StoreResult<Recovered> {
         self.with_db(Db::recover)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(db) = db {
+            // Flushed already (the broker synced before closing); dropping the handles lets
+            // sled release the directory's lock.
+            let _ = db.db.flush();
+            drop(db);
+        }
     }
 }
 

@@ -733,3 +733,53 @@ async fn corrupt_store_stops_the_broker_and_keeps_the_files() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_embedded_broker_restarts_in_the_same_process() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("inproc");
+    let config = || warren::Config {
+        port: 0,
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    for round in 0..3u32 {
+        let b = warren::start(config())
+            .await
+            .unwrap_or_else(|e| panic!("start {round} on the same directory: {e}"));
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.queue_declare(
+            "kept".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+        assert_eq!(
+            ops::message_count(&ch, "kept").await,
+            round,
+            "round {round}: what earlier rounds confirmed is there"
+        );
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        ch.basic_publish(
+            "".into(),
+            "kept".into(),
+            Default::default(),
+            b"m",
+            persistent(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+        b.stop().await.expect("stopped with everything durable");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
