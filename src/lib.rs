@@ -34,6 +34,7 @@ pub mod mgmt;
 pub mod names;
 pub mod queue;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod testing;
 pub mod tls;
@@ -177,6 +178,7 @@ async fn listen(bind: &str, port: u16, what: &str) -> std::io::Result<tokio::net
 pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     use std::io::{Error, ErrorKind};
     let broker = Broker::new(config)?;
+    broker::rates::spawn_sampler(&broker);
     if let Some(path) = broker.config.definitions.clone() {
         let applied = std::fs::read(&path)
             .map_err(|e| e.to_string())

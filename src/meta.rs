@@ -26,24 +26,18 @@ pub struct ConnMeta {
 pub struct ConnStats {
     pub recv_oct: AtomicU64,
     pub send_oct: AtomicU64,
-    pub published: AtomicU64,
-    pub delivered: AtomicU64,
+    /// The connection's message_stats (publish, confirm, deliver, ack, ...), summed over its
+    /// channels; the broker's sampler keeps their rates.
+    pub messages: crate::stats::Counters,
 }
 
 impl ConnStats {
     pub fn add(&self, o: &ConnStats) {
-        for (a, b) in self.fields().into_iter().zip(o.fields()) {
-            a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-    }
-
-    pub fn fields(&self) -> [&AtomicU64; 4] {
-        [
-            &self.recv_oct,
-            &self.send_oct,
-            &self.published,
-            &self.delivered,
-        ]
+        self.recv_oct
+            .fetch_add(o.recv_oct.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.send_oct
+            .fetch_add(o.send_oct.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.messages.absorb(&o.messages);
     }
 }
 
@@ -61,4 +55,6 @@ pub struct ChannelSnapshot {
     pub global_prefetch_count: u32,
     pub confirm: bool,
     pub transactional: bool,
+    /// The channel's message_stats counts (rates are worked out by whoever asks twice).
+    pub counts: crate::stats::Sample,
 }

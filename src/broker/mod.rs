@@ -3,6 +3,7 @@
 //! (`recover`); users, vhosts and permissions change durably through `access`.
 
 mod access;
+pub mod rates;
 mod recover;
 mod reset;
 mod test_clock;
@@ -45,6 +46,8 @@ pub struct Broker {
     next_connection: AtomicU64,
     /// Counters of connections that have closed, so totals do not drop when they go.
     closed: ConnStats,
+    /// Channel rates, worked out between two readings (see `stats::RateCache`).
+    pub channel_rates: crate::stats::RateCache,
     pub started_at: std::time::Instant,
 }
 
@@ -104,6 +107,7 @@ impl Broker {
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             closed: ConnStats::default(),
+            channel_rates: Default::default(),
             started_at: std::time::Instant::now(),
         }))
     }
@@ -260,16 +264,18 @@ impl Broker {
         v
     }
 
-    /// Totals over every connection this broker has had: (recv_oct, send_oct, published,
-    /// delivered).
-    pub fn totals(&self) -> [u64; 4] {
-        let mut t = self.closed.fields().map(|a| a.load(Ordering::Relaxed));
+    /// Totals over every connection this broker has had: received and sent bytes, and the
+    /// message_stats (counts, and rates as last sampled).
+    pub fn totals(&self) -> (u64, u64, crate::stats::Sample) {
+        let mut recv = self.closed.recv_oct.load(Ordering::Relaxed);
+        let mut send = self.closed.send_oct.load(Ordering::Relaxed);
+        let mut messages = self.closed.messages.sample();
         for m in self.connections() {
-            for (x, a) in t.iter_mut().zip(m.stats.fields()) {
-                *x += a.load(Ordering::Relaxed);
-            }
+            recv += m.stats.recv_oct.load(Ordering::Relaxed);
+            send += m.stats.send_oct.load(Ordering::Relaxed);
+            messages.add(&m.stats.messages.sample());
         }
-        t
+        (recv, send, messages)
     }
 
     /// Close one connection by name with 320 CONNECTION_FORCED; false if there is none.

@@ -6,6 +6,7 @@ use crate::auth::{Kind, Perm};
 use crate::error::AmqpResult;
 use crate::message::Message;
 use crate::queue::Delivery;
+use crate::stats::Stat;
 use amq_protocol::protocol::{basic, AMQPClass};
 
 impl Channel {
@@ -14,16 +15,21 @@ impl Channel {
         self.require(cx, Perm::Read, Kind::Queue, &name)?;
         let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
         let Some((entry, left)) = q.get(cx.fx)? else {
+            self.count(cx.conn, Stat::GetEmpty, 1);
+            q.stats.add(Stat::GetEmpty, 1);
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
             );
             return Ok(());
         };
-        let stats = &cx.conn.meta.stats;
-        stats
-            .delivered
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kind = if g.no_ack { Stat::GetNoAck } else { Stat::Get };
+        self.count(cx.conn, kind, 1);
+        q.stats.add(kind, 1);
+        if entry.redelivered {
+            self.count(cx.conn, Stat::Redeliver, 1);
+            q.stats.add(Stat::Redeliver, 1);
+        }
         let tag = self.next_tag();
         let m = entry.message.clone();
         cx.send(
@@ -68,6 +74,17 @@ impl Channel {
             }
             d.give_back(cx.fx);
             return;
+        }
+        let kind = if d.no_ack {
+            Stat::DeliverNoAck
+        } else {
+            Stat::Deliver
+        };
+        self.count(cx.conn, kind, 1);
+        d.queue.stats.add(kind, 1);
+        if d.entry.redelivered {
+            self.count(cx.conn, Stat::Redeliver, 1);
+            d.queue.stats.add(Stat::Redeliver, 1);
         }
         let tag = self.next_tag();
         // RabbitMQ 3.10 adds x-delivery-count to a consumer's delivery only once the message

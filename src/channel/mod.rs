@@ -169,6 +169,8 @@ pub struct Channel {
     names: (Option<Arc<str>>, Option<Arc<str>>),
     /// Recent permission grants (see `access`).
     access: access::AccessCache,
+    /// This channel's message_stats counts (the connection's are atomics beside them).
+    counts: crate::stats::Local,
 }
 
 impl Channel {
@@ -189,6 +191,7 @@ impl Channel {
             reply_to: None,
             names: Default::default(),
             access: Default::default(),
+            counts: Default::default(),
         }
     }
 
@@ -223,7 +226,14 @@ impl Channel {
             global_prefetch_count: self.channel_credit.limit(),
             confirm: self.confirm.is_some(),
             transactional: self.tx.is_some(),
+            counts: self.counts.sample(),
         }
+    }
+
+    /// Count an event for this channel and its connection (message_stats).
+    pub(super) fn count(&mut self, conn: &ConnInfo, s: crate::stats::Stat, n: u64) {
+        self.counts.add(s, n);
+        conn.meta.stats.messages.add(s, n);
     }
 
     pub fn next_tag(&mut self) -> u64 {
@@ -367,7 +377,7 @@ impl Channel {
     }
 
     /// Flush coalesced publisher confirms: at most one basic.ack per read burst or commit.
-    pub fn flush_confirms(&mut self, out: &mut Vec<u8>, durable_ticket: u64) {
+    pub fn flush_confirms(&mut self, out: &mut Vec<u8>, durable_ticket: u64, conn: &ConnInfo) {
         use amq_protocol::protocol::basic;
         if self.commit_wait.is_some_and(|t| t <= durable_ticket) {
             self.commit_wait = None;
@@ -382,7 +392,10 @@ impl Channel {
         let Some(confirm) = self.confirm.as_mut() else {
             return;
         };
-        for c in confirm.ready(durable_ticket) {
+        let before = confirm.acked_upto;
+        let ready = confirm.ready(durable_ticket);
+        let confirmed = confirm.acked_upto - before;
+        for c in ready {
             let method = match c {
                 Confirm::Ack { tag, multiple } => basic::AMQPMethod::Ack(basic::Ack {
                     delivery_tag: tag,
@@ -395,6 +408,9 @@ impl Channel {
                 }),
             };
             crate::codec::write_method(out, self.id, AMQPClass::Basic(method));
+        }
+        if confirmed > 0 {
+            self.count(conn, crate::stats::Stat::Confirm, confirmed);
         }
     }
 }

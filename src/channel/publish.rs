@@ -5,6 +5,7 @@ use super::{Channel, Content, Cx};
 use crate::auth::{Kind, Perm};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
+use crate::stats::Stat;
 use crate::vhost::REPLY_TO;
 use amq_protocol::protocol::{basic, AMQPClass};
 
@@ -26,10 +27,7 @@ impl Channel {
             raw_properties,
             body,
         } = content;
-        let stats = &cx.conn.meta.stats;
-        stats
-            .published
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count(cx.conn, Stat::Publish, 1);
         let mut rewritten = false;
         let vh = cx.conn.vhost.clone();
         let exchange = publish.exchange.as_str();
@@ -117,11 +115,15 @@ impl Channel {
                 rejected: outcome.rejected,
             });
         }
+        if returned.is_none() {
+            self.count(cx.conn, Stat::DropUnroutable, 1);
+        }
         if let Some(message) = returned {
+            self.count(cx.conn, Stat::ReturnUnroutable, 1);
             // Settle earlier confirms first, so the return is followed by its own ack: clients
             // (lapin among them) pair a return with the next ack they see.
             if self.tx.is_none() {
-                self.flush_confirms(cx.out, 0);
+                self.flush_confirms(cx.out, 0, cx.conn);
             }
             cx.send(
                 self.id,

@@ -73,6 +73,9 @@ impl Channel {
             }
             Settle::Ack | Settle::Discard => {
                 let discard = matches!(how, Settle::Discard);
+                if !discard {
+                    self.count(cx.conn, crate::stats::Stat::Ack, entries.len() as u64);
+                }
                 let mut channel_reopened = false;
                 for (_, u) in entries {
                     if let Some(c) = &u.credit {
@@ -84,6 +87,7 @@ impl Channel {
                     if discard {
                         u.queue.discard([u.entry], cx.fx);
                     } else {
+                        u.queue.stats.add(crate::stats::Stat::Ack, 1);
                         u.queue.settle([u.entry], cx.fx);
                     }
                 }

@@ -127,7 +127,7 @@ impl Connection {
         if let Some(c) = self.channels.get_mut(&ch) {
             c.teardown(&self.info, &mut self.fx);
             c.closing = true;
-            c.flush_confirms(&mut self.out, self.durable_ticket);
+            c.flush_confirms(&mut self.out, self.durable_ticket, &self.info);
         }
         self.send(
             ch,

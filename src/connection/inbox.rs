@@ -7,7 +7,6 @@ impl Connection {
     pub(super) fn outbound(&mut self, m: Outbound) {
         match m {
             Outbound::Deliver(d) => {
-                self.info.meta.stats.delivered.fetch_add(1, Relaxed);
                 if d.no_ack && d.credit.release(1) {
                     let q = d.queue.clone();
                     if !self.kicks.iter().any(|k| Arc::ptr_eq(k, &q)) {

@@ -462,7 +462,7 @@ impl Connection {
         }
         self.submit_ops();
         for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.out, self.durable_ticket);
+            ch.flush_confirms(&mut self.out, self.durable_ticket, &self.info);
         }
     }
 

@@ -113,6 +113,8 @@ pub struct Exchange {
     bindings: RwLock<Bindings>,
     /// The policy that applies (its name) and the alternate exchange it names, if any.
     policy: RwLock<(Option<String>, Option<String>)>,
+    /// publish_in / publish_out.
+    pub stats: crate::stats::SharedCounters,
 }
 
 impl Exchange {
@@ -164,6 +166,7 @@ impl Exchange {
             arguments,
             bindings: RwLock::new(Bindings::default()),
             policy: RwLock::new((None, None)),
+            stats: Default::default(),
         })
     }
 

@@ -185,7 +185,10 @@ fn overview(broker: &Broker) -> Value {
     }
     let conns = broker.connections();
     let channels = channel_count(&conns);
-    let [recv_oct, send_oct, published, delivered] = broker.totals();
+    let (recv_oct, send_oct, messages) = broker.totals();
+    let mut message_stats = crate::stats::json(&messages, crate::stats::CHANNEL_STATS);
+    message_stats["recv_oct"] = recv_oct.into();
+    message_stats["send_oct"] = send_oct.into();
     let exchange_types: Vec<Value> = ["direct", "fanout", "headers", "topic", "x-delayed-message"]
         .iter()
         .map(|t| json!({"name": t, "description": "", "enabled": true}))
@@ -217,10 +220,7 @@ fn overview(broker: &Broker) -> Value {
             "messages": ready + unacked, "messages_ready": ready,
             "messages_unacknowledged": unacked,
         },
-        "message_stats": {
-            "publish": published, "deliver_get": delivered,
-            "recv_oct": recv_oct, "send_oct": send_oct,
-        },
+        "message_stats": message_stats,
         "rates_mode": "basic",
         "exchange_types": exchange_types,
         "contexts": contexts,
@@ -269,9 +269,16 @@ fn exchanges(vh: &VHost) -> Value {
 }
 
 fn exchange_json(vh: &VHost, x: &Exchange) -> Value {
+    // The default exchange counts apart: routing never looks it up.
+    let stats = if x.name.is_empty() {
+        vh.default_exchange_stats.sample()
+    } else {
+        x.stats.sample()
+    };
     json!({"name": x.name, "vhost": vh.name, "type": x.type_name(), "durable": x.durable,
            "auto_delete": x.auto_delete, "internal": x.internal,
-           "arguments": from_table(&x.arguments), "policy": x.policy_name()})
+           "arguments": from_table(&x.arguments), "policy": x.policy_name(),
+           "message_stats": crate::stats::json(&stats, crate::stats::EXCHANGE_STATS)})
 }
 
 fn queues(vh: &VHost) -> Value {
@@ -294,6 +301,7 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
         "effective_policy_definition": effective,
         "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
         "consumers": q.consumer_count(),
+        "message_stats": crate::stats::json(&q.stats.sample(), crate::stats::QUEUE_STATS),
     })
 }
 

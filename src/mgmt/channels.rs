@@ -21,7 +21,8 @@ pub fn wants_channels(seg: &[String]) -> bool {
     )
 }
 
-fn channel_json(c: &ConnMeta, ch: &ChannelSnapshot) -> Value {
+fn channel_json(broker: &Broker, c: &ConnMeta, ch: &ChannelSnapshot) -> Value {
+    let stats = broker.channel_rates.rates((c.id, ch.number), ch.counts);
     json!({
         "name": format!("{} ({})", c.name, ch.number), "number": ch.number, "node": NODE,
         "vhost": c.vhost, "user": c.user, "user_who_performed_action": c.user,
@@ -33,11 +34,12 @@ fn channel_json(c: &ConnMeta, ch: &ChannelSnapshot) -> Value {
         "messages_uncommitted": ch.messages_uncommitted, "acks_uncommitted": ch.acks_uncommitted,
         "prefetch_count": ch.prefetch_count, "global_prefetch_count": ch.global_prefetch_count,
         "confirm": ch.confirm, "transactional": ch.transactional,
+        "message_stats": crate::stats::json(&stats, crate::stats::CHANNEL_STATS),
     })
 }
 
 /// Channels of the connections `pick` chooses, and that the requesting user may see.
-fn channels(req: &Request, pick: impl Fn(&ConnMeta) -> bool) -> Vec<Value> {
+fn channels(broker: &Broker, req: &Request, pick: impl Fn(&ConnMeta) -> bool) -> Vec<Value> {
     let mine = |c: &ConnMeta| {
         req.user
             .as_ref()
@@ -46,7 +48,7 @@ fn channels(req: &Request, pick: impl Fn(&ConnMeta) -> bool) -> Vec<Value> {
     let mut out = Vec::new();
     for (c, list) in req.channels.iter().flatten() {
         if pick(c) && mine(c) {
-            out.extend(list.iter().map(|ch| channel_json(c, ch)));
+            out.extend(list.iter().map(|ch| channel_json(broker, c, ch)));
         }
     }
     out
@@ -66,9 +68,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             broker.close_where(|c| c.user == *user, reason);
             Response::empty(204)
         }
-        ("GET", ["api", "channels"]) => ok(Value::Array(channels(req, |_| true))),
+        ("GET", ["api", "channels"]) => ok(Value::Array(channels(broker, req, |_| true))),
         ("GET", ["api", "channels", name]) => {
-            match channels(req, |_| true)
+            match channels(broker, req, |_| true)
                 .into_iter()
                 .find(|c| c["name"] == *name)
             {
@@ -80,13 +82,13 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
             if !broker.connections().iter().any(|c| c.name == *name) {
                 return Some(not_found());
             }
-            ok(Value::Array(channels(req, |c| c.name == *name)))
+            ok(Value::Array(channels(broker, req, |c| c.name == *name)))
         }
         ("GET", ["api", "vhosts", v, "channels"]) => {
             if broker.vhost(v).is_none() {
                 return Some(not_found());
             }
-            ok(Value::Array(channels(req, |c| c.vhost == *v)))
+            ok(Value::Array(channels(broker, req, |c| c.vhost == *v)))
         }
         _ => return None,
     })

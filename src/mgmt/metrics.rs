@@ -9,7 +9,9 @@ pub fn render(broker: &Broker) -> Response {
     let mut s = String::new();
     let conns = broker.connections();
     let channels = super::reply::channel_count(&conns);
-    let [recv, send, published, delivered] = broker.totals();
+    let (recv, send, messages) = broker.totals();
+    let published = messages.count(crate::stats::Stat::Publish);
+    let delivered = messages.deliver_get().0;
     let gauge = |s: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     };

@@ -108,6 +108,7 @@ pub fn connections_json(broker: &Broker, vhost: Option<&str>) -> Value {
                 "connected_at": c.connected_at_ms,
                 "client_properties": from_table(&c.client_properties),
                 "recv_oct": c.stats.recv_oct.load(Relaxed), "send_oct": c.stats.send_oct.load(Relaxed),
+                "message_stats": crate::stats::json(&c.stats.messages.sample(), crate::stats::CHANNEL_STATS),
             })
         })
         .collect()

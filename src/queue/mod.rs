@@ -127,6 +127,8 @@ pub struct Queue {
     /// Signed, so that settling is one fetch_sub (no compare-and-swap loop to stop at zero);
     /// readers clamp at zero.
     outstanding: AtomicI64,
+    /// message_stats: publish, deliver/get, ack, redeliver.
+    pub stats: crate::stats::Counters,
 }
 
 impl std::fmt::Debug for Queue {
@@ -191,6 +193,7 @@ impl Queue {
             sink,
             wake: Arc::new(tokio::sync::Notify::new()),
             outstanding: AtomicI64::new(0),
+            stats: Default::default(),
         });
         if q.config.args.expires.is_some() {
             let mut st = q.lock();
@@ -335,6 +338,7 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        self.stats.add(crate::stats::Stat::Publish, 1);
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
             fx.ops.push(Op::Index(key.clone(), seq, message.clone()));
         }

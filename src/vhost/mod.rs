@@ -59,6 +59,8 @@ pub struct Routed {
     pub replied: bool,
     /// Held by a delayed exchange until this time (ms since the epoch).
     pub delayed: Option<(Arc<Exchange>, u64)>,
+    /// The exchange published to (None: the default exchange), for its message_stats.
+    pub exchange: Option<Arc<Exchange>>,
 }
 
 impl Routed {
@@ -120,6 +122,8 @@ pub struct VHost {
     policies: RwLock<Vec<Arc<Policy>>>,
     /// The broker's clock (TTL, x-expires, x-delay).
     pub clock: Arc<crate::clock::Clock>,
+    /// message_stats of the default exchange, which routing never looks up.
+    pub default_exchange_stats: crate::stats::SharedCounters,
     /// Firehose tracing on (`trace`).
     tracing: std::sync::atomic::AtomicBool,
     /// Set by `destroy`: the vhost was deleted and takes no more topology changes.
@@ -139,6 +143,7 @@ impl VHost {
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| VHost {
             clock,
+            default_exchange_stats: Default::default(),
             me: me.clone(),
             name: name.to_string(),
             queues: RwLock::new(HashMap::new()),

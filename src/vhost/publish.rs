@@ -4,6 +4,7 @@
 //! place a message is given a store record.
 
 use super::*;
+use crate::stats::Stat;
 use crate::vhost::TraceOrigin;
 
 /// How a publish went, for the publisher's confirm, return or HTTP answer.
@@ -65,6 +66,14 @@ impl VHost {
         fx: &mut Effects,
     ) -> AmqpResult<Outcome> {
         let mut routed = self.route_with(&message.exchange, &message, extra_keys)?;
+        let stats = routed
+            .exchange
+            .as_ref()
+            .map_or(&self.default_exchange_stats, |x| &x.stats);
+        stats.add(Stat::PublishIn, 1);
+        if !routed.is_empty() {
+            stats.add(Stat::PublishOut, 1);
+        }
         if self.tracing() {
             self.trace_publish(&message, &routed.queues, origin, fx);
         }

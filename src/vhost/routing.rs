@@ -54,11 +54,14 @@ impl VHost {
         let first = self.exchange_for(exchange)?;
         if first.delayed.is_some() {
             if let Some(delay) = crate::exchange::delayed::delay_of(message) {
-                routed.delayed = Some((first, self.clock.now_ms().saturating_add(delay)));
+                routed.delayed = Some((first.clone(), self.clock.now_ms().saturating_add(delay)));
+                routed.exchange = Some(first);
                 return Ok(routed);
             }
         }
-        Ok(self.route_from(first, message, extra_keys))
+        let mut routed = self.route_from(first.clone(), message, extra_keys);
+        routed.exchange = Some(first);
+        Ok(routed)
     }
 
     /// Route through `first` and on (e2e bindings, alternate exchanges), without delaying.

@@ -27,6 +27,7 @@ mod max_length;
 mod mgmt;
 mod mgmt_channels;
 mod mgmt_endpoints;
+mod mgmt_rates;
 mod parameters;
 mod persistence;
 mod policies;
