@@ -124,7 +124,7 @@ impl Sample {
     }
 }
 
-/// Counts kept by one task for itself (a channel): plain adds, read through its snapshots.
+/// Counts kept under a lock or by one task (a queue's state, a channel): plain adds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Local([u64; N]);
 
@@ -141,23 +141,56 @@ impl Local {
     }
 }
 
+/// The last sampled rates of one object, and the counts they were computed from; written by
+/// the sampler only.
+#[derive(Debug, Default)]
+pub struct Rates {
+    rates: [AtomicU64; N],
+    last: [AtomicU64; N],
+}
+
+impl Rates {
+    /// The sampler's tick: rates of `counts` over the `secs` since the previous one.
+    pub fn tick(&self, counts: &[u64; N], secs: f64) {
+        for (i, &now) in counts.iter().enumerate() {
+            let before = self.last[i].swap(now, Relaxed);
+            let rate = if secs > 0.0 {
+                now.saturating_sub(before) as f64 / secs
+            } else {
+                0.0
+            };
+            self.rates[i].store(rate.to_bits(), Relaxed);
+        }
+    }
+
+    /// `counts` with these rates.
+    pub fn with(&self, counts: [u64; N]) -> Sample {
+        Sample {
+            counts,
+            rates: std::array::from_fn(|i| f64::from_bits(self.rates[i].load(Relaxed))),
+        }
+    }
+
+    /// Counts that arrive without having been counted as traffic (absorbed from elsewhere).
+    fn shift(&self, s: Stat, n: u64) {
+        self.last[s as usize].fetch_add(n, Relaxed);
+    }
+}
+
 /// Counters of one object (connection, channel, queue, exchange), with the rates its sampler
 /// last computed. `S` shards keep publishers on different threads off each other's cache
 /// lines where many connections count into one object (exchanges); one shard elsewhere.
 #[derive(Debug)]
 pub struct Counters<const S: usize = 1> {
     shards: [Shard; S],
-    /// f64 bits of the last rates, and the counts they were computed from.
-    rates: [AtomicU64; N],
-    last: [AtomicU64; N],
+    rates: Rates,
 }
 
 impl<const S: usize> Default for Counters<S> {
     fn default() -> Self {
         Counters {
             shards: std::array::from_fn(|_| Shard::default()),
-            rates: Default::default(),
-            last: Default::default(),
+            rates: Rates::default(),
         }
     }
 }
@@ -198,29 +231,18 @@ impl<const S: usize> Counters<S> {
             .sum()
     }
 
+    fn counts(&self) -> [u64; N] {
+        std::array::from_fn(|i| Stat::ALL.get(i).map_or(0, |s| self.count(*s)))
+    }
+
     /// The counts now, with the last sampled rates.
     pub fn sample(&self) -> Sample {
-        let mut out = Sample::default();
-        for s in Stat::ALL {
-            out.counts[s as usize] = self.count(s);
-            out.rates[s as usize] = f64::from_bits(self.rates[s as usize].load(Relaxed));
-        }
-        out
+        self.rates.with(self.counts())
     }
 
     /// The sampler's tick: rates over the `secs` since the previous one.
     pub fn tick(&self, secs: f64) {
-        for s in Stat::ALL {
-            let i = s as usize;
-            let now = self.count(s);
-            let before = self.last[i].swap(now, Relaxed);
-            let rate = if secs > 0.0 {
-                now.saturating_sub(before) as f64 / secs
-            } else {
-                0.0
-            };
-            self.rates[i].store(rate.to_bits(), Relaxed);
-        }
+        self.rates.tick(&self.counts(), secs);
     }
 
     /// Fold another object's counts in (a connection that closed, into the broker's total).
@@ -228,7 +250,7 @@ impl<const S: usize> Counters<S> {
         for s in Stat::ALL {
             let n = o.count(s);
             self.add(s, n);
-            self.last[s as usize].fetch_add(n, Relaxed);
+            self.rates.shift(s, n);
         }
     }
 }

@@ -16,7 +16,7 @@ impl Broker {
         for vh in self.vhosts() {
             vh.default_exchange_stats.tick(secs);
             for q in vh.queues() {
-                q.stats.tick(secs);
+                q.tick_rates(secs);
             }
             for x in vh.exchanges() {
                 x.stats.tick(secs);

@@ -14,9 +14,8 @@ impl Channel {
         let name = self.queue_name(g.queue.as_str())?;
         self.require(cx, Perm::Read, Kind::Queue, &name)?;
         let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
-        let Some((entry, left)) = q.get(cx.fx)? else {
+        let Some((entry, left)) = q.get(g.no_ack, cx.fx)? else {
             self.count(cx.conn, Stat::GetEmpty, 1);
-            q.stats.add(Stat::GetEmpty, 1);
             cx.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -25,10 +24,8 @@ impl Channel {
         };
         let kind = if g.no_ack { Stat::GetNoAck } else { Stat::Get };
         self.count(cx.conn, kind, 1);
-        q.stats.add(kind, 1);
         if entry.redelivered {
             self.count(cx.conn, Stat::Redeliver, 1);
-            q.stats.add(Stat::Redeliver, 1);
         }
         let tag = self.next_tag();
         let m = entry.message.clone();
@@ -81,10 +78,8 @@ impl Channel {
             Stat::Deliver
         };
         self.count(cx.conn, kind, 1);
-        d.queue.stats.add(kind, 1);
         if d.entry.redelivered {
             self.count(cx.conn, Stat::Redeliver, 1);
-            d.queue.stats.add(Stat::Redeliver, 1);
         }
         let tag = self.next_tag();
         // RabbitMQ 3.10 adds x-delivery-count to a consumer's delivery only once the message

@@ -87,7 +87,7 @@ impl Channel {
                     if discard {
                         u.queue.discard([u.entry], cx.fx);
                     } else {
-                        u.queue.stats.add(crate::stats::Stat::Ack, 1);
+                        u.queue.count_acks(1);
                         u.queue.settle([u.entry], cx.fx);
                     }
                 }

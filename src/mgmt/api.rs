@@ -301,7 +301,7 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
         "effective_policy_definition": effective,
         "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
         "consumers": q.consumer_count(),
-        "message_stats": crate::stats::json(&q.stats.sample(), crate::stats::QUEUE_STATS),
+        "message_stats": crate::stats::json(&q.stats(), crate::stats::QUEUE_STATS),
     })
 }
 

@@ -312,7 +312,7 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
     let mut out = Vec::new();
     let mut taken = Vec::new();
     for _ in 0..count {
-        let (entry, left) = match q.get(&mut fx) {
+        let (entry, left) = match q.get(false, &mut fx) {
             Ok(Some(x)) => x,
             Ok(None) => break,
             Err(e) => {
@@ -335,6 +335,7 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
     } else if reject {
         q.discard(taken, &mut fx);
     } else {
+        q.count_acks(taken.len() as u64);
         q.settle(taken, &mut fx);
     }
     vh.submit(&mut fx);

@@ -2,6 +2,7 @@
 //! single active consumer), credit, and consumers coming and going.
 
 use super::*;
+use crate::stats::Stat;
 
 impl Queue {
     /// Deliver again after consumers regained credit.
@@ -56,6 +57,12 @@ impl Queue {
                 return;
             };
             let c = &st.consumers[idx];
+            let kind = if c.no_ack {
+                Stat::DeliverNoAck
+            } else {
+                Stat::Deliver
+            };
+            let redelivered = entry.redelivered;
             let delivery = Delivery {
                 channel: c.channel,
                 consumer_tag: c.tag.clone(),
@@ -68,6 +75,10 @@ impl Queue {
                 Ok(()) => {
                     st.cursor = idx + 1;
                     self.outstanding.fetch_add(1, Ordering::Relaxed);
+                    st.counts.add(kind, 1);
+                    if redelivered {
+                        st.counts.add(Stat::Redeliver, 1);
+                    }
                 }
                 Err(err) => {
                     // The consumer's connection is gone: take the message back and drop it.

@@ -26,7 +26,7 @@ use crate::message::Message;
 use crate::store::{Op, QueueKey};
 use amq_protocol::types::FieldTable;
 use ready::Ready;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Why a delivery comes back to its queue unacknowledged.
@@ -127,8 +127,11 @@ pub struct Queue {
     /// Signed, so that settling is one fetch_sub (no compare-and-swap loop to stop at zero);
     /// readers clamp at zero.
     outstanding: AtomicI64,
-    /// message_stats: publish, deliver/get, ack, redeliver.
-    pub stats: crate::stats::Counters,
+    /// Acks, counted by the consumer's connection beside `outstanding` (same cache line,
+    /// already written there); the other message_stats are counted under the queue lock.
+    acks: AtomicU64,
+    /// The sampler's rates of this queue's message_stats.
+    rates: crate::stats::Rates,
 }
 
 impl std::fmt::Debug for Queue {
@@ -154,6 +157,9 @@ struct State {
     /// The arguments in force: the declared ones combined with the vhost's policies
     /// (`apply_args`); read under the lock the publish path holds anyway.
     args: Arc<QueueArgs>,
+    /// message_stats counted under this lock: publish, deliver/get (and empty gets),
+    /// redeliver.
+    counts: crate::stats::Local,
 }
 
 #[derive(Debug, Clone)]
@@ -187,13 +193,15 @@ impl Queue {
                 timer_running: false,
                 timer_deadline: None,
                 args: Arc::new(config.args.clone()),
+                counts: Default::default(),
             }),
             policy: Default::default(),
             config,
             sink,
             wake: Arc::new(tokio::sync::Notify::new()),
             outstanding: AtomicI64::new(0),
-            stats: Default::default(),
+            acks: AtomicU64::new(0),
+            rates: Default::default(),
         });
         if q.config.args.expires.is_some() {
             let mut st = q.lock();
@@ -251,6 +259,25 @@ impl Queue {
                 prefetch: if c.no_ack { 0 } else { c.credit.limit() },
             })
             .collect()
+    }
+
+    /// This queue's message_stats: counts now, rates as last sampled.
+    pub fn stats(&self) -> crate::stats::Sample {
+        let mut counts = self.lock().counts;
+        counts.add(crate::stats::Stat::Ack, self.acks.load(Ordering::Relaxed));
+        self.rates.with(counts.sample().counts)
+    }
+
+    /// The sampler's tick.
+    pub fn tick_rates(&self, secs: f64) {
+        let mut counts = self.lock().counts;
+        counts.add(crate::stats::Stat::Ack, self.acks.load(Ordering::Relaxed));
+        self.rates.tick(&counts.sample().counts, secs);
+    }
+
+    /// A consumer acknowledged `n` deliveries from this queue.
+    pub fn count_acks(&self, n: u64) {
+        self.acks.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn unacked_count(&self) -> u64 {
@@ -338,7 +365,7 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        self.stats.add(crate::stats::Stat::Publish, 1);
+        st.counts.add(crate::stats::Stat::Publish, 1);
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
             fx.ops.push(Op::Index(key.clone(), seq, message.clone()));
         }
@@ -433,7 +460,8 @@ impl Queue {
     }
 
     /// basic.get: the head message and how many remain ready.
-    pub fn get(&self, fx: &mut Effects) -> AmqpResult<Option<(QueuedMessage, u32)>> {
+    /// basic.get (`no_ack` as asked, for message_stats).
+    pub fn get(&self, no_ack: bool, fx: &mut Effects) -> AmqpResult<Option<(QueuedMessage, u32)>> {
         let mut st = self.lock();
         if self.is_quorum() && self.config.args.single_active_consumer && !st.consumers.is_empty() {
             return Err(AmqpError::resource_locked(format!(
@@ -444,9 +472,16 @@ impl Queue {
         }
         st.last_used = self.now();
         self.expire(&mut st, self.now(), fx);
+        use crate::stats::Stat;
         let Some(entry) = st.ready.pop_front() else {
+            st.counts.add(Stat::GetEmpty, 1);
             return Ok(None);
         };
+        st.counts
+            .add(if no_ack { Stat::GetNoAck } else { Stat::Get }, 1);
+        if entry.redelivered {
+            st.counts.add(Stat::Redeliver, 1);
+        }
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let left = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
         Ok(Some((entry, left)))

@@ -34,7 +34,7 @@ fn queue() -> Arc<Queue> {
 fn bodies(q: &Queue) -> Vec<u8> {
     let mut fx = Effects::default();
     std::iter::from_fn(|| {
-        q.get(&mut fx)
+        q.get(false, &mut fx)
             .ok()
             .flatten()
             .map(|(m, _)| m.message.body[0])
@@ -63,8 +63,8 @@ fn requeue_restores_original_order() {
     for n in 0..4 {
         q.publish(msg(n), &mut fx);
     }
-    let a = q.get(&mut fx).expect("ok").expect("a").0;
-    let b = q.get(&mut fx).expect("ok").expect("b").0;
+    let a = q.get(false, &mut fx).expect("ok").expect("a").0;
+    let b = q.get(false, &mut fx).expect("ok").expect("b").0;
     q.requeue([b, a], Return::Released, &mut fx);
     assert_eq!(bodies(&q), vec![0, 1, 2, 3]);
 }
