@@ -115,33 +115,32 @@ impl Channel {
                 rejected: outcome.rejected,
             });
         }
-        if returned.is_none() {
+        let Some(message) = returned else {
             self.count(cx.conn, Stat::DropUnroutable, 1);
+            return Ok(PublishOutcome::default());
+        };
+        self.count(cx.conn, Stat::ReturnUnroutable, 1);
+        // Settle earlier confirms first, so the return is followed by its own ack: clients
+        // (lapin among them) pair a return with the next ack they see.
+        if self.tx.is_none() {
+            self.flush_confirms(cx.out, 0, cx.conn);
         }
-        if let Some(message) = returned {
-            self.count(cx.conn, Stat::ReturnUnroutable, 1);
-            // Settle earlier confirms first, so the return is followed by its own ack: clients
-            // (lapin among them) pair a return with the next ack they see.
-            if self.tx.is_none() {
-                self.flush_confirms(cx.out, 0, cx.conn);
-            }
-            cx.send(
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                    reply_code: 312,
-                    reply_text: "NO_ROUTE".into(),
-                    exchange: crate::names::short(&message.exchange),
-                    routing_key: crate::names::short(&message.routing_key),
-                })),
-            );
-            crate::codec::write_content(
-                cx.out,
-                self.id,
-                message.raw_properties(),
-                &message.body,
-                cx.conn.frame_max,
-            );
-        }
+        cx.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code: 312,
+                reply_text: "NO_ROUTE".into(),
+                exchange: crate::names::short(&message.exchange),
+                routing_key: crate::names::short(&message.routing_key),
+            })),
+        );
+        crate::codec::write_content(
+            cx.out,
+            self.id,
+            message.raw_properties(),
+            &message.body,
+            cx.conn.frame_max,
+        );
         Ok(PublishOutcome::default())
     }
 }

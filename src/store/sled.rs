@@ -102,10 +102,11 @@ impl SledStore {
             let g = self.db.read().unwrap_or_else(|p| p.into_inner());
             match g.as_ref() {
                 Some(db) => f(db),
+                // Only between a failed reopen and the next: the committer retries.
                 None => Err(StoreError::at(
-                    Kind::Closed,
+                    Kind::Io,
                     &self.path,
-                    "store is closed",
+                    "store is not open",
                     "reopen pending",
                 )),
             }
