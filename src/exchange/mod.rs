@@ -1,5 +1,6 @@
 //! Exchanges, their bindings, and routing by exchange type.
 
+pub mod consistent_hash;
 pub mod delayed;
 pub mod headers;
 pub mod topic;
@@ -16,6 +17,8 @@ pub enum ExchangeKind {
     Fanout,
     Topic,
     Headers,
+    /// x-consistent-hash: one destination per message, by hash (see `consistent_hash`).
+    ConsistentHash,
 }
 
 impl ExchangeKind {
@@ -25,6 +28,7 @@ impl ExchangeKind {
             "fanout" => Some(Self::Fanout),
             "topic" => Some(Self::Topic),
             "headers" => Some(Self::Headers),
+            "x-consistent-hash" => Some(Self::ConsistentHash),
             _ => None,
         }
     }
@@ -35,6 +39,7 @@ impl ExchangeKind {
             Self::Fanout => "fanout",
             Self::Topic => "topic",
             Self::Headers => "headers",
+            Self::ConsistentHash => "x-consistent-hash",
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct Exchange {
     policy: RwLock<(Option<String>, Option<String>)>,
     /// publish_in / publish_out.
     pub stats: crate::stats::SharedCounters,
+    /// x-consistent-hash: what messages are hashed on (its arguments, checked at declare).
+    hash_on: consistent_hash::HashOn,
 }
 
 impl Exchange {
@@ -163,10 +170,15 @@ impl Exchange {
             durable,
             auto_delete,
             internal,
-            arguments,
             bindings: RwLock::new(Bindings::default()),
             policy: RwLock::new((None, None)),
             stats: Default::default(),
+            hash_on: if kind == ExchangeKind::ConsistentHash {
+                consistent_hash::hash_on(&arguments).unwrap_or(consistent_hash::HashOn::RoutingKey)
+            } else {
+                consistent_hash::HashOn::RoutingKey
+            },
+            arguments,
         })
     }
 
@@ -336,6 +348,7 @@ impl Exchange {
         &self,
         routing_key: &str,
         headers: Option<&FieldTable>,
+        message: &crate::message::Message,
         f: &mut dyn FnMut(&Destination),
     ) {
         let b = self.read();
@@ -352,6 +365,12 @@ impl Exchange {
                 .iter()
                 .filter(|x| headers::matches(&x.arguments, headers))
                 .for_each(|x| f(&x.destination)),
+            ExchangeKind::ConsistentHash => {
+                if let Some(x) = consistent_hash::pick(&self.hash_on, &b.list, routing_key, message)
+                {
+                    f(&x.destination)
+                }
+            }
         }
     }
 }

@@ -189,10 +189,17 @@ fn overview(broker: &Broker) -> Value {
     let mut message_stats = crate::stats::json(&messages, crate::stats::CHANNEL_STATS);
     message_stats["recv_oct"] = recv_oct.into();
     message_stats["send_oct"] = send_oct.into();
-    let exchange_types: Vec<Value> = ["direct", "fanout", "headers", "topic", "x-delayed-message"]
-        .iter()
-        .map(|t| json!({"name": t, "description": "", "enabled": true}))
-        .collect();
+    let exchange_types: Vec<Value> = [
+        "direct",
+        "fanout",
+        "headers",
+        "topic",
+        "x-consistent-hash",
+        "x-delayed-message",
+    ]
+    .iter()
+    .map(|t| json!({"name": t, "description": "", "enabled": true}))
+    .collect();
     let contexts: Vec<Value> = broker
         .listeners()
         .iter()

@@ -90,7 +90,7 @@ impl VHost {
             let keys =
                 std::iter::once(&*message.routing_key).chain(extra_keys.iter().map(String::as_str));
             for key in keys {
-                x.route(key, h, &mut |d| {
+                x.route(key, h, message, &mut |d| {
                     any = true;
                     match d {
                         Destination::Queue(q) => {

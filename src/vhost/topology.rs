@@ -89,6 +89,9 @@ impl VHost {
                 d.kind
             )));
         };
+        if kind == ExchangeKind::ConsistentHash {
+            crate::exchange::consistent_hash::hash_on(&d.arguments)?;
+        }
         self.changing(fx, |fx| self.create_exchange(d, kind, delayed, fx))
     }
 
@@ -422,7 +425,7 @@ impl VHost {
             // RabbitMQ refuses the default exchange before looking at the queue.
             let x = self.bindable_source(exchange)?;
             let q = self.queue_for(queue, conn_id)?;
-            check_binding_args(&x, arguments)?;
+            check_binding_args(&x, key, arguments)?;
             self.add_binding(&x, Destination::Queue(q), key, arguments, fx);
             Ok(())
         })
@@ -464,7 +467,7 @@ impl VHost {
         self.changing(fx, |fx| {
             let src = self.bindable_source(source)?;
             let dst = self.bindable_source(destination)?;
-            check_binding_args(&src, arguments)?;
+            check_binding_args(&src, key, arguments)?;
             self.add_binding(
                 &src,
                 Destination::Exchange(dst.name.clone()),
@@ -565,8 +568,12 @@ const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
     "x-delivery-limit",
 ];
 
-/// Headers bindings with an unknown x-match are refused, as RabbitMQ does.
-fn check_binding_args(x: &Exchange, arguments: &FieldTable) -> AmqpResult<()> {
+/// Headers bindings with an unknown x-match are refused, as RabbitMQ does; consistent-hash
+/// binding keys must be positive integers (weights).
+fn check_binding_args(x: &Exchange, key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+    if x.kind == ExchangeKind::ConsistentHash {
+        crate::exchange::consistent_hash::weight(key)?;
+    }
     if x.kind == ExchangeKind::Headers
         && crate::exchange::headers::MatchKind::from_args(arguments).is_none()
     {

@@ -11,6 +11,7 @@ mod arguments;
 mod channels;
 mod committer_model;
 mod confirms;
+mod consistent_hash;
 mod consumers;
 mod content;
 mod dead_letters;
