@@ -1,6 +1,7 @@
 //! Exchanges, their bindings, and routing by exchange type.
 
 pub mod consistent_hash;
+pub mod dedup;
 pub mod delayed;
 pub mod headers;
 pub mod topic;
@@ -19,6 +20,8 @@ pub enum ExchangeKind {
     Headers,
     /// x-consistent-hash: one destination per message, by hash (see `consistent_hash`).
     ConsistentHash,
+    /// x-message-deduplication: a fanout that drops repeats (see `dedup`).
+    Deduplication,
 }
 
 impl ExchangeKind {
@@ -29,6 +32,7 @@ impl ExchangeKind {
             "topic" => Some(Self::Topic),
             "headers" => Some(Self::Headers),
             "x-consistent-hash" => Some(Self::ConsistentHash),
+            dedup::TYPE => Some(Self::Deduplication),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl ExchangeKind {
             Self::Topic => "topic",
             Self::Headers => "headers",
             Self::ConsistentHash => "x-consistent-hash",
+            Self::Deduplication => dedup::TYPE,
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct Exchange {
     pub stats: crate::stats::SharedCounters,
     /// x-consistent-hash: what messages are hashed on (its arguments, checked at declare).
     hash_on: consistent_hash::HashOn,
+    /// x-message-deduplication: its settings and the values it has seen.
+    dedup: Option<(dedup::Settings, dedup::Cache)>,
 }
 
 impl Exchange {
@@ -173,6 +180,14 @@ impl Exchange {
             bindings: RwLock::new(Bindings::default()),
             policy: RwLock::new((None, None)),
             stats: Default::default(),
+            dedup: (kind == ExchangeKind::Deduplication).then(|| {
+                // Checked at declare; a stored one was checked when it was declared.
+                let s = dedup::settings(&arguments).unwrap_or(dedup::Settings {
+                    size: 1_000,
+                    ttl_ms: None,
+                });
+                (s, dedup::Cache::default())
+            }),
             hash_on: if kind == ExchangeKind::ConsistentHash {
                 consistent_hash::hash_on(&arguments).unwrap_or(consistent_hash::HashOn::RoutingKey)
             } else {
@@ -228,6 +243,14 @@ impl Exchange {
 
     fn write(&self) -> RwLockWriteGuard<'_, Bindings> {
         self.bindings.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An x-message-deduplication exchange has seen this message's value within its TTL (and
+    /// remembers it now if not); false for every other exchange.
+    pub fn is_duplicate(&self, message: &crate::message::Message, now: u64) -> bool {
+        self.dedup
+            .as_ref()
+            .is_some_and(|(s, c)| c.is_duplicate(*s, message, now))
     }
 
     pub fn binding_count(&self) -> usize {
@@ -358,7 +381,9 @@ impl Exchange {
                     v.iter().for_each(|x| f(&x.destination));
                 }
             }
-            ExchangeKind::Fanout => b.list.iter().for_each(|x| f(&x.destination)),
+            ExchangeKind::Fanout | ExchangeKind::Deduplication => {
+                b.list.iter().for_each(|x| f(&x.destination))
+            }
             ExchangeKind::Topic => b.topic.matches(routing_key, &mut |x| f(&x.destination)),
             ExchangeKind::Headers => b
                 .list

@@ -196,6 +196,7 @@ fn overview(broker: &Broker) -> Value {
         "topic",
         "x-consistent-hash",
         "x-delayed-message",
+        "x-message-deduplication",
     ]
     .iter()
     .map(|t| json!({"name": t, "description": "", "enabled": true}))

@@ -82,6 +82,9 @@ impl VHost {
             }
             visited.push(Arc::as_ptr(&x));
             let mut any = false;
+            // A repeat is dropped before any routing, as if nothing matched.
+            let duplicate = x.kind == crate::exchange::ExchangeKind::Deduplication
+                && x.is_duplicate(message, self.clock.now_ms());
             let h = if x.kind == crate::exchange::ExchangeKind::Headers {
                 headers.get_or_insert_with(|| message.headers()).as_ref()
             } else {
@@ -89,7 +92,7 @@ impl VHost {
             };
             let keys =
                 std::iter::once(&*message.routing_key).chain(extra_keys.iter().map(String::as_str));
-            for key in keys {
+            for key in keys.filter(|_| !duplicate) {
                 x.route(key, h, message, &mut |d| {
                     any = true;
                     match d {

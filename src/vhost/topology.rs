@@ -92,6 +92,9 @@ impl VHost {
         if kind == ExchangeKind::ConsistentHash {
             crate::exchange::consistent_hash::hash_on(&d.arguments)?;
         }
+        if kind == ExchangeKind::Deduplication {
+            crate::exchange::dedup::settings(&d.arguments)?;
+        }
         self.changing(fx, |fx| self.create_exchange(d, kind, delayed, fx))
     }
 

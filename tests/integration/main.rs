@@ -15,6 +15,7 @@ mod consistent_hash;
 mod consumers;
 mod content;
 mod dead_letters;
+mod dedup;
 mod delayed;
 mod durability;
 mod errors;
