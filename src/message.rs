@@ -200,6 +200,25 @@ pub fn parse_expiration(s: &str) -> Result<u64, String> {
     }
 }
 
+/// The digest of a message's `x-deduplication-header` (deduplicating exchanges and queues
+/// remember values as 128-bit digests, so a long header costs no more than a short one).
+pub fn dedup_key(m: &Message) -> Option<u128> {
+    let headers = m.headers()?;
+    let value = headers.inner().get("x-deduplication-header")?;
+    Some(digest128(&crate::args::render(value)))
+}
+
+fn digest128(value: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut h);
+        value.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,31 +77,15 @@ struct Inner {
     order: VecDeque<u128>,
 }
 
-fn digest(value: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |salt: u8| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        salt.hash(&mut h);
-        value.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
-}
-
 impl Cache {
     /// Whether `message` repeats a value seen within its TTL; remembers it if not.
     pub fn is_duplicate(&self, settings: Settings, message: &Message, now: u64) -> bool {
-        let Some(headers) = message.headers() else {
+        let Some(key) = crate::message::dedup_key(message) else {
             return false;
         };
-        let Some(value) = headers.inner().get("x-deduplication-header") else {
-            return false;
-        };
-        let key = digest(&crate::args::render(value));
-        let ttl = headers
-            .inner()
-            .get("x-cache-ttl")
-            .and_then(positive)
+        let ttl = message
+            .headers()
+            .and_then(|h| h.inner().get("x-cache-ttl").and_then(positive))
             .or(settings.ttl_ms);
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = c.until.get(&key) {

@@ -10,6 +10,7 @@
 pub mod args;
 pub mod consumers;
 pub mod dead_letter;
+mod dedup;
 pub mod delivery;
 mod dispatch;
 mod ready;
@@ -132,6 +133,8 @@ pub struct Queue {
     acks: AtomicU64,
     /// The sampler's rates of this queue's message_stats.
     rates: crate::stats::Rates,
+    /// x-message-deduplication: the values of the messages in the queue.
+    dedup: Option<dedup::Dedup>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -181,6 +184,11 @@ pub fn now_ms() -> u64 {
 impl Queue {
     pub fn new(config: QueueConfig, sink: Option<Weak<dyn Sink>>) -> Arc<Self> {
         let created = config.clock.now_ms();
+        let dedup = dedup::Dedup::wanted(
+            &config.arguments,
+            config.args.queue_type == QueueType::Quorum,
+        )
+        .then(dedup::Dedup::default);
         let q = Arc::new(Queue {
             state: Mutex::new(State {
                 ready: Ready::new(config.args.max_priority),
@@ -202,6 +210,7 @@ impl Queue {
             outstanding: AtomicI64::new(0),
             acks: AtomicU64::new(0),
             rates: Default::default(),
+            dedup,
         });
         if q.config.args.expires.is_some() {
             let mut st = q.lock();
@@ -363,6 +372,11 @@ impl Queue {
             self.forget_message(&message, true, None, fx);
             return false;
         }
+        if self.dedup.as_ref().is_some_and(|d| !d.admit(&message)) {
+            // Its value is in the queue already: taken, and dropped (not a nack).
+            self.forget_message(&message, true, None, fx);
+            return true;
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
         st.counts.add(crate::stats::Stat::Publish, 1);
@@ -443,6 +457,9 @@ impl Queue {
         let mut st = self.lock();
         let mut any_expiry = false;
         for (seq, message) in entries {
+            if let Some(d) = &self.dedup {
+                d.admit(&message);
+            }
             let expires_at = Self::expiry_for(&st.args, &message, self.now());
             any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {

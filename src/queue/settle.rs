@@ -59,7 +59,7 @@ impl Queue {
 
     /// Messages that left the queue for good (acked, or auto-acked on delivery).
     pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
-        if self.config.store_key.is_none() {
+        if self.config.store_key.is_none() && self.dedup.is_none() {
             self.returned(entries.into_iter().count());
             return;
         }
@@ -83,7 +83,11 @@ impl Queue {
         }
     }
 
+    /// A message leaves the queue for good.
     pub(super) fn forget(&self, e: &QueuedMessage, queue_deleted: bool, fx: &mut Effects) {
+        if let Some(d) = &self.dedup {
+            d.release(&e.message);
+        }
         self.forget_message(&e.message, queue_deleted, Some(e.seq), fx);
     }
 

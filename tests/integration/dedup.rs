@@ -174,3 +174,82 @@ async fn the_cache_size_is_required() {
     );
     assert!(text(&e).contains("x-cache-persistence"), "{}", text(&e));
 }
+
+#[tokio::test]
+async fn a_queue_takes_a_value_again_only_once_its_message_left() {
+    if external() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    let q = uniq("dedup-q");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        table(&[("x-message-deduplication", AMQPValue::Boolean(true))]),
+    )
+    .await
+    .expect("queue");
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    let to_queue = |v: Option<&'static str>| {
+        let (ch, q) = (ch.clone(), q.clone());
+        async move {
+            let headers = match v {
+                Some(v) => table(&[("x-deduplication-header", s(v))]),
+                None => FieldTable::default(),
+            };
+            ch.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                BasicPublishOptions::default(),
+                b"m",
+                BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm")
+        }
+    };
+    for _ in 0..3 {
+        assert!(
+            to_queue(Some("a")).await.is_ack(),
+            "a repeat is taken, not nacked"
+        );
+    }
+    to_queue(Some("b")).await;
+    to_queue(None).await;
+    to_queue(None).await;
+    assert_eq!(
+        message_count(&ch, &q).await,
+        4,
+        "a, b, and both without the header"
+    );
+    // Out for delivery still counts as in the queue; acked, the value is free again.
+    let m = get_within(&ch, &q, false).await.expect("a");
+    to_queue(Some("a")).await;
+    assert_eq!(
+        message_count(&ch, &q).await,
+        3,
+        "a is unacked, still present"
+    );
+    ch.basic_ack(m.delivery_tag, Default::default())
+        .await
+        .expect("ack");
+    to_queue(Some("a")).await;
+    assert_eq!(
+        message_count(&ch, &q).await,
+        4,
+        "a taken again after its ack"
+    );
+    // Purged too.
+    ch.queue_purge(q.as_str().into(), Default::default())
+        .await
+        .expect("purge");
+    to_queue(Some("b")).await;
+    assert_eq!(message_count(&ch, &q).await, 1);
+    ch.queue_delete(q.as_str().into(), Default::default())
+        .await
+        .expect("delete");
+}
