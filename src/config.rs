@@ -47,6 +47,11 @@ pub struct Config {
     /// Bytes one connection may hold of partial bodies (at their announced size) and
     /// uncommitted transactions; beyond, it is closed with 506 (see `channel::Budget`).
     pub max_pending_bytes: u64,
+    /// Ready messages of one durable queue (per priority level) kept in memory; past it, the
+    /// persistent messages in the middle of the queue page out to the store (`queue::paged`).
+    pub queue_ram_messages: usize,
+    /// The same window in body bytes.
+    pub queue_ram_bytes: u64,
     /// Sockets still in the handshake at once; more are closed on accept (unauthenticated peers
     /// cost little).
     pub max_handshakes: usize,
@@ -110,6 +115,8 @@ impl Default for Config {
             max_handshakes: 1024,
             max_consumers_per_channel: None,
             max_pending_bytes: 2 * DEFAULT_MAX_MESSAGE_SIZE,
+            queue_ram_messages: crate::queue::Paging::default().ram_messages,
+            queue_ram_bytes: crate::queue::Paging::default().ram_bytes,
             rabbitmq_version: DEFAULT_RABBITMQ_VERSION.to_string(),
             consumer_timeout_ms: Some(1_800_000),
             vm_memory_high_watermark: Default::default(),
@@ -124,6 +131,16 @@ impl Default for Config {
             mgmt_tls_port: None,
             tls: None,
             store: None,
+        }
+    }
+}
+
+impl Config {
+    /// The paging window of durable queues.
+    pub fn paging(&self) -> crate::queue::Paging {
+        crate::queue::Paging {
+            ram_messages: self.queue_ram_messages.max(1),
+            ram_bytes: self.queue_ram_bytes.max(1),
         }
     }
 }

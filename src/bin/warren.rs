@@ -86,6 +86,14 @@ struct Args {
     /// is closed with 506 RESOURCE_ERROR.
     #[arg(long, env = "WARREN_MAX_PENDING_BYTES", default_value = "256MiB", value_parser = warren::alarm::parse_size)]
     max_pending_bytes: u64,
+    /// Ready messages of one durable queue kept in memory (per priority level); past it, the
+    /// persistent messages in the middle of the queue live only on disk until the consumers
+    /// come near them.
+    #[arg(long, env = "WARREN_QUEUE_RAM_MESSAGES", default_value_t = 8192)]
+    queue_ram_messages: usize,
+    /// The same window in message body bytes (16MiB, bytes).
+    #[arg(long, env = "WARREN_QUEUE_RAM_BYTES", default_value = "16MiB", value_parser = warren::alarm::parse_size)]
+    queue_ram_bytes: u64,
     /// The user a fresh data directory starts with (administrator, full permissions on the
     /// default vhost). RabbitMQ's container variables RABBITMQ_DEFAULT_USER/PASS/VHOST work too.
     #[arg(long, env = "WARREN_DEFAULT_USER")]
@@ -182,6 +190,8 @@ fn main() -> std::process::ExitCode {
         max_connections: args.max_connections,
         max_consumers_per_channel: args.max_consumers_per_channel,
         max_pending_bytes: args.max_pending_bytes,
+        queue_ram_messages: args.queue_ram_messages.max(1),
+        queue_ram_bytes: args.queue_ram_bytes.max(1),
         definitions: args.definitions,
         mgmt_port_optional: true,
         default_user: setting(args.default_user, "RABBITMQ_DEFAULT_USER", "guest"),

@@ -128,9 +128,17 @@ impl Broker {
     pub fn put_vhost(&self, name: &str, description: &str, tags: Vec<String>) -> bool {
         let _g = self.access_lock();
         let existing = self.vhost(name);
-        let vh = existing
-            .clone()
-            .unwrap_or_else(|| new_vhost(name, &self.store, &self.committer, &self.clock));
+        let vh = existing.clone().unwrap_or_else(|| {
+            new_vhost(
+                name,
+                &super::recover::Parts {
+                    store: &self.store,
+                    committer: &self.committer,
+                    clock: &self.clock,
+                    paging: self.config.paging(),
+                },
+            )
+        });
         let meta = VHostMeta {
             description: description.to_string(),
             tags,

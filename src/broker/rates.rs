@@ -1,6 +1,8 @@
 //! The rates sampler: once a second, every counter set (connections, queues, exchanges, and the
 //! counts of connections that closed) turns its counts into per-second rates, which the
 //! management API shows as RabbitMQ's `*_details.rate`. Nothing per message keeps history.
+//! The same tick lets deep queues page out what became durable since their last publish
+//! (`Queue::catch_up_paging`), so a burst's end does not stay in memory.
 
 use super::Broker;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ impl Broker {
             vh.default_exchange_stats.tick(secs);
             for q in vh.queues() {
                 q.tick_rates(secs);
+                q.catch_up_paging();
             }
             for x in vh.exchanges() {
                 x.stats.tick(secs);

@@ -21,19 +21,17 @@ pub(super) struct Parts<'a> {
     pub store: &'a Arc<dyn Store>,
     pub committer: &'a Arc<Committer>,
     pub clock: &'a Arc<crate::clock::Clock>,
+    /// How much of each durable queue stays in memory.
+    pub paging: crate::queue::Paging,
 }
 
-pub(super) fn new_vhost(
-    name: &str,
-    store: &Arc<dyn Store>,
-    committer: &Arc<Committer>,
-    clock: &Arc<crate::clock::Clock>,
-) -> Arc<VHost> {
+pub(super) fn new_vhost(name: &str, parts: &Parts<'_>) -> Arc<VHost> {
     VHost::new(
         name,
-        Some(store.clone()),
-        Some(committer.clone()),
-        clock.clone(),
+        Some(parts.store.clone()),
+        Some(parts.committer.clone()),
+        parts.clock.clone(),
+        parts.paging,
     )
 }
 
@@ -97,11 +95,6 @@ fn restore_access(
     vhosts: &mut VHosts,
     parts: &Parts<'_>,
 ) -> Result<bool, String> {
-    let Parts {
-        store,
-        committer,
-        clock,
-    } = parts;
     match def {
         Definition::User { name, .. } => {
             let user = user_from(def).ok_or_else(|| format!("user '{name}' has a bad hash"))?;
@@ -113,7 +106,7 @@ fn restore_access(
             tags,
             limits,
         } => {
-            let vh = new_vhost(name, store, committer, clock);
+            let vh = new_vhost(name, parts);
             vh.set_meta(VHostMeta {
                 description: description.clone(),
                 tags: tags.clone(),
@@ -176,14 +169,9 @@ fn seed(
     parts: &Parts<'_>,
     ops: &mut Vec<Op>,
 ) {
-    let Parts {
-        store,
-        committer,
-        clock,
-    } = parts;
     let vhost = &config.default_vhost;
     if !vhosts.contains_key(vhost) {
-        vhosts.insert(vhost.clone(), new_vhost(vhost, store, committer, clock));
+        vhosts.insert(vhost.clone(), new_vhost(vhost, parts));
         ops.push(Op::PutDefinition(vhost_def(vhost, &VHostMeta::default())));
     }
     if users.user(&config.default_user).is_none() {
@@ -242,6 +230,7 @@ pub(super) fn recover(
         store,
         committer,
         clock,
+        paging: config.paging(),
     };
     let seeded = rec.definitions.contains(&Definition::Seeded);
     let mut ops = Vec::new();
@@ -258,7 +247,7 @@ pub(super) fn recover(
         let name = def.topology_vhost().unwrap_or_default().to_string();
         if !vhosts.contains_key(&name) && !seeded {
             // A directory from before vhosts were stored: its vhosts existed implicitly.
-            let vh = new_vhost(&name, store, committer, clock);
+            let vh = new_vhost(&name, &parts);
             ops.push(Op::PutDefinition(vhost_def(&name, &VHostMeta::default())));
             vhosts.insert(name.clone(), vh);
         }
@@ -299,7 +288,7 @@ pub(super) fn recover(
         m.store_id = id;
         m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
         // On disk already: removals apply to it directly.
-        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::WRITTEN);
+        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::DURABLE);
         messages.insert(id, Arc::new(m));
         committer.reserve_ids_above(id);
     }

@@ -301,6 +301,7 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
     let unacked = q.unacked_count();
     let p = q.policy.lock().map(|p| p.clone()).unwrap_or_default();
     let effective = Value::Object(p.definition);
+    let ((ram, ram_bytes), (paged, paged_bytes)) = q.residence();
     json!({
         "name": c.name, "vhost": c.vhost, "durable": c.durable, "auto_delete": c.auto_delete,
         "exclusive": c.exclusive_owner.is_some(), "arguments": from_table(&c.arguments),
@@ -309,6 +310,12 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
         "effective_policy_definition": effective,
         "messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
         "consumers": q.consumer_count(),
+        // Where the messages are, as RabbitMQ's classic queues report it (unacknowledged
+        // messages are out on delivery, in memory; byte counts cover ready messages).
+        "messages_ram": ram as u64 + unacked, "messages_ready_ram": ram,
+        "messages_unacknowledged_ram": unacked, "messages_paged_out": paged,
+        "message_bytes_ready": ram_bytes + paged_bytes, "message_bytes_ram": ram_bytes,
+        "message_bytes_paged_out": paged_bytes,
         "message_stats": crate::stats::json(&q.stats(), crate::stats::QUEUE_STATS),
     })
 }

@@ -13,6 +13,7 @@ pub mod dead_letter;
 mod dedup;
 pub mod delivery;
 mod dispatch;
+pub mod paged;
 mod ready;
 mod settle;
 mod timer;
@@ -21,6 +22,7 @@ pub use args::{Overflow, QueueArgs, QueueType};
 pub use consumers::{Consumer, Credit};
 pub use dead_letter::{DeadLetter, Reason};
 pub use delivery::{Delivery, Outbound, Outbox};
+pub use paged::{PageTo, Pager, Paging};
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
@@ -111,6 +113,8 @@ pub struct QueueConfig {
     /// Set for durable queues when the broker has a store: persistent messages are indexed
     /// under this key.
     pub store_key: Option<QueueKey>,
+    /// Where the queue pages persistent messages beyond its window (with `store_key`).
+    pub page_to: Option<PageTo>,
     /// The broker's clock (a test clock moves only when told): TTL, x-expires, x-death time.
     pub clock: Arc<crate::clock::Clock>,
 }
@@ -189,9 +193,19 @@ impl Queue {
             config.args.queue_type == QueueType::Quorum,
         )
         .then(dedup::Dedup::default);
+        // A deduplicating queue keeps its messages in memory: releasing a value needs the
+        // message's headers.
+        let pager = match (&config.page_to, &config.store_key, &dedup) {
+            (Some(to), Some(key), None) => Some(Pager {
+                store: to.store.clone(),
+                key: key.clone(),
+                paging: to.paging,
+            }),
+            _ => None,
+        };
         let q = Arc::new(Queue {
             state: Mutex::new(State {
-                ready: Ready::new(config.args.max_priority),
+                ready: Ready::new(config.args.max_priority, pager),
                 next_seq: 0,
                 consumers: Vec::new(),
                 cursor: 0,
@@ -253,6 +267,12 @@ impl Queue {
         u32::try_from(self.lock().ready.len()).unwrap_or(u32::MAX)
     }
 
+    /// Where the ready messages are: (in memory, their body bytes), (paged out, their bytes).
+    pub fn residence(&self) -> ((usize, u64), (usize, u64)) {
+        let st = self.lock();
+        (st.ready.ram(), st.ready.paged())
+    }
+
     /// A snapshot of the consumers, for the management API.
     pub fn consumers(&self) -> Vec<ConsumerInfo> {
         self.lock()
@@ -284,6 +304,12 @@ impl Queue {
         self.rates.tick(&counts.sample().counts, secs);
     }
 
+    /// Page out what became durable since the last publish (a queue pages on publish; the
+    /// last publishes of a burst wait for this).
+    pub fn catch_up_paging(&self) {
+        self.lock().ready.page_out_all();
+    }
+
     /// A consumer acknowledged `n` deliveries from this queue.
     pub fn count_acks(&self, n: u64) {
         self.acks.fetch_add(n, Ordering::Relaxed);
@@ -307,9 +333,9 @@ impl Queue {
     pub fn peek(&self, count: usize) -> Vec<(Arc<Message>, bool)> {
         let st = self.lock();
         st.ready
-            .iter()
-            .take(count)
-            .map(|e| (e.message.clone(), e.redelivered))
+            .peek(count)
+            .into_iter()
+            .map(|e| (e.message, e.redelivered))
             .collect()
     }
 
@@ -456,6 +482,7 @@ impl Queue {
     pub fn restore(self: &Arc<Self>, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
         let mut st = self.lock();
         let mut any_expiry = false;
+        st.ready.set_restored_below(u64::MAX);
         for (seq, message) in entries {
             if let Some(d) = &self.dedup {
                 d.admit(&message);
@@ -471,6 +498,8 @@ impl Queue {
             });
             st.next_seq = st.next_seq.max(seq + 1);
         }
+        let below = st.next_seq;
+        st.ready.set_restored_below(below);
         if any_expiry {
             self.ensure_timer(&mut st);
         }
@@ -507,11 +536,27 @@ impl Queue {
     /// Drop every ready message; unacknowledged ones are not touched (as in RabbitMQ).
     pub fn purge(&self, fx: &mut Effects) -> u32 {
         let mut st = self.lock();
-        let all = st.ready.drain();
+        let (all, paged) = st.ready.drain();
         for e in &all {
             self.forget(e, false, fx);
         }
-        u32::try_from(all.len()).unwrap_or(u32::MAX)
+        let n = all.len() + paged.len();
+        self.forget_paged(paged, false, fx);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Paged-out messages leave the queue: their records (held by this queue alone) go, and
+    /// their index entries unless the whole index goes with the queue.
+    fn forget_paged(&self, entries: Vec<(u64, u64)>, queue_deleted: bool, fx: &mut Effects) {
+        if entries.is_empty() {
+            return;
+        }
+        fx.ops.push(Op::ForgetPaged {
+            queue: (!queue_deleted)
+                .then(|| self.config.store_key.clone())
+                .flatten(),
+            entries,
+        });
     }
 
     /// Mark deleted: returns how many ready messages went with it and tells every consumer.
@@ -521,7 +566,9 @@ impl Queue {
             return 0;
         }
         st.deleted = true;
-        let all = st.ready.drain();
+        let (all, paged) = st.ready.drain();
+        let n = all.len() + paged.len();
+        self.forget_paged(paged, true, fx);
         if let Some(key) = &self.config.store_key {
             fx.ops.push(Op::DropQueue(key.clone()));
         }
@@ -535,7 +582,7 @@ impl Queue {
             });
         }
         self.wake.notify_one();
-        u32::try_from(all.len()).unwrap_or(u32::MAX)
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
 

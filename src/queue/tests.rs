@@ -22,6 +22,7 @@ fn queue_with(args: QueueArgs) -> Arc<Queue> {
             arguments: Default::default(),
             args,
             store_key: None,
+            page_to: None,
         },
         None,
     )

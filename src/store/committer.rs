@@ -36,6 +36,8 @@ pub const PENDING: u8 = 0;
 pub const WRITTEN: u8 = 1;
 /// Deleted before its write arrived: the write is skipped.
 pub const CANCELLED: u8 = 2;
+/// The record's batch is committed: it can be read back (a queue may page the message out).
+pub const DURABLE: u8 = 3;
 
 /// A record counts this much beyond its bytes against the backlog (the bookkeeping is not
 /// free).
@@ -49,6 +51,12 @@ pub enum Op {
     Index(QueueKey, u64, Arc<Message>),
     Unindex(QueueKey, u64, Arc<Message>),
     DeleteMessage(Arc<Message>),
+    /// Messages a queue paged out (durable, held by it alone) leave it: their records go, and
+    /// their index entries unless `queue` is None (the whole index went with the queue).
+    ForgetPaged {
+        queue: Option<QueueKey>,
+        entries: Vec<(u64, u64)>,
+    },
     DropQueue(QueueKey),
     PutDefinition(super::Definition),
     DeleteDefinition(super::Definition),
@@ -239,6 +247,8 @@ pub(crate) struct Pending {
     early: HashMap<u64, Vec<(QueueKey, u64)>>,
     /// Messages written by the submission being taken (their tombstones end with it).
     written_now: Vec<u64>,
+    /// Messages whose records are in `batch`: DURABLE once it is committed.
+    written: Vec<Arc<Message>>,
     /// Backlog bytes of the ops in `batch`.
     cost: u64,
 }
@@ -263,6 +273,7 @@ impl Pending {
                 set_state(&m, WRITTEN);
                 self.written_now.push(m.store_id);
                 b.messages.insert(m.store_id, data);
+                self.written.push(m);
             }
             Op::Index(q, seq, m) => {
                 if q.is_dropped() || state(&m) == CANCELLED {
@@ -295,8 +306,23 @@ impl Pending {
                 let st = state(&m);
                 if st == PENDING {
                     set_state(&m, CANCELLED);
-                } else if st == WRITTEN && b.messages.remove(&m.store_id).is_none() {
+                } else if (st == WRITTEN || st == DURABLE)
+                    && b.messages.remove(&m.store_id).is_none()
+                {
                     b.message_deletes.push(m.store_id);
+                }
+            }
+            Op::ForgetPaged { queue, entries } => {
+                // Paged-out messages are durable and held by this queue alone.
+                for (seq, id) in entries {
+                    if let Some(q) = queue.as_ref().filter(|q| !q.is_dropped()) {
+                        if b.index_puts.remove(&(q.clone(), seq)).is_none() {
+                            b.index_removes.push((q.clone(), seq));
+                        }
+                    }
+                    if b.messages.remove(&id).is_none() {
+                        b.message_deletes.push(id);
+                    }
                 }
             }
             Op::DropQueue(q) => {
@@ -423,6 +449,16 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
                 shared.failing.store(false, Ordering::Relaxed);
                 shared.backlog.fetch_sub(pending.cost, Ordering::Relaxed);
                 pending.cost = 0;
+                for m in pending.written.drain(..) {
+                    // Only a record still in the state its write left it: a later delete
+                    // leaves the state alone and nothing reads it back.
+                    let _ = m.store_state.compare_exchange(
+                        WRITTEN,
+                        DURABLE,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
                 pending.batch = Batch::default();
                 delay = Duration::from_millis(10);
                 waiters.durable();

@@ -52,6 +52,30 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn reads_back(&self) -> bool {
+        true
+    }
+
+    fn index_range(
+        &self,
+        q: &QueueKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> super::StoreResult<Vec<(u64, u64)>> {
+        let s = self.lock();
+        Ok(s.queues.get(q).map_or_else(Vec::new, |e| {
+            e.range(from..=to)
+                .take(limit)
+                .map(|(a, b)| (*a, *b))
+                .collect()
+        }))
+    }
+
+    fn read_record(&self, id: u64) -> super::StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock().messages.get(&id).cloned())
+    }
+
     fn recover(&self) -> super::StoreResult<Recovered> {
         let mut s = self.lock();
         let referenced: std::collections::HashSet<u64> = s

@@ -319,4 +319,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Let go of the files (an embedded broker that stopped, so that another can open the
     /// directory in the same process); commits after it fail with `StoreErrorKind::Closed`.
     fn close(&self) {}
+    /// Whether this store reads messages back (`index_range`, `read_record`): queues page
+    /// messages out to it only then.
+    fn reads_back(&self) -> bool {
+        false
+    }
+    /// Up to `limit` index entries (position, message id) of queue `q` with positions in
+    /// `from..=to`, in position order.
+    fn index_range(
+        &self,
+        _q: &QueueKey,
+        _from: u64,
+        _to: u64,
+        _limit: usize,
+    ) -> StoreResult<Vec<(u64, u64)>> {
+        Err(StoreError::new(
+            StoreErrorKind::Io,
+            "this store does not read back",
+        ))
+    }
+    /// The record of message `id` (None: there is none).
+    fn read_record(&self, _id: u64) -> StoreResult<Option<Vec<u8>>> {
+        Err(StoreError::new(
+            StoreErrorKind::Io,
+            "this store does not read back",
+        ))
+    }
 }

@@ -226,6 +226,45 @@ impl Store for SledStore {
         self.with_db(Db::recover)
     }
 
+    fn reads_back(&self) -> bool {
+        true
+    }
+
+    fn index_range(
+        &self,
+        q: &QueueKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, u64)>> {
+        self.with_db(|db| {
+            let tree = db.queue_tree(q)?;
+            let mut out = Vec::new();
+            for kv in tree
+                .range(from.to_be_bytes()..=to.to_be_bytes())
+                .take(limit)
+            {
+                let (k, v) = kv.map_err(|e| db.err("cannot read queue index", e))?;
+                match (be_u64(&k), be_u64(&v)) {
+                    (Some(seq), Some(id)) => out.push((seq, id)),
+                    _ => return Err(db.err("corrupt queue index", format!("{q:?}"))),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn read_record(&self, id: u64) -> StoreResult<Option<Vec<u8>>> {
+        self.with_db(|db| {
+            let mut out: Option<Vec<u8>> = None;
+            for kv in db.messages.scan_prefix(id.to_be_bytes()) {
+                let (_, v) = kv.map_err(|e| db.err("cannot read message", e))?;
+                out.get_or_insert_with(Vec::new).extend_from_slice(&v);
+            }
+            Ok(out)
+        })
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();

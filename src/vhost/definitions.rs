@@ -133,6 +133,7 @@ impl VHost {
                         arguments: arguments.clone(),
                         args: QueueArgs::parse_lenient(arguments),
                         store_key: Some(crate::store::queue_key(&self.name, name)),
+                        page_to: self.page_to(),
                         clock: self.clock.clone(),
                     },
                     Some(self.sink()),

@@ -132,6 +132,8 @@ pub struct VHost {
     store: Option<Arc<dyn Store>>,
     /// Where message writes go, once per connection read burst.
     pub committer: Option<Arc<Committer>>,
+    /// How much of each durable queue stays in memory.
+    paging: crate::queue::Paging,
 }
 
 impl VHost {
@@ -140,9 +142,11 @@ impl VHost {
         store: Option<Arc<dyn Store>>,
         committer: Option<Arc<Committer>>,
         clock: Arc<crate::clock::Clock>,
+        paging: crate::queue::Paging,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| VHost {
             clock,
+            paging,
             default_exchange_stats: Default::default(),
             me: me.clone(),
             name: name.to_string(),
@@ -156,6 +160,15 @@ impl VHost {
             store,
             committer,
             exchanges: RwLock::new(builtin_exchanges()),
+        })
+    }
+
+    /// Where durable queues page their messages: the store, when it reads back.
+    pub(crate) fn page_to(&self) -> Option<crate::queue::PageTo> {
+        let store = self.store.as_ref().filter(|s| s.reads_back())?;
+        Some(crate::queue::PageTo {
+            store: store.clone(),
+            paging: self.paging,
         })
     }
 

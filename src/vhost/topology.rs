@@ -322,6 +322,7 @@ impl VHost {
                 arguments: d.arguments.clone(),
                 args,
                 store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
+                page_to: stored.then(|| self.page_to()).flatten(),
                 clock: self.clock.clone(),
             },
             Some(self.sink()),

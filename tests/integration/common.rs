@@ -41,28 +41,33 @@ fn broker() -> &'static (String, Option<String>) {
                 None,
             );
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let config = warren::Config {
-                    port: 0,
-                    max_message_size: 1024 * 1024,
-                    mgmt_port: Some(0),
-                    ..Default::default()
-                };
-                let handle = warren::start(config).await.expect("start warren");
-                let mgmt = handle.mgmt_addr().map(|a| a.to_string());
-                tx.send((handle.url(), mgmt)).expect("send url");
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv().expect("broker url")
+        spawn_broker(warren::Config {
+            port: 0,
+            max_message_size: 1024 * 1024,
+            mgmt_port: Some(0),
+            ..Default::default()
+        })
     })
+}
+
+/// An in-process Warren on its own runtime thread, for the rest of the test binary (keep it in
+/// a `OnceLock`): its AMQP URL and management address.
+pub fn spawn_broker(config: warren::Config) -> (String, Option<String>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let handle = warren::start(config).await.expect("start warren");
+            let mgmt = handle.mgmt_addr().map(|a| a.to_string());
+            tx.send((handle.url(), mgmt)).expect("send url");
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("broker url")
 }
 
 /// One HTTP request to the management API at `addr` with Basic `auth` ("user:pass"),

@@ -16,6 +16,7 @@ mod consumers;
 mod content;
 mod dead_letters;
 mod dedup;
+mod deep_queues;
 mod delayed;
 mod durability;
 mod errors;

@@ -1,0 +1,535 @@
+//! Queues deeper than their in-memory window: the persistent messages in the middle of a durable
+//! queue page out to the store and come back in order. Against Warren these tests run on a
+//! broker whose queues keep 8 messages in memory, so a few hundred messages page; against
+//! RabbitMQ (`WARREN_TEST_AMQP_URL`) the same behaviour is checked on its classic queues.
+
+use crate::common::ops::*;
+use crate::common::setup::*;
+use crate::common::*;
+use crate::process::{temp_dir, Warren};
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use std::sync::OnceLock;
+
+const WINDOW: usize = 8;
+
+/// (AMQP URL, management address) of the broker for these tests.
+fn deep() -> (String, Option<String>) {
+    if external() {
+        return (url(), mgmt_addr());
+    }
+    static B: OnceLock<(String, Option<String>)> = OnceLock::new();
+    B.get_or_init(|| {
+        spawn_broker(warren::Config {
+            port: 0,
+            mgmt_port: Some(0),
+            queue_ram_messages: WINDOW,
+            ..Default::default()
+        })
+    })
+    .clone()
+}
+
+async fn open() -> (lapin::Connection, Channel) {
+    let (c, ch) = channel_at(&deep().0).await;
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    (c, ch)
+}
+
+async fn durable(ch: &Channel, name: &str, args: FieldTable) -> String {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .expect("declare");
+    name.to_string()
+}
+
+/// Publish persistent messages in confirmed runs of 25; how many were acked (the rest nacked).
+async fn publish_all(ch: &Channel, q: &str, msgs: &[(String, BasicProperties)]) -> usize {
+    let mut acked = 0;
+    for run in msgs.chunks(25) {
+        let mut pending = Vec::new();
+        for (body, props) in run {
+            let p = ch
+                .basic_publish(
+                    "".into(),
+                    q.into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    props.clone().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish");
+            pending.push(p);
+        }
+        for p in pending {
+            if p.await.expect("confirm").is_ack() {
+                acked += 1;
+            }
+        }
+    }
+    acked
+}
+
+fn numbered(n: usize) -> Vec<(String, BasicProperties)> {
+    (0..n)
+        .map(|i| (i.to_string(), BasicProperties::default()))
+        .collect()
+}
+
+fn names(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| i.to_string()).collect()
+}
+
+/// The queue as the management API shows it (Warren's own broker only).
+async fn shown(q: &str) -> Option<serde_json::Value> {
+    if external() {
+        return None;
+    }
+    let mgmt = deep().1?;
+    let (status, body) = http_at(
+        &mgmt,
+        Some("guest:guest"),
+        "GET",
+        &format!("/api/queues/%2f/{q}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    Some(body)
+}
+
+/// On Warren: the queue has paged out most of its `depth` ready messages, and keeps few in
+/// memory (the window holds per priority level).
+async fn assert_paged(q: &str, depth: usize) {
+    assert_paged_levels(q, depth, 1).await
+}
+
+async fn assert_paged_levels(q: &str, depth: usize, levels: usize) {
+    if external() {
+        return;
+    }
+    let mut last = serde_json::Value::Null;
+    for _ in 0..40 {
+        last = shown(q).await.expect("shown");
+        let paged = last["messages_paged_out"].as_u64().unwrap_or(0) as usize;
+        let ram = last["messages_ready_ram"].as_u64().unwrap_or(u64::MAX) as usize;
+        if paged + ram == depth && ram <= 2 * WINDOW * levels {
+            assert_eq!(last["messages_ready"].as_u64(), Some(depth as u64));
+            assert!(last["message_bytes_paged_out"].as_u64() > Some(0));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{q} did not page out: {last}");
+}
+
+#[tokio::test]
+async fn a_deep_queue_keeps_fifo_order_through_its_paged_middle() {
+    let (_c, ch) = open().await;
+    let q = durable(&ch, &uniq("deep-fifo"), FieldTable::default()).await;
+    assert_eq!(publish_all(&ch, &q, &numbered(400)).await, 400);
+    assert_paged(&q, 400).await;
+    assert_eq!(message_count(&ch, &q).await, 400);
+    // Take some, publish more behind the paged middle, then take the rest.
+    let mut got = Vec::new();
+    for _ in 0..150 {
+        got.push(get(&ch, &q).await.expect("message"));
+    }
+    let more: Vec<_> = (400..600)
+        .map(|i| (i.to_string(), BasicProperties::default()))
+        .collect();
+    assert_eq!(publish_all(&ch, &q, &more).await, 200);
+    got.extend(drain(&ch, &q).await);
+    assert_eq!(got, names(0..600));
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn a_consumer_drains_a_deep_queue_in_order() {
+    let (_c, ch) = open().await;
+    let q = durable(&ch, &uniq("deep-consume"), FieldTable::default()).await;
+    assert_eq!(publish_all(&ch, &q, &numbered(500)).await, 500);
+    assert_paged(&q, 500).await;
+    ch.basic_qos(50, Default::default()).await.expect("qos");
+    let mut consumer = consume(&ch, &q, "deep", false).await;
+    let mut got = Vec::new();
+    while got.len() < 500 {
+        let d = next(&mut consumer).await;
+        got.push(String::from_utf8_lossy(&d.data).into_owned());
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    assert_eq!(got, names(0..500));
+    assert!(quiet(&mut consumer, 100).await);
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn priorities_hold_across_paged_messages() {
+    let (_c, ch) = open().await;
+    let q = durable(
+        &ch,
+        &uniq("deep-prio"),
+        table(&[("x-max-priority", int(3))]),
+    )
+    .await;
+    let msgs: Vec<_> = (0..300)
+        .map(|i| {
+            let p = (i % 4) as u8;
+            (
+                format!("p{p}-{i}"),
+                BasicProperties::default().with_priority(p),
+            )
+        })
+        .collect();
+    assert_eq!(publish_all(&ch, &q, &msgs).await, 300);
+    assert_paged_levels(&q, 300, 4).await;
+    let mut expected: Vec<(u8, usize, String)> = (0..300)
+        .map(|i| ((i % 4) as u8, i, format!("p{}-{i}", i % 4)))
+        .collect();
+    expected.sort_by_key(|(p, i, _)| (std::cmp::Reverse(*p), *i));
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, b)| b).collect();
+    assert_eq!(drain(&ch, &q).await, expected);
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn requeued_messages_return_to_their_place_before_the_paged_middle() {
+    let (_c, ch) = open().await;
+    let q = durable(&ch, &uniq("deep-requeue"), FieldTable::default()).await;
+    assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 300);
+    assert_paged(&q, 300).await;
+    let mut last = 0;
+    for i in 0..20 {
+        let m = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("message");
+        assert_eq!(m.delivery.data, i.to_string().as_bytes());
+        last = m.delivery.delivery_tag;
+    }
+    ch.basic_nack(
+        last,
+        BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        },
+    )
+    .await
+    .expect("nack");
+    let mut got = Vec::new();
+    while let Some(m) = get_within(&ch, &q, true).await {
+        let body = String::from_utf8_lossy(&m.delivery.data).into_owned();
+        let n: usize = body.parse().expect("number");
+        assert_eq!(m.delivery.redelivered, n < 20, "message {n}");
+        got.push(body);
+        if got.len() == 300 {
+            break;
+        }
+    }
+    assert_eq!(got, names(0..300));
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn rejected_paged_messages_are_dead_lettered_in_order() {
+    let (_c, ch) = open().await;
+    let dlq = durable(&ch, &uniq("deep-dlq"), FieldTable::default()).await;
+    let q = durable(
+        &ch,
+        &uniq("deep-dlx"),
+        table(&[
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s(&dlq)),
+        ]),
+    )
+    .await;
+    assert_eq!(publish_all(&ch, &q, &numbered(200)).await, 200);
+    assert_paged(&q, 200).await;
+    for _ in 0..200 {
+        let m = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("message");
+        m.delivery
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+    }
+    let mut dead = Vec::new();
+    while let Some(m) = get_within(&ch, &dlq, true).await {
+        assert_eq!(str_of(&death(&m.delivery, 0), "reason"), "rejected");
+        dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        if dead.len() == 200 {
+            break;
+        }
+    }
+    assert_eq!(dead, names(0..200));
+    cleanup(&ch, &[&q, &dlq]).await;
+}
+
+#[tokio::test]
+async fn max_length_drop_head_drops_from_the_front_of_a_deep_queue() {
+    let (_c, ch) = open().await;
+    let dlq = durable(&ch, &uniq("deep-maxlen-dlq"), FieldTable::default()).await;
+    let q = durable(
+        &ch,
+        &uniq("deep-maxlen"),
+        table(&[
+            ("x-max-length", int(150)),
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s(&dlq)),
+        ]),
+    )
+    .await;
+    assert_eq!(publish_all(&ch, &q, &numbered(400)).await, 400);
+    assert_paged(&q, 150).await;
+    assert_eq!(drain(&ch, &q).await, names(250..400));
+    let mut dead = Vec::new();
+    while let Some(m) = get_within(&ch, &dlq, true).await {
+        dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        if dead.len() == 250 {
+            break;
+        }
+    }
+    assert_eq!(dead, names(0..250));
+    cleanup(&ch, &[&q, &dlq]).await;
+}
+
+#[tokio::test]
+async fn max_length_bytes_counts_paged_bodies() {
+    let (_c, ch) = open().await;
+    let q = durable(
+        &ch,
+        &uniq("deep-maxbytes"),
+        table(&[("x-max-length-bytes", int(1000))]),
+    )
+    .await;
+    // Bodies of 10 bytes: 100 fit.
+    let msgs: Vec<_> = (0..300)
+        .map(|i| (format!("{i:010}"), BasicProperties::default()))
+        .collect();
+    assert_eq!(publish_all(&ch, &q, &msgs).await, 300);
+    assert_paged(&q, 100).await;
+    let expected: Vec<String> = (200..300).map(|i| format!("{i:010}")).collect();
+    assert_eq!(drain(&ch, &q).await, expected);
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn reject_publish_and_reject_publish_dlx_count_the_paged_middle() {
+    let (_c, ch) = open().await;
+    for mode in ["reject-publish", "reject-publish-dlx"] {
+        let dlq = durable(&ch, &uniq("deep-rp-dlq"), FieldTable::default()).await;
+        let q = durable(
+            &ch,
+            &uniq("deep-rp"),
+            table(&[
+                ("x-max-length", int(120)),
+                ("x-overflow", s(mode)),
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s(&dlq)),
+            ]),
+        )
+        .await;
+        assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 120, "{mode}");
+        assert_paged(&q, 120).await;
+        assert_eq!(drain(&ch, &q).await, names(0..120), "{mode}");
+        let mut dead = Vec::new();
+        while let Some(m) = get_within(&ch, &dlq, true).await {
+            dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+            if dead.len() == 180 {
+                break;
+            }
+        }
+        if mode == "reject-publish" {
+            assert!(dead.is_empty(), "{mode}: {dead:?}");
+        } else {
+            assert_eq!(dead, names(120..300), "{mode}");
+        }
+        cleanup(&ch, &[&q, &dlq]).await;
+    }
+}
+
+#[tokio::test]
+async fn ttl_expires_at_the_head_of_a_deep_queue() {
+    let (_c, ch) = open().await;
+    let q = durable(&ch, &uniq("deep-ttl"), FieldTable::default()).await;
+    let mut msgs = numbered(200);
+    msgs.extend((0..5).map(|i| {
+        (
+            format!("short-{i}"),
+            BasicProperties::default().with_expiration("50".into()),
+        )
+    }));
+    msgs.extend((200..300).map(|i| (i.to_string(), BasicProperties::default())));
+    assert_eq!(publish_all(&ch, &q, &msgs).await, 305);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(drain(&ch, &q).await, names(0..300));
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn purge_and_delete_take_the_paged_messages_with_them() {
+    let (_c, ch) = open().await;
+    let q = durable(&ch, &uniq("deep-purge"), FieldTable::default()).await;
+    assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 300);
+    assert_paged(&q, 300).await;
+    let purged = ch
+        .queue_purge(q.as_str().into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 300);
+    assert_eq!(message_count(&ch, &q).await, 0);
+    assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 300);
+    assert_paged(&q, 300).await;
+    assert_eq!(drain(&ch, &q).await, names(0..300));
+    assert_eq!(publish_all(&ch, &q, &numbered(250)).await, 250);
+    let deleted = ch
+        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    assert_eq!(deleted, 250);
+}
+
+/// An embedded broker on `dir` whose queues keep `WINDOW` messages in memory.
+async fn start_on(dir: &std::path::Path) -> warren::BrokerHandle {
+    warren::start(warren::Config {
+        port: 0,
+        data_dir: Some(dir.to_path_buf()),
+        queue_ram_messages: WINDOW,
+        ..Default::default()
+    })
+    .await
+    .expect("start")
+}
+
+#[tokio::test]
+async fn paged_messages_survive_a_restart_and_purged_ones_stay_gone() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("deep-restart");
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        durable(&ch, "kept", FieldTable::default()).await;
+        durable(&ch, "purged", FieldTable::default()).await;
+        durable(&ch, "deleted", FieldTable::default()).await;
+        assert_eq!(publish_all(&ch, "kept", &numbered(500)).await, 500);
+        assert_eq!(publish_all(&ch, "purged", &numbered(300)).await, 300);
+        assert_eq!(publish_all(&ch, "deleted", &numbered(300)).await, 300);
+        let q = b.broker().vhost("/").and_then(|vh| vh.queue("kept"));
+        let q = q.expect("kept");
+        q.catch_up_paging();
+        let ((ram, _), (paged, _)) = q.residence();
+        assert!(
+            paged >= 400 && ram + paged == 500,
+            "ram {ram}, paged {paged}"
+        );
+        assert_eq!(
+            ch.queue_purge("purged".into(), Default::default())
+                .await
+                .expect("purge"),
+            300
+        );
+        assert_eq!(
+            ch.queue_delete("deleted".into(), Default::default())
+                .await
+                .expect("delete"),
+            300
+        );
+    }
+    b.stop().await.expect("stopped");
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        let q = b.broker().vhost("/").and_then(|vh| vh.queue("kept"));
+        let ((ram, _), (paged, _)) = q.expect("kept").residence();
+        assert!(
+            paged >= 400 && ram + paged == 500,
+            "after boot: ram {ram}, paged {paged}"
+        );
+        let mut got = Vec::new();
+        while let Some(m) = get_within(&ch, "kept", true).await {
+            assert!(m.delivery.redelivered, "restored messages are redelivered");
+            got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+            if got.len() == 500 {
+                break;
+            }
+        }
+        assert_eq!(got, names(0..500));
+        assert_eq!(message_count(&ch, "purged").await, 0);
+        durable(&ch, "deleted", FieldTable::default()).await;
+        assert_eq!(message_count(&ch, "deleted").await, 0);
+    }
+    b.stop().await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_kill_while_paging_loses_no_confirmed_message() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("deep-kill");
+    let w = Warren::start(&dir, &["--queue-ram-messages", "8"]).await;
+    let mut confirmed = Vec::new();
+    {
+        let (_c, ch) = channel_at(&w.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        durable(&ch, "dq", FieldTable::default()).await;
+        let mut inflight = std::collections::VecDeque::new();
+        for id in 0..3000usize {
+            let p = ch
+                .basic_publish(
+                    "".into(),
+                    "dq".into(),
+                    BasicPublishOptions::default(),
+                    id.to_string().as_bytes(),
+                    persistent(),
+                )
+                .await
+                .expect("publish");
+            inflight.push_back((id, p));
+            while inflight.len() > 64 {
+                if let Some((id, p)) = inflight.pop_front() {
+                    if p.await.is_ok_and(|c| c.is_ack()) {
+                        confirmed.push(id);
+                    }
+                }
+            }
+        }
+        w.kill9().await;
+    }
+    let w = Warren::start(&dir, &["--queue-ram-messages", "8"]).await;
+    let (_c, ch) = channel_at(&w.url()).await;
+    let got: Vec<usize> = drain(&ch, "dq")
+        .await
+        .iter()
+        .map(|b| b.parse().expect("number"))
+        .collect();
+    assert!(confirmed.len() > 2000, "confirmed {}", confirmed.len());
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    let have: std::collections::HashSet<_> = got.iter().copied().collect();
+    let lost: Vec<_> = confirmed.iter().filter(|id| !have.contains(id)).collect();
+    assert!(lost.is_empty(), "confirmed and lost: {lost:?}");
+    w.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
