@@ -263,40 +263,29 @@ pub(super) fn recover(
     if !seeded {
         seed(config, users, &mut globals, &mut vhosts, &parts, &mut ops);
     }
-    let mut refs: HashMap<u64, u32> = HashMap::new();
-    for entries in rec.queues.values() {
-        for (_, id) in entries {
-            *refs.entry(*id).or_default() += 1;
-        }
+    // How many stored queues hold each message: a sorted list of ids (8 bytes per entry at
+    // boot, not a map), counted by range.
+    let mut ids: Vec<u64> = rec.queues.values().flatten().map(|e| e.id).collect();
+    ids.sort_unstable();
+    if let Some(&max) = ids.last() {
+        committer.reserve_ids_above(max);
     }
-    let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(rec.messages.len());
-    // Consume the records as they are decoded, so boot does not hold every message twice.
-    for (id, data) in rec.messages {
-        let d = store::record::decode(&data).ok_or_else(|| {
-            io::Error::from(store::StoreError::new(
-                store::StoreErrorKind::Corrupt,
-                format!("stored message {id} is corrupt; refusing to start"),
-            ))
-        })?;
-        let mut m = Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body)
-            .ok_or_else(|| {
-                io::Error::from(store::StoreError::new(
-                    store::StoreErrorKind::Corrupt,
-                    format!("stored message {id} has corrupt properties; refusing to start"),
-                ))
-            })?;
-        m.store_id = id;
-        m.store_refs = AtomicU32::new(refs.get(&id).copied().unwrap_or(0));
-        // On disk already: removals apply to it directly.
-        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::DURABLE);
-        messages.insert(id, Arc::new(m));
-        committer.reserve_ids_above(id);
-    }
+    let refs = |id: u64| {
+        let from = ids.partition_point(|&x| x < id);
+        ids[from..].partition_point(|&x| x == id)
+    };
+    let mut loader = Loader {
+        store,
+        records: rec.messages,
+        shared: HashMap::new(),
+    };
     let by_key: HashMap<String, Arc<crate::queue::Queue>> = vhosts
         .values()
         .flat_map(|vh| vh.queues())
         .filter_map(|q| Some((q.config.store_key.as_ref()?.as_str().to_string(), q)))
         .collect();
+    let corrupt =
+        |e: String| io::Error::from(store::StoreError::new(store::StoreErrorKind::Corrupt, e));
     for (key, entries) in rec.queues {
         let queue = by_key.get(key.as_str());
         // A delayed exchange's index: "\u{1}delayed NUL vhost NUL name".
@@ -305,33 +294,49 @@ pub(super) fn recover(
             .strip_prefix("\u{1}delayed\0")
             .and_then(|rest| rest.split_once('\0'))
             .and_then(|(v, _)| vhosts.get(v));
-        let restored = entries
-            .iter()
-            .filter_map(|(seq, id)| messages.get(id).map(|m| (*seq, m.clone())));
-        match queue {
-            Some(q) => {
+        match (queue, owner) {
+            (Some(q), _) => {
                 report.queues += 1;
-                report.messages += entries.len();
-                q.restore(restored);
+                let mut load = |id| loader.load(id, refs(id));
+                report.messages += q.restore(&entries, &refs, &mut load).map_err(corrupt)?;
             }
-            None if owner.is_some_and(|vh| {
-                entries.iter().all(|(pos, id)| {
-                    messages
-                        .get(id)
-                        .is_some_and(|m| vh.restore_delayed(&key, *pos, m.clone()))
-                })
-            }) =>
-            {
-                report.messages += entries.len();
-            }
-            None => {
-                // Index of a queue deleted just before a crash: its messages go too.
-                ops.push(Op::DropQueue(key.clone()));
-                for (_, m) in restored {
-                    if m.release_store_ref() {
-                        ops.push(Op::DeleteMessage(m));
+            (None, Some(vh)) => {
+                let mut gone = false;
+                for e in &entries {
+                    let Some(m) = loader.load(e.id, refs(e.id)).map_err(corrupt)? else {
+                        continue;
+                    };
+                    if vh.restore_delayed(&key, e.seq, m.clone()) {
+                        report.messages += 1;
+                    } else {
+                        // The delayed exchange was deleted just before a crash.
+                        gone = true;
+                        if m.release_store_ref() {
+                            ops.push(Op::DeleteMessage(m));
+                        }
                     }
                 }
+                if gone {
+                    ops.push(Op::DropQueue(key.clone()));
+                }
+            }
+            (None, None) => {
+                // Index of a queue deleted just before a crash: its messages go too.
+                ops.push(Op::DropQueue(key.clone()));
+                let mut alone = Vec::new();
+                for e in &entries {
+                    if refs(e.id) == 1 {
+                        alone.push((e.seq, e.id));
+                    } else if let Some(m) = loader.load(e.id, refs(e.id)).map_err(corrupt)? {
+                        if m.release_store_ref() {
+                            ops.push(Op::DeleteMessage(m));
+                        }
+                    }
+                }
+                ops.push(Op::ForgetPaged {
+                    queue: None,
+                    entries: alone,
+                });
             }
         }
     }
@@ -339,4 +344,42 @@ pub(super) fn recover(
         committer.submit(ops, None);
     }
     Ok((vhosts, globals, report))
+}
+
+/// Reads the records boot needs: those the store loaded already, else one at a time; a
+/// message several queues hold is read once and shared.
+struct Loader<'a> {
+    store: &'a Arc<dyn Store>,
+    records: std::collections::BTreeMap<u64, Vec<u8>>,
+    shared: HashMap<u64, Arc<Message>>,
+}
+
+impl Loader<'_> {
+    fn load(&mut self, id: u64, refs: usize) -> Result<Option<Arc<Message>>, String> {
+        if let Some(m) = self.shared.get(&id) {
+            return Ok(Some(m.clone()));
+        }
+        let data = match self.records.remove(&id) {
+            Some(d) => d,
+            None => match self.store.read_record(id).map_err(|e| e.to_string())? {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+        };
+        let d = store::record::decode(&data)
+            .ok_or_else(|| format!("stored message {id} is corrupt; refusing to start"))?;
+        let mut m = Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body)
+            .ok_or_else(|| {
+                format!("stored message {id} has corrupt properties; refusing to start")
+            })?;
+        m.store_id = id;
+        m.store_refs = AtomicU32::new(u32::try_from(refs).unwrap_or(u32::MAX));
+        // On disk already: removals apply to it directly, and it may page out again.
+        m.store_state = std::sync::atomic::AtomicU8::new(store::committer::DURABLE);
+        let m = Arc::new(m);
+        if refs > 1 {
+            self.shared.insert(id, m.clone());
+        }
+        Ok(Some(m))
+    }
 }

@@ -477,32 +477,60 @@ impl Queue {
         ));
     }
 
-    /// Restore recovered messages (in position order) at boot, marked redelivered: they may
-    /// have been delivered before the restart.
-    pub fn restore(self: &Arc<Self>, entries: impl IntoIterator<Item = (u64, Arc<Message>)>) {
+    /// Restore recovered index entries (in position order) at boot, marked redelivered: they
+    /// may have been delivered before the restart. An entry this queue could page out stays on
+    /// disk (its metadata is enough) once the head of its level is full; the rest are read
+    /// with `load`, which gives the message (None: its record is gone) or why it cannot.
+    /// `refs`: how many stored queues hold a message. Returns how many were restored.
+    pub fn restore(
+        self: &Arc<Self>,
+        entries: &[crate::store::Entry],
+        refs: &dyn Fn(u64) -> usize,
+        load: &mut dyn FnMut(u64) -> Result<Option<Arc<Message>>, String>,
+    ) -> Result<usize, String> {
         let mut st = self.lock();
         let mut any_expiry = false;
+        let mut restored = 0;
         st.ready.set_restored_below(u64::MAX);
-        for (seq, message) in entries {
+        let ttl = st.args.message_ttl.is_some();
+        for e in entries {
+            st.next_seq = st.next_seq.max(e.seq + 1);
+            let stays_on_disk = self.dedup.is_none()
+                && !ttl
+                && e.meta.is_some_and(|m| !m.expiring)
+                && refs(e.id) == 1;
+            if let (true, Some(meta)) = (stays_on_disk, e.meta) {
+                if st
+                    .ready
+                    .restore_paged(e.seq, meta.priority, u64::from(meta.size))
+                {
+                    restored += 1;
+                    continue;
+                }
+            }
+            let Some(message) = load(e.id)? else {
+                continue;
+            };
             if let Some(d) = &self.dedup {
                 d.admit(&message);
             }
             let expires_at = Self::expiry_for(&st.args, &message, self.now());
             any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {
-                seq,
+                seq: e.seq,
                 message,
                 redelivered: true,
                 expires_at,
                 delivery_count: 0,
             });
-            st.next_seq = st.next_seq.max(seq + 1);
+            restored += 1;
         }
         let below = st.next_seq;
         st.ready.set_restored_below(below);
         if any_expiry {
             self.ensure_timer(&mut st);
         }
+        Ok(restored)
     }
 
     /// basic.get: the head message and how many remain ready.

@@ -156,8 +156,10 @@ impl Pager {
                 from = region.last.saturating_add(1);
                 break;
             };
-            for (seq, id) in entries {
-                let Some(m) = self.load(id)? else {
+            let ids: Vec<u64> = entries.iter().map(|(_, id)| *id).collect();
+            let records = self.store.read_records(&ids)?;
+            for ((seq, id), record) in entries.into_iter().zip(records) {
+                let Some(m) = self.decode(id, record) else {
                     bad.push((seq, id));
                     continue;
                 };
@@ -183,20 +185,24 @@ impl Pager {
 
     /// A message from its record: held by this queue alone, durable.
     fn load(&self, id: u64) -> crate::store::StoreResult<Option<Message>> {
-        let Some(data) = self.store.read_record(id)? else {
+        Ok(self.decode(id, self.store.read_record(id)?))
+    }
+
+    fn decode(&self, id: u64, record: Option<Vec<u8>>) -> Option<Message> {
+        let Some(data) = record else {
             tracing::error!(id, queue = ?self.key, "paged message has no record; dropped");
-            return Ok(None);
+            return None;
         };
         let decoded = crate::store::record::decode(&data)
             .and_then(|d| Message::from_raw(d.exchange, d.routing_key, &d.raw_properties, d.body));
         let Some(mut m) = decoded else {
             tracing::error!(id, queue = ?self.key, "paged message is damaged; dropped");
-            return Ok(None);
+            return None;
         };
         m.store_id = id;
         m.store_refs = AtomicU32::new(1);
         m.store_state = AtomicU8::new(DURABLE);
-        Ok(Some(m))
+        Some(m)
     }
 }
 

@@ -128,6 +128,24 @@ impl Ready {
         self.page_out(l);
     }
 
+    /// At boot: leave a message of `priority` at `seq` on disk if its level's head is full and
+    /// nothing is in memory behind the paged region (false: the caller loads it instead).
+    pub fn restore_paged(&mut self, seq: u64, priority: u8, size: u64) -> bool {
+        let Some(pager) = &self.pager else {
+            return false;
+        };
+        let head = pager.paging.head_messages();
+        let l = usize::from(priority).min(self.levels.len() - 1);
+        let lv = &mut self.levels[l];
+        if !lv.tail.is_empty() || (lv.paged.is_empty() && lv.head.len() < head) {
+            return false;
+        }
+        lv.paged.add(seq, size);
+        self.len += 1;
+        self.bytes += size;
+        true
+    }
+
     /// Page out every level (what became durable since it was published).
     pub fn page_out_all(&mut self) {
         if self.pager.is_some() {

@@ -106,11 +106,24 @@ impl Queue {
         if m.store_id == 0 {
             return;
         }
+        // Once durable, by id and position alone: an ack that waits for the committer then
+        // does not keep the body in memory (a drained deep queue would otherwise hold every
+        // message it read back until the committer caught up).
+        let durable = m.store_state.load(std::sync::atomic::Ordering::Relaxed)
+            == crate::store::committer::DURABLE;
         if let (false, Some(seq)) = (queue_deleted, seq) {
-            fx.ops.push(Op::Unindex(key.clone(), seq, m.clone()));
+            fx.ops.push(if durable {
+                Op::UnindexDurable(key.clone(), seq)
+            } else {
+                Op::Unindex(key.clone(), seq, m.clone())
+            });
         }
         if m.release_store_ref() {
-            fx.ops.push(Op::DeleteMessage(m.clone()));
+            fx.ops.push(if durable {
+                Op::DeleteDurable(m.store_id)
+            } else {
+                Op::DeleteMessage(m.clone())
+            });
         }
     }
 }

@@ -12,6 +12,10 @@
 //! - A queue deletion is submitted at once, under the vhost's topology lock, so it precedes
 //!   every op of a namesake declared after it; it marks its `QueueKey` incarnation dropped, and
 //!   any later index write or removal for that incarnation is skipped.
+//! - Once its batch is committed a record is `DURABLE`: only then may a queue page the message
+//!   out and read it back later. Removing a durable message (`Op::UnindexDurable`,
+//!   `Op::DeleteDurable`, `Op::ForgetPaged`) needs no rule, and names it by id and position
+//!   only, so an ack waiting for the committer does not hold the message's body.
 //!
 //! Back-pressure. Record bytes submitted and not yet durable are counted; above the limit (or
 //! while the store fails) the committer is congested, and connections with writes in flight
@@ -51,6 +55,11 @@ pub enum Op {
     Index(QueueKey, u64, Arc<Message>),
     Unindex(QueueKey, u64, Arc<Message>),
     DeleteMessage(Arc<Message>),
+    /// A durable message's index entry goes: by position alone, so that an ack does not keep
+    /// the message in memory until the committer gets to it.
+    UnindexDurable(QueueKey, u64),
+    /// A durable message's record goes (its last holder let go).
+    DeleteDurable(u64),
     /// Messages a queue paged out (durable, held by it alone) leave it: their records go, and
     /// their index entries unless `queue` is None (the whole index went with the queue).
     ForgetPaged {
@@ -289,6 +298,7 @@ impl Pending {
                     }
                 }
                 b.index_puts.insert((q, seq), m.store_id);
+                b.meta.insert(m.store_id, super::MessageMeta::of(&m));
             }
             Op::Unindex(q, seq, m) => {
                 if q.is_dropped() {
@@ -310,6 +320,16 @@ impl Pending {
                     && b.messages.remove(&m.store_id).is_none()
                 {
                     b.message_deletes.push(m.store_id);
+                }
+            }
+            Op::UnindexDurable(q, seq) => {
+                if !q.is_dropped() && b.index_puts.remove(&(q.clone(), seq)).is_none() {
+                    b.index_removes.push((q, seq));
+                }
+            }
+            Op::DeleteDurable(id) => {
+                if b.messages.remove(&id).is_none() {
+                    b.message_deletes.push(id);
                 }
             }
             Op::ForgetPaged { queue, entries } => {

@@ -1,7 +1,7 @@
 //! `MemoryStore`: the same contract as the sled store, kept in memory. Used for `--in-memory`
 //! runs and embedded test brokers, and as the model the sled store is checked against.
 
-use super::{Batch, Definition, QueueKey, Recovered, Store};
+use super::{Batch, Definition, Entry, MessageMeta, QueueKey, Recovered, Store};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -13,7 +13,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     definitions: BTreeMap<Vec<u8>, Definition>,
-    queues: BTreeMap<QueueKey, BTreeMap<u64, u64>>,
+    queues: BTreeMap<QueueKey, BTreeMap<u64, (u64, Option<MessageMeta>)>>,
     messages: BTreeMap<u64, Vec<u8>>,
 }
 
@@ -39,7 +39,11 @@ impl Store for MemoryStore {
             s.messages.insert(*id, data.clone());
         }
         for ((q, seq), id) in &batch.index_puts {
-            s.queues.entry(q.clone()).or_default().insert(*seq, *id);
+            let meta = batch.meta.get(id).copied();
+            s.queues
+                .entry(q.clone())
+                .or_default()
+                .insert(*seq, (*id, meta));
         }
         for (q, seq) in &batch.index_removes {
             if let Some(entries) = s.queues.get_mut(q) {
@@ -50,10 +54,6 @@ impl Store for MemoryStore {
             s.messages.remove(id);
         }
         Ok(())
-    }
-
-    fn reads_back(&self) -> bool {
-        true
     }
 
     fn index_range(
@@ -67,7 +67,7 @@ impl Store for MemoryStore {
         Ok(s.queues.get(q).map_or_else(Vec::new, |e| {
             e.range(from..=to)
                 .take(limit)
-                .map(|(a, b)| (*a, *b))
+                .map(|(seq, (id, _))| (*seq, *id))
                 .collect()
         }))
     }
@@ -81,22 +81,44 @@ impl Store for MemoryStore {
         let referenced: std::collections::HashSet<u64> = s
             .queues
             .values()
-            .flat_map(|e| e.values().copied())
+            .flat_map(|e| e.values().map(|(id, _)| *id))
             .collect();
         s.messages.retain(|id, _| referenced.contains(id));
-        let messages = s.messages.clone();
-        for entries in s.queues.values_mut() {
-            entries.retain(|_, id| messages.contains_key(id));
+        let Inner {
+            queues, messages, ..
+        } = &mut *s;
+        for entries in queues.values_mut() {
+            entries.retain(|_, (id, _)| messages.contains_key(id));
         }
-        s.queues.retain(|_, e| !e.is_empty());
+        queues.retain(|_, e| !e.is_empty());
+        let mut loaded = BTreeMap::new();
+        // QueueKey's interior flag is not part of its order (clippy::mutable_key_type).
+        #[allow(clippy::mutable_key_type)]
+        let queues: BTreeMap<QueueKey, Vec<Entry>> = queues
+            .iter()
+            .map(|(q, e)| {
+                let entries = e
+                    .iter()
+                    .map(|(seq, (id, meta))| {
+                        if meta.is_none() {
+                            if let Some(data) = messages.get(id) {
+                                loaded.insert(*id, data.clone());
+                            }
+                        }
+                        Entry {
+                            seq: *seq,
+                            id: *id,
+                            meta: *meta,
+                        }
+                    })
+                    .collect();
+                (q.clone(), entries)
+            })
+            .collect();
         Ok(Recovered {
             definitions: s.definitions.values().cloned().collect(),
-            queues: s
-                .queues
-                .iter()
-                .map(|(q, e)| (q.clone(), e.iter().map(|(a, b)| (*a, *b)).collect()))
-                .collect(),
-            messages,
+            queues,
+            messages: loaded,
         })
     }
 }

@@ -274,6 +274,63 @@ impl Definition {
     }
 }
 
+/// What a queue needs to know of a stored message without reading its record, kept in each
+/// index entry beside the message id: its body size, priority, and whether it carries a
+/// per-message expiration. At boot it lets a deep queue page without reading its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub size: u32,
+    pub priority: u8,
+    pub expiring: bool,
+}
+
+impl MessageMeta {
+    pub fn of(m: &crate::message::Message) -> Self {
+        MessageMeta {
+            size: u32::try_from(m.body.len()).unwrap_or(u32::MAX),
+            priority: m.priority(),
+            expiring: m.expiration_ms.is_some(),
+        }
+    }
+
+    /// The index value: the id, then (when known) the metadata. Entries written before the
+    /// metadata existed are the id alone.
+    pub fn encode(id: u64, meta: Option<&MessageMeta>) -> Vec<u8> {
+        let mut v = id.to_be_bytes().to_vec();
+        if let Some(m) = meta {
+            v.extend_from_slice(&m.size.to_be_bytes());
+            v.push(m.priority);
+            v.push(u8::from(m.expiring));
+        }
+        v
+    }
+
+    /// An index value back: (id, metadata if it has some); None if damaged.
+    pub fn decode(v: &[u8]) -> Option<(u64, Option<MessageMeta>)> {
+        let id = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        match v.len() {
+            8 => Some((id, None)),
+            14 => Some((
+                id,
+                Some(MessageMeta {
+                    size: u32::from_be_bytes(v.get(8..12)?.try_into().ok()?),
+                    priority: v[12],
+                    expiring: v[13] != 0,
+                }),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// One recovered index entry of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub id: u64,
+    pub meta: Option<MessageMeta>,
+}
+
 /// What a commit writes, already stripped of writes that were undone before they happened.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Batch {
@@ -283,6 +340,9 @@ pub struct Batch {
     pub messages: BTreeMap<u64, Vec<u8>>,
     /// Queue index entries: (queue, position) → message id.
     pub index_puts: BTreeMap<(QueueKey, u64), u64>,
+    /// What index entries record beside the id, by message id (entries without it are the id
+    /// alone).
+    pub meta: BTreeMap<u64, MessageMeta>,
     pub index_removes: Vec<(QueueKey, u64)>,
     pub message_deletes: Vec<u64>,
     pub dropped_queues: Vec<QueueKey>,
@@ -299,12 +359,14 @@ impl Batch {
     }
 }
 
-/// Everything a store holds, as loaded at boot.
+/// What a store holds, as loaded at boot: definitions, every queue's index, and the records
+/// of the entries that have no metadata (older ones); the rest are read when wanted
+/// (`read_record`), so boot does not hold a deep backlog in memory.
 #[derive(Debug, Default, PartialEq)]
 pub struct Recovered {
     pub definitions: Vec<Definition>,
-    /// Per queue, its (position, message id) entries in position order.
-    pub queues: BTreeMap<QueueKey, Vec<(u64, u64)>>,
+    /// Per queue, its entries in position order (each with a record on disk).
+    pub queues: BTreeMap<QueueKey, Vec<Entry>>,
     pub messages: BTreeMap<u64, Vec<u8>>,
 }
 
@@ -314,35 +376,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// them, index removals before the records. A failed commit may have written part of the
     /// batch; the committer retries the whole of it, so each step must be idempotent.
     fn commit(&self, batch: &Batch) -> StoreResult<()>;
-    /// Load everything, dropping message records no index entry points at.
+    /// Load definitions and indexes (see `Recovered`), dropping message records no index entry
+    /// points at and index entries whose record is gone.
     fn recover(&self) -> StoreResult<Recovered>;
     /// Let go of the files (an embedded broker that stopped, so that another can open the
     /// directory in the same process); commits after it fail with `StoreErrorKind::Closed`.
     fn close(&self) {}
-    /// Whether this store reads messages back (`index_range`, `read_record`): queues page
-    /// messages out to it only then.
-    fn reads_back(&self) -> bool {
-        false
-    }
     /// Up to `limit` index entries (position, message id) of queue `q` with positions in
-    /// `from..=to`, in position order.
+    /// `from..=to`, in position order (a deep queue reading back what it paged out).
     fn index_range(
         &self,
-        _q: &QueueKey,
-        _from: u64,
-        _to: u64,
-        _limit: usize,
-    ) -> StoreResult<Vec<(u64, u64)>> {
-        Err(StoreError::new(
-            StoreErrorKind::Io,
-            "this store does not read back",
-        ))
-    }
+        q: &QueueKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, u64)>>;
     /// The record of message `id` (None: there is none).
-    fn read_record(&self, _id: u64) -> StoreResult<Option<Vec<u8>>> {
-        Err(StoreError::new(
-            StoreErrorKind::Io,
-            "this store does not read back",
-        ))
+    fn read_record(&self, id: u64) -> StoreResult<Option<Vec<u8>>>;
+    /// The records of `ids`, in the same order (a queue reading back a batch).
+    fn read_records(&self, ids: &[u64]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        ids.iter().map(|id| self.read_record(*id)).collect()
     }
 }

@@ -10,8 +10,10 @@
 //! directory: sled recovers what was flushed, and the committer writes the failed batch again.
 
 use super::StoreErrorKind as Kind;
-use super::{Batch, Definition, QueueKey, Recovered, Store, StoreError, StoreResult};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use super::{
+    Batch, Definition, Entry, MessageMeta, QueueKey, Recovered, Store, StoreError, StoreResult,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -226,10 +228,6 @@ impl Store for SledStore {
         self.with_db(Db::recover)
     }
 
-    fn reads_back(&self) -> bool {
-        true
-    }
-
     fn index_range(
         &self,
         q: &QueueKey,
@@ -256,12 +254,26 @@ impl Store for SledStore {
 
     fn read_record(&self, id: u64) -> StoreResult<Option<Vec<u8>>> {
         self.with_db(|db| {
-            let mut out: Option<Vec<u8>> = None;
-            for kv in db.messages.scan_prefix(id.to_be_bytes()) {
-                let (_, v) = kv.map_err(|e| db.err("cannot read message", e))?;
-                out.get_or_insert_with(Vec::new).extend_from_slice(&v);
+            let read = |n: u32| {
+                db.messages
+                    .get(chunk_key(id, n))
+                    .map_err(|e| db.err("cannot read message", e))
+            };
+            // Point reads, not a prefix scan: most records are one chunk, and only a full
+            // chunk can have a successor.
+            let Some(first) = read(0)? else {
+                return Ok(None);
+            };
+            let mut out = first.to_vec();
+            let mut last_len = first.len();
+            let mut n = 1;
+            while last_len == CHUNK {
+                let Some(next) = read(n)? else { break };
+                out.extend_from_slice(&next);
+                last_len = next.len();
+                n += 1;
             }
-            Ok(out)
+            Ok(Some(out))
         })
     }
 
@@ -315,7 +327,10 @@ impl Db {
         }
         for ((q, seq), id) in &batch.index_puts {
             self.queue_tree(q)?
-                .insert(seq.to_be_bytes(), &id.to_be_bytes())
+                .insert(
+                    seq.to_be_bytes(),
+                    MessageMeta::encode(*id, batch.meta.get(id)),
+                )
                 .map_err(|e| self.err("write failed", e))?;
         }
         for (q, seq) in &batch.index_removes {
@@ -337,7 +352,6 @@ impl Db {
                 .map_err(|e| StoreError::at(Kind::Corrupt, &self.path, "corrupt definition", e))?;
             out.definitions.push(def);
         }
-        let mut referenced = HashSet::new();
         for name in self.db.tree_names() {
             let Some(q) = name.strip_prefix(QUEUE_TREE_PREFIX) else {
                 continue;
@@ -347,11 +361,8 @@ impl Db {
             let mut entries = Vec::new();
             for kv in tree.iter() {
                 let (k, v) = kv.map_err(|e| self.err("cannot read queue index", e))?;
-                match (be_u64(&k), be_u64(&v)) {
-                    (Some(seq), Some(id)) => {
-                        referenced.insert(id);
-                        entries.push((seq, id));
-                    }
+                match (be_u64(&k), MessageMeta::decode(&v)) {
+                    (Some(seq), Some((id, meta))) => entries.push(Entry { seq, id, meta }),
                     _ => {
                         return Err(StoreError::at(
                             Kind::Corrupt,
@@ -366,15 +377,42 @@ impl Db {
                 out.queues.insert(key, entries);
             }
         }
+        // Referenced ids, sorted: one pass over the records (in id order) finds orphans and
+        // missing records with 9 bytes per id, not a hash set.
+        let mut referenced: Vec<(u64, bool)> = out
+            .queues
+            .values()
+            .flatten()
+            .map(|e| (e.id, e.meta.is_none()))
+            .collect();
+        referenced.sort_unstable();
+        // One per id; its record is loaded if any of its entries lacks metadata.
+        referenced.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 |= later.1;
+            }
+            same
+        });
+        let mut seen = vec![false; referenced.len()];
         let mut messages: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut orphans = Vec::new();
+        let mut j = 0;
         for kv in self.messages.iter() {
             let (k, v) = kv.map_err(|e| self.err("cannot read messages", e))?;
             let id = be_u64(&k).ok_or_else(|| self.err("corrupt message key", ""))?;
-            if referenced.contains(&id) {
-                messages.entry(id).or_default().extend_from_slice(&v);
-            } else if orphans.last() != Some(&id) {
-                orphans.push(id);
+            while referenced.get(j).is_some_and(|(r, _)| *r < id) {
+                j += 1;
+            }
+            match referenced.get(j) {
+                Some(&(r, load)) if r == id => {
+                    seen[j] = true;
+                    if load {
+                        messages.entry(id).or_default().extend_from_slice(&v);
+                    }
+                }
+                _ if orphans.last() != Some(&id) => orphans.push(id),
+                _ => {}
             }
         }
         // Half-written publishes (a record whose index entries never landed) and records whose
@@ -383,12 +421,17 @@ impl Db {
             self.purge_message(id)?;
         }
         // Index entries whose record is missing cannot be delivered; drop them.
+        let present = |id: u64| {
+            referenced
+                .binary_search_by_key(&id, |(r, _)| *r)
+                .is_ok_and(|i| seen[i])
+        };
         for (q, entries) in out.queues.iter_mut() {
             let tree = self.queue_tree(q)?;
-            entries.retain(|(seq, id)| {
-                let keep = messages.contains_key(id);
+            entries.retain(|e| {
+                let keep = present(e.id);
                 if !keep {
-                    let _ = tree.remove(seq.to_be_bytes());
+                    let _ = tree.remove(e.seq.to_be_bytes());
                 }
                 keep
             });

@@ -163,9 +163,9 @@ impl VHost {
         })
     }
 
-    /// Where durable queues page their messages: the store, when it reads back.
+    /// Where durable queues page their messages: the store.
     pub(crate) fn page_to(&self) -> Option<crate::queue::PageTo> {
-        let store = self.store.as_ref().filter(|s| s.reads_back())?;
+        let store = self.store.as_ref()?;
         Some(crate::queue::PageTo {
             store: store.clone(),
             paging: self.paging,

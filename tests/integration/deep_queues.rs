@@ -533,3 +533,94 @@ async fn a_kill_while_paging_loses_no_confirmed_message() {
     w.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A memory store that counts the records boot reads (returned by `recover` or read one by one).
+#[derive(Debug, Default)]
+struct CountingStore {
+    inner: warren::store::memory::MemoryStore,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl warren::store::Store for CountingStore {
+    fn commit(&self, batch: &warren::store::Batch) -> warren::store::StoreResult<()> {
+        self.inner.commit(batch)
+    }
+
+    fn recover(&self) -> warren::store::StoreResult<warren::store::Recovered> {
+        let r = self.inner.recover()?;
+        self.reads
+            .fetch_add(r.messages.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(r)
+    }
+
+    fn index_range(
+        &self,
+        q: &warren::store::QueueKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> warren::store::StoreResult<Vec<(u64, u64)>> {
+        self.inner.index_range(q, from, to, limit)
+    }
+
+    fn read_record(&self, id: u64) -> warren::store::StoreResult<Option<Vec<u8>>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_record(id)
+    }
+}
+
+#[tokio::test]
+async fn boot_reads_only_the_heads_of_deep_queues() {
+    if external() {
+        return;
+    }
+    let store = std::sync::Arc::new(CountingStore::default());
+    let start = || {
+        warren::start(warren::Config {
+            port: 0,
+            store: Some(store.clone()),
+            queue_ram_messages: WINDOW,
+            ..Default::default()
+        })
+    };
+    let b = start().await.expect("start");
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        durable(&ch, "deep", FieldTable::default()).await;
+        durable(&ch, "deep-prio", table(&[("x-max-priority", int(2))])).await;
+        assert_eq!(publish_all(&ch, "deep", &numbered(1000)).await, 1000);
+        let prio: Vec<_> = (0..600)
+            .map(|i| {
+                let p = (i % 3) as u8;
+                (
+                    format!("p{p}-{i}"),
+                    BasicProperties::default().with_priority(p),
+                )
+            })
+            .collect();
+        assert_eq!(publish_all(&ch, "deep-prio", &prio).await, 600);
+    }
+    b.stop().await.expect("stopped");
+    store.reads.store(0, std::sync::atomic::Ordering::Relaxed);
+    let b = start().await.expect("restart");
+    let reads = store.reads.load(std::sync::atomic::Ordering::Relaxed);
+    // The heads: half a window per priority level of each queue (4 levels in all).
+    assert!(reads <= 4 * WINDOW, "boot read {reads} records of 1,600");
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        let got = drain(&ch, "deep").await;
+        assert_eq!(got, names(0..1000));
+        let mut expected: Vec<(u8, usize)> = (0..600).map(|i| ((i % 3) as u8, i)).collect();
+        expected.sort_by_key(|(p, i)| (std::cmp::Reverse(*p), *i));
+        let expected: Vec<String> = expected
+            .into_iter()
+            .map(|(p, i)| format!("p{p}-{i}"))
+            .collect();
+        assert_eq!(drain(&ch, "deep-prio").await, expected);
+    }
+    b.stop().await.expect("stopped");
+}

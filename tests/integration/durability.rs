@@ -216,6 +216,20 @@ impl Store for FaultyStore {
     fn recover(&self) -> warren::store::StoreResult<Recovered> {
         self.inner.recover()
     }
+
+    fn index_range(
+        &self,
+        q: &warren::store::QueueKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> warren::store::StoreResult<Vec<(u64, u64)>> {
+        self.inner.index_range(q, from, to, limit)
+    }
+
+    fn read_record(&self, id: u64) -> warren::store::StoreResult<Option<Vec<u8>>> {
+        self.inner.read_record(id)
+    }
 }
 
 /// A persistent publish to "dq"; its confirm.

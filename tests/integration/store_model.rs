@@ -21,6 +21,18 @@ fn random_batch(rng: &mut StdRng, next_id: &mut u64, queues: &[QueueKey]) -> Bat
                 let data: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
                 b.messages.insert(*next_id, data);
                 b.index_puts.insert((q, rng.gen_range(0..50)), *next_id);
+                // Entries with metadata (whose records boot leaves on disk), and without
+                // (written before it existed: boot loads their records).
+                if rng.gen::<bool>() {
+                    b.meta.insert(
+                        *next_id,
+                        warren::store::MessageMeta {
+                            size: size as u32,
+                            priority: rng.gen_range(0..10),
+                            expiring: rng.gen(),
+                        },
+                    );
+                }
             }
             4..=5 => b
                 .index_puts
