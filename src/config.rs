@@ -22,6 +22,9 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Port of the management HTTP API (RabbitMQ's is 15672); None runs without it.
     pub mgmt_port: Option<u16>,
+    /// Port of RabbitMQ's Prometheus endpoint (`/metrics`, `/metrics/per-object`; RabbitMQ's
+    /// is 15692; 0 picks a free one). Taken, it is a warning when `mgmt_port_optional`.
+    pub prometheus_port: Option<u16>,
     /// Record bytes that may wait for the committer before publishers with writes in flight
     /// stop being read (about a second of this machine's disk throughput).
     pub store_backlog_bytes: u64,
@@ -107,6 +110,7 @@ impl Default for Config {
             heartbeat: 60,
             handshake_timeout_ms: 10_000,
             mgmt_port: None,
+            prometheus_port: None,
             store_backlog_bytes: DEFAULT_STORE_BACKLOG_BYTES,
             mgmt_timeout_ms: 10_000,
             definitions: None,

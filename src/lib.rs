@@ -54,6 +54,7 @@ pub struct BrokerHandle {
     tls_addr: Option<SocketAddr>,
     mgmt_tls: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     mgmt: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    prometheus: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<store::StoreResult<()>>,
@@ -104,6 +105,11 @@ impl BrokerHandle {
         self.mgmt.as_ref().map(|(a, _)| *a)
     }
 
+    /// Where the Prometheus endpoint listens, when `Config::prometheus_port` asked for it.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus.as_ref().map(|(a, _)| *a)
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -126,9 +132,13 @@ impl BrokerHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        for (_, task) in [self.mgmt.take(), self.mgmt_tls.take()]
-            .into_iter()
-            .flatten()
+        for (_, task) in [
+            self.mgmt.take(),
+            self.mgmt_tls.take(),
+            self.prometheus.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             task.abort();
         }
@@ -150,6 +160,9 @@ impl BrokerHandle {
             task.abort();
         }
         if let Some((_, task)) = self.mgmt_tls.take() {
+            task.abort();
+        }
+        if let Some((_, task)) = self.prometheus.take() {
             task.abort();
         }
         // Let go of the data directory, so that a broker started next in this process (a
@@ -229,6 +242,21 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
             Err(e) => return Err(e),
         },
     };
+    let prometheus = match broker.config.prometheus_port {
+        None => None,
+        Some(port) => match listen(&bind, port, "prometheus").await {
+            Ok(l) => {
+                let a = l.local_addr()?;
+                tracing::info!(port = a.port(), "prometheus metrics listening");
+                Some((a, tokio::spawn(mgmt::prometheus::run(l, broker.clone()))))
+            }
+            Err(e) if broker.config.mgmt_port_optional => {
+                tracing::warn!(port, error = %e, "prometheus endpoint disabled: cannot listen");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
     let tls_config = match &broker.config.tls {
         Some(files) => Some(tls::server_config(files)?),
         None => None,
@@ -285,6 +313,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
         tls_addr,
         mgmt_tls,
         mgmt,
+        prometheus,
         broker,
         stop: Some(stop),
         task,

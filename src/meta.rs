@@ -29,10 +29,14 @@ pub struct ConnStats {
     /// The connection's message_stats (publish, confirm, deliver, ack, ...), summed over its
     /// channels; the broker's sampler keeps their rates.
     pub messages: crate::stats::Counters,
+    /// Channels this connection opened (Prometheus' rabbitmq_channels_opened_total).
+    pub channels_opened: AtomicU64,
 }
 
 impl ConnStats {
     pub fn add(&self, o: &ConnStats) {
+        self.channels_opened
+            .fetch_add(o.channels_opened.load(Ordering::Relaxed), Ordering::Relaxed);
         self.recv_oct
             .fetch_add(o.recv_oct.load(Ordering::Relaxed), Ordering::Relaxed);
         self.send_oct

@@ -42,6 +42,14 @@ struct Args {
     /// Run without the management API.
     #[arg(long, env = "WARREN_NO_MGMT")]
     no_mgmt: bool,
+    /// Port of the Prometheus endpoint with RabbitMQ's metric names (`/metrics`,
+    /// `/metrics/per-object`; RabbitMQ's rabbitmq_prometheus uses 15692; 0 picks a free one).
+    /// If the default port is taken the broker logs a warning and runs without it.
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT", default_value_t = 15692)]
+    prometheus_port: u16,
+    /// Run without the Prometheus endpoint.
+    #[arg(long, env = "WARREN_NO_PROMETHEUS")]
+    no_prometheus: bool,
     /// Definitions to apply at boot, in RabbitMQ's export format (exchanges, queues, bindings),
     /// like RabbitMQ's load_definitions. A file that cannot be applied stops the broker.
     #[arg(long, env = "WARREN_DEFINITIONS")]
@@ -181,6 +189,7 @@ fn main() -> std::process::ExitCode {
         max_message_size: args.max_message_size,
         heartbeat: args.heartbeat,
         mgmt_port: (!args.no_mgmt).then_some(args.mgmt_port),
+        prometheus_port: (!args.no_prometheus).then_some(args.prometheus_port),
         store_backlog_bytes: args.store_backlog_bytes,
         metrics_public: args.metrics_public,
         vm_memory_high_watermark: args.vm_memory_high_watermark,
@@ -243,6 +252,7 @@ fn main() -> std::process::ExitCode {
             "management": broker.mgmt_addr().map(|a| a.port()),
             "amqps": broker.tls_addr().map(|a| a.port()),
             "management_tls": broker.mgmt_tls_addr().map(|a| a.port()),
+            "prometheus": broker.prometheus_addr().map(|a| a.port()),
         });
         println!("{ports}");
         if let Some(path) = &ports_file {

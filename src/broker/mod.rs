@@ -44,6 +44,8 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     connections: Mutex<HashMap<u64, (Outbox, Arc<ConnMeta>)>>,
     next_connection: AtomicU64,
+    /// Connections registered since boot (Prometheus' rabbitmq_connections_opened_total).
+    connections_opened: AtomicU64,
     /// Counters of connections that have closed, so totals do not drop when they go.
     closed: ConnStats,
     /// Channel rates, worked out between two readings (see `stats::RateCache`).
@@ -106,6 +108,7 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
+            connections_opened: AtomicU64::new(0),
             closed: ConnStats::default(),
             channel_rates: Default::default(),
             started_at: std::time::Instant::now(),
@@ -234,6 +237,7 @@ impl Broker {
     }
 
     pub fn register(&self, outbox: Outbox, meta: Arc<ConnMeta>) {
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -249,6 +253,17 @@ impl Broker {
         if let Some((_, meta)) = gone {
             self.closed.add(&meta.stats);
         }
+    }
+
+    /// Connections and channels opened since boot (closed ones are these less the open ones).
+    pub fn opened_totals(&self) -> (u64, u64) {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let channels = conns
+            .values()
+            .map(|(_, m)| m.stats.channels_opened.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + self.closed.channels_opened.load(Ordering::Relaxed);
+        (self.connections_opened.load(Ordering::Relaxed), channels)
     }
 
     /// Live connections, oldest first.

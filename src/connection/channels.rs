@@ -44,6 +44,11 @@ impl Connection {
                     self.check_user_channel_limit()
                         .map_err(|e| e.on(class_id, method_id))?;
                     self.channels.insert(ch, Channel::new(ch));
+                    self.info
+                        .meta
+                        .stats
+                        .channels_opened
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.send(
                         ch,
                         AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),

@@ -17,6 +17,7 @@ mod node;
 mod paging;
 mod parameters;
 mod policies;
+pub mod prometheus;
 mod reply;
 mod server;
 mod testing;

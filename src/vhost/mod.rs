@@ -134,6 +134,9 @@ pub struct VHost {
     pub committer: Option<Arc<Committer>>,
     /// How much of each durable queue stays in memory.
     paging: crate::queue::Paging,
+    /// queue.declare calls (not passive), queues created and deleted, since boot (Prometheus'
+    /// rabbitmq_queues_declared_total and friends).
+    pub queue_counts: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl VHost {
@@ -147,6 +150,7 @@ impl VHost {
         Arc::new_cyclic(|me| VHost {
             clock,
             paging,
+            queue_counts: Default::default(),
             default_exchange_stats: Default::default(),
             me: me.clone(),
             name: name.to_string(),

@@ -242,6 +242,7 @@ impl VHost {
                 d.name
             )));
         }
+        self.queue_counts[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.changing(fx, |fx| self.create_queue(d, conn_id, fx))
     }
 
@@ -332,6 +333,7 @@ impl VHost {
         }
         self.apply_policies_to(&q, fx);
         self.queues_mut().insert(d.name.clone(), q.clone());
+        self.queue_counts[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(q)
     }
 
@@ -373,6 +375,7 @@ impl VHost {
             }
             qs.remove(q.name());
         }
+        self.queue_counts[2].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.remove_bindings_to(
             &Destination::Queue(q.clone()),
             q.config.store_key.is_some(),

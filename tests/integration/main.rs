@@ -35,6 +35,7 @@ mod parameters;
 mod persistence;
 mod policies;
 mod process;
+mod prometheus;
 mod queues;
 mod quorum;
 mod routing;
