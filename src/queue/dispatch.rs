@@ -41,9 +41,16 @@ impl Queue {
     /// Hand ready messages to consumers with credit, one inbox message each. (Sending a run
     /// of deliveries as one message was measured slower: ARCHITECTURE.md, "Decisions".)
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State, fx: &mut Effects) {
+        self.dispatch_at(st, fx, None);
+    }
+
+    /// `dispatch` with the time the caller read (None: read here, only when a message has an
+    /// expiry): a publish with TTL 0 expires at the moment it was enqueued, and a consumer
+    /// ready then still takes it.
+    pub(super) fn dispatch_at(self: &Arc<Self>, st: &mut State, fx: &mut Effects, at: Option<u64>) {
         while !st.ready.is_empty() && !st.consumers.is_empty() {
             if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {
-                let now = self.now();
+                let now = at.unwrap_or_else(|| self.now());
                 if t < now {
                     self.expire(st, now, fx);
                     continue;
@@ -52,7 +59,7 @@ impl Queue {
             let Some(idx) = Self::pick_consumer(st, self.config.args.single_active_consumer) else {
                 return;
             };
-            let Some(entry) = st.ready.pop_front() else {
+            let Some(entry) = self.pop_unexpired(st, at, fx) else {
                 st.consumers[idx].release();
                 return;
             };

@@ -305,9 +305,17 @@ impl Queue {
     }
 
     /// Page out what became durable since the last publish (a queue pages on publish; the
-    /// last publishes of a burst wait for this).
-    pub fn catch_up_paging(&self) {
-        self.lock().ready.page_out_all();
+    /// last publishes of a burst wait for this), and wake the timer for expiring messages
+    /// read back from disk since it last looked (a read-back happens under other calls).
+    pub fn catch_up_paging(self: &Arc<Self>) {
+        let mut st = self.lock();
+        st.ready.page_out_all();
+        if let Some(t) = st.ready.next_expiry() {
+            if st.timer_deadline.is_none_or(|d| t < d) {
+                self.ensure_timer(&mut st);
+                self.wake.notify_one();
+            }
+        }
     }
 
     /// A consumer acknowledged `n` deliveries from this queue.
@@ -406,10 +414,12 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         st.counts.add(crate::stats::Stat::Publish, 1);
+        let now = self.now();
+        let expires_at = Self::expiry_for(&st.args, &message, now);
         if let (Some(key), true) = (&self.config.store_key, message.store_id != 0) {
-            fx.ops.push(Op::Index(key.clone(), seq, message.clone()));
+            fx.ops
+                .push(Op::Index(key.clone(), seq, message.clone(), expires_at));
         }
-        let expires_at = Self::expiry_for(&st.args, &message, self.now());
         st.ready.push_back(QueuedMessage {
             seq,
             message,
@@ -417,11 +427,11 @@ impl Queue {
             expires_at,
             delivery_count: 0,
         });
-        self.dispatch(&mut st, fx);
+        self.dispatch_at(&mut st, fx, Some(now));
         self.enforce_max_length(&mut st, fx);
         if let Some(at) = expires_at {
             // TTL 0: whatever a consumer could not take at once expires now.
-            self.expire(&mut st, self.now(), fx);
+            self.expire(&mut st, now, fx);
             if st.timer_deadline.is_none_or(|d| at < d) {
                 self.ensure_timer(&mut st);
                 self.wake.notify_one();
@@ -445,6 +455,30 @@ impl Queue {
             let a = st.args.clone();
             self.dead_letter(&a, &head.message, Reason::Maxlen, fx);
             self.forget(&head, false, fx);
+        }
+    }
+
+    /// The next message that has not expired (expiring before `expired_before`, or before now
+    /// if None): one read back from disk may have, after `expire` took what was in memory. A
+    /// consumer still takes a message due this very millisecond (TTL 0), basic.get does not
+    /// (as RabbitMQ).
+    fn pop_unexpired(
+        &self,
+        st: &mut State,
+        expired_before: Option<u64>,
+        fx: &mut Effects,
+    ) -> Option<QueuedMessage> {
+        loop {
+            let e = st.ready.pop_front()?;
+            let Some(t) = e.expires_at else {
+                return Some(e);
+            };
+            if t >= expired_before.unwrap_or_else(|| self.now()) {
+                return Some(e);
+            }
+            let args = st.args.clone();
+            self.dead_letter(&args, &e.message, Reason::Expired, fx);
+            self.forget(&e, false, fx);
         }
     }
 
@@ -495,9 +529,11 @@ impl Queue {
         let ttl = st.args.message_ttl.is_some();
         for e in entries {
             st.next_seq = st.next_seq.max(e.seq + 1);
+            // An expiring message stays on disk only if its entry kept its expiry (entries
+            // from before expiries were stored get theirs from now, as they always did).
             let stays_on_disk = self.dedup.is_none()
-                && !ttl
-                && e.meta.is_some_and(|m| !m.expiring)
+                && e.meta
+                    .is_some_and(|m| e.expires_at.is_some() || !(m.expiring || ttl))
                 && refs(e.id) == 1;
             if let (true, Some(meta)) = (stays_on_disk, e.meta) {
                 if st
@@ -514,7 +550,9 @@ impl Queue {
             if let Some(d) = &self.dedup {
                 d.admit(&message);
             }
-            let expires_at = Self::expiry_for(&st.args, &message, self.now());
+            let expires_at = e
+                .expires_at
+                .or_else(|| Self::expiry_for(&st.args, &message, self.now()));
             any_expiry |= expires_at.is_some();
             st.ready.push_back(QueuedMessage {
                 seq: e.seq,
@@ -544,10 +582,11 @@ impl Queue {
                 self.config.name, self.config.vhost
             )));
         }
-        st.last_used = self.now();
-        self.expire(&mut st, self.now(), fx);
+        let now = self.now();
+        st.last_used = now;
+        self.expire(&mut st, now, fx);
         use crate::stats::Stat;
-        let Some(entry) = st.ready.pop_front() else {
+        let Some(entry) = self.pop_unexpired(&mut st, Some(now.saturating_add(1)), fx) else {
             st.counts.add(Stat::GetEmpty, 1);
             return Ok(None);
         };

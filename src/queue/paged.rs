@@ -10,9 +10,10 @@
 //!
 //! What may leave memory: a message whose record is durable (`store::committer::DURABLE`: a read
 //! finds it), that no other queue holds (`store_refs` 1: a message read back is a new `Message`,
-//! and reference counts must stay in one place), without an expiry (TTL is checked at the head
-//! with the expiry in memory) and not returned unacknowledged before (the flags that would be lost).
-//! Anything else stops paging at that point until it has left the tail.
+//! and reference counts must stay in one place) and that was not returned unacknowledged before
+//! (the flags that would be lost). Its expiry, if any, is in its index entry and comes back with
+//! it (TTL is checked at the head). Anything else stops paging at that point until it has left
+//! the tail.
 
 use super::QueuedMessage;
 use crate::message::Message;
@@ -120,7 +121,6 @@ pub(super) fn pageable(e: &QueuedMessage, restored_below: u64) -> bool {
     m.store_id != 0
         && m.store_state.load(Ordering::Relaxed) == DURABLE
         && m.store_refs.load(Ordering::Relaxed) == 1
-        && e.expires_at.is_none()
         && e.delivery_count == 0
         && e.redelivered == (e.seq < restored_below)
 }
@@ -152,15 +152,16 @@ impl Pager {
             let entries = self
                 .store
                 .index_range(&self.key, from, region.last, want - out.len())?;
-            let Some(&(last_seen, _)) = entries.last() else {
+            let Some(last_seen) = entries.last().map(|e| e.seq) else {
                 from = region.last.saturating_add(1);
                 break;
             };
-            let ids: Vec<u64> = entries.iter().map(|(_, id)| *id).collect();
+            let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
             let records = self.store.read_records(&ids)?;
-            for ((seq, id), record) in entries.into_iter().zip(records) {
-                let Some(m) = self.decode(id, record) else {
-                    bad.push((seq, id));
+            for (e, record) in entries.into_iter().zip(records) {
+                let seq = e.seq;
+                let Some(m) = self.decode(e.id, record) else {
+                    bad.push((seq, e.id));
                     continue;
                 };
                 if level.is_some_and(|f| !f.keeps(&m)) {
@@ -170,7 +171,7 @@ impl Pager {
                     seq,
                     message: Arc::new(m),
                     redelivered: seq < restored_below,
-                    expires_at: None,
+                    expires_at: e.expires_at,
                     delivery_count: 0,
                 });
             }
@@ -218,10 +219,10 @@ impl Pager {
         let mut from = region.first;
         while from <= region.last {
             let entries = self.store.index_range(&self.key, from, region.last, 4096)?;
-            let Some(&(last_seen, _)) = entries.last() else {
+            let Some(last_seen) = entries.last().map(|e| e.seq) else {
                 break;
             };
-            for (seq, id) in entries {
+            for crate::store::Entry { seq, id, .. } in entries {
                 if let Some(f) = level {
                     match self.load(id)? {
                         Some(m) if !f.keeps(&m) => continue,

@@ -288,9 +288,16 @@ impl Ready {
     ) -> Vec<QueuedMessage> {
         let mut out = Vec::new();
         for l in 0..self.levels.len() {
+            // One batch read back per level and call: a deep backlog that expired at once goes
+            // in steps (the timer comes back at once while the head is still due).
+            let mut refilled = false;
             loop {
                 if self.levels[l].head.is_empty() {
+                    if refilled {
+                        break;
+                    }
                     self.refill(l);
+                    refilled = true;
                 }
                 if !self.levels[l].head.front().is_some_and(&mut expired) {
                     break;

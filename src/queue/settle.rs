@@ -45,8 +45,12 @@ impl Queue {
                     // Moved in the stored index too, so a restart keeps the new order.
                     fx.ops
                         .push(Op::Unindex(key.clone(), entry.seq, entry.message.clone()));
-                    fx.ops
-                        .push(Op::Index(key.clone(), seq, entry.message.clone()));
+                    fx.ops.push(Op::Index(
+                        key.clone(),
+                        seq,
+                        entry.message.clone(),
+                        entry.expires_at,
+                    ));
                 }
                 entry.seq = seq;
                 st.ready.push_back(entry);

@@ -52,7 +52,8 @@ const OP_COST: u64 = 256;
 pub enum Op {
     /// The message and its encoded record.
     PutMessage(Arc<Message>, Vec<u8>),
-    Index(QueueKey, u64, Arc<Message>),
+    /// The message at a position of a queue, and when it expires there (if it does).
+    Index(QueueKey, u64, Arc<Message>, Option<u64>),
     Unindex(QueueKey, u64, Arc<Message>),
     DeleteMessage(Arc<Message>),
     /// A durable message's index entry goes: by position alone, so that an ack does not keep
@@ -284,7 +285,7 @@ impl Pending {
                 b.messages.insert(m.store_id, data);
                 self.written.push(m);
             }
-            Op::Index(q, seq, m) => {
+            Op::Index(q, seq, m, expires_at) => {
                 if q.is_dropped() || state(&m) == CANCELLED {
                     return;
                 }
@@ -297,8 +298,12 @@ impl Pending {
                         return;
                     }
                 }
-                b.index_puts.insert((q, seq), m.store_id);
                 b.meta.insert(m.store_id, super::MessageMeta::of(&m));
+                match expires_at {
+                    Some(t) => b.expiry.insert((q.clone(), seq), t),
+                    None => b.expiry.remove(&(q.clone(), seq)),
+                };
+                b.index_puts.insert((q, seq), m.store_id);
             }
             Op::Unindex(q, seq, m) => {
                 if q.is_dropped() {
@@ -520,9 +525,9 @@ mod tests {
         let (m1, m2) = (message(1), message(2));
         let mut p = Pending::default();
         p.add(Op::PutMessage(m1.clone(), vec![1]));
-        p.add(Op::Index(q.clone(), 0, m1.clone()));
+        p.add(Op::Index(q.clone(), 0, m1.clone(), None));
         p.add(Op::PutMessage(m2.clone(), vec![2]));
-        p.add(Op::Index(q.clone(), 1, m2.clone()));
+        p.add(Op::Index(q.clone(), 1, m2.clone(), None));
         p.end_submission();
         p.add(Op::Unindex(q.clone(), 0, m1.clone()));
         p.add(Op::DeleteMessage(m1.clone()));
@@ -550,7 +555,7 @@ mod tests {
         // ...then the publisher's write arrives, in a later batch.
         p.batch = Batch::default();
         p.add(Op::PutMessage(m.clone(), vec![1]));
-        p.add(Op::Index(q.clone(), 3, m.clone()));
+        p.add(Op::Index(q.clone(), 3, m.clone(), None));
         p.end_submission();
         assert!(p.batch.is_empty(), "{:?}", p.batch);
         assert!(p.early.is_empty());
@@ -565,10 +570,10 @@ mod tests {
         let mut p = Pending::default();
         p.add(Op::DropQueue(old.clone()));
         p.batch = Batch::default();
-        p.add(Op::Index(new.clone(), 0, message(10)));
+        p.add(Op::Index(new.clone(), 0, message(10), None));
         p.add(Op::PutMessage(m.clone(), vec![1]));
-        p.add(Op::Index(old.clone(), 4, m.clone()));
-        p.add(Op::Index(other.clone(), 4, m.clone()));
+        p.add(Op::Index(old.clone(), 4, m.clone(), None));
+        p.add(Op::Index(other.clone(), 4, m.clone(), None));
         p.add(Op::Unindex(old.clone(), 0, message(11)));
         p.end_submission();
         let puts: Vec<_> = p.batch.index_puts.keys().cloned().collect();

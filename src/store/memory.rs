@@ -10,10 +10,13 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
+type Indexed = (u64, Option<MessageMeta>, Option<u64>);
+
 #[derive(Debug, Default)]
 struct Inner {
     definitions: BTreeMap<Vec<u8>, Definition>,
-    queues: BTreeMap<QueueKey, BTreeMap<u64, (u64, Option<MessageMeta>)>>,
+    /// Per queue: position → (message id, metadata, expiry), as the sled store keeps them.
+    queues: BTreeMap<QueueKey, BTreeMap<u64, Indexed>>,
     messages: BTreeMap<u64, Vec<u8>>,
 }
 
@@ -40,10 +43,12 @@ impl Store for MemoryStore {
         }
         for ((q, seq), id) in &batch.index_puts {
             let meta = batch.meta.get(id).copied();
+            // As stored: an expiry only beside metadata.
+            let expiry = meta.and(batch.expiry.get(&(q.clone(), *seq)).copied());
             s.queues
                 .entry(q.clone())
                 .or_default()
-                .insert(*seq, (*id, meta));
+                .insert(*seq, (*id, meta, expiry));
         }
         for (q, seq) in &batch.index_removes {
             if let Some(entries) = s.queues.get_mut(q) {
@@ -62,12 +67,17 @@ impl Store for MemoryStore {
         from: u64,
         to: u64,
         limit: usize,
-    ) -> super::StoreResult<Vec<(u64, u64)>> {
+    ) -> super::StoreResult<Vec<Entry>> {
         let s = self.lock();
         Ok(s.queues.get(q).map_or_else(Vec::new, |e| {
             e.range(from..=to)
                 .take(limit)
-                .map(|(seq, (id, _))| (*seq, *id))
+                .map(|(seq, (id, meta, expires_at))| Entry {
+                    seq: *seq,
+                    id: *id,
+                    meta: *meta,
+                    expires_at: *expires_at,
+                })
                 .collect()
         }))
     }
@@ -81,14 +91,14 @@ impl Store for MemoryStore {
         let referenced: std::collections::HashSet<u64> = s
             .queues
             .values()
-            .flat_map(|e| e.values().map(|(id, _)| *id))
+            .flat_map(|e| e.values().map(|(id, _, _)| *id))
             .collect();
         s.messages.retain(|id, _| referenced.contains(id));
         let Inner {
             queues, messages, ..
         } = &mut *s;
         for entries in queues.values_mut() {
-            entries.retain(|_, (id, _)| messages.contains_key(id));
+            entries.retain(|_, (id, _, _)| messages.contains_key(id));
         }
         queues.retain(|_, e| !e.is_empty());
         let mut loaded = BTreeMap::new();
@@ -99,7 +109,7 @@ impl Store for MemoryStore {
             .map(|(q, e)| {
                 let entries = e
                     .iter()
-                    .map(|(seq, (id, meta))| {
+                    .map(|(seq, (id, meta, expires_at))| {
                         if meta.is_none() {
                             if let Some(data) = messages.get(id) {
                                 loaded.insert(*id, data.clone());
@@ -109,6 +119,7 @@ impl Store for MemoryStore {
                             seq: *seq,
                             id: *id,
                             meta: *meta,
+                            expires_at: *expires_at,
                         }
                     })
                     .collect();

@@ -293,33 +293,50 @@ impl MessageMeta {
         }
     }
 
-    /// The index value: the id, then (when known) the metadata. Entries written before the
+    /// The index value: the id, then (when known) the metadata, then the entry's expiry (ms
+    /// since the epoch on the broker's clock) if it has one. Entries written before the
     /// metadata existed are the id alone.
-    pub fn encode(id: u64, meta: Option<&MessageMeta>) -> Vec<u8> {
+    pub fn encode(id: u64, meta: Option<&MessageMeta>, expires_at: Option<u64>) -> Vec<u8> {
         let mut v = id.to_be_bytes().to_vec();
         if let Some(m) = meta {
             v.extend_from_slice(&m.size.to_be_bytes());
             v.push(m.priority);
             v.push(u8::from(m.expiring));
+            if let Some(t) = expires_at {
+                v.extend_from_slice(&t.to_be_bytes());
+            }
         }
         v
     }
 
-    /// An index value back: (id, metadata if it has some); None if damaged.
-    pub fn decode(v: &[u8]) -> Option<(u64, Option<MessageMeta>)> {
+    /// An index value back as an entry at `seq`; None if damaged.
+    pub fn decode(seq: u64, v: &[u8]) -> Option<Entry> {
         let id = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-        match v.len() {
-            8 => Some((id, None)),
-            14 => Some((
-                id,
-                Some(MessageMeta {
-                    size: u32::from_be_bytes(v.get(8..12)?.try_into().ok()?),
-                    priority: v[12],
-                    expiring: v[13] != 0,
-                }),
-            )),
-            _ => None,
+        let meta = || {
+            Some(MessageMeta {
+                size: u32::from_be_bytes(v.get(8..12)?.try_into().ok()?),
+                priority: *v.get(12)?,
+                expiring: *v.get(13)? != 0,
+            })
+        };
+        let (meta, expires_at) = match v.len() {
+            8 => (None, None),
+            14 => (meta(), None),
+            22 => (
+                meta(),
+                Some(u64::from_be_bytes(v.get(14..22)?.try_into().ok()?)),
+            ),
+            _ => return None,
+        };
+        if v.len() > 8 && meta.is_none() {
+            return None;
         }
+        Some(Entry {
+            seq,
+            id,
+            meta,
+            expires_at,
+        })
     }
 }
 
@@ -329,6 +346,8 @@ pub struct Entry {
     pub seq: u64,
     pub id: u64,
     pub meta: Option<MessageMeta>,
+    /// When the message expires in this queue (entries with metadata only).
+    pub expires_at: Option<u64>,
 }
 
 /// What a commit writes, already stripped of writes that were undone before they happened.
@@ -343,6 +362,8 @@ pub struct Batch {
     /// What index entries record beside the id, by message id (entries without it are the id
     /// alone).
     pub meta: BTreeMap<u64, MessageMeta>,
+    /// The expiry of index entries that have one.
+    pub expiry: BTreeMap<(QueueKey, u64), u64>,
     pub index_removes: Vec<(QueueKey, u64)>,
     pub message_deletes: Vec<u64>,
     pub dropped_queues: Vec<QueueKey>,
@@ -382,15 +403,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Let go of the files (an embedded broker that stopped, so that another can open the
     /// directory in the same process); commits after it fail with `StoreErrorKind::Closed`.
     fn close(&self) {}
-    /// Up to `limit` index entries (position, message id) of queue `q` with positions in
-    /// `from..=to`, in position order (a deep queue reading back what it paged out).
+    /// Up to `limit` index entries of queue `q` with positions in `from..=to`, in position
+    /// order (a deep queue reading back what it paged out).
     fn index_range(
         &self,
         q: &QueueKey,
         from: u64,
         to: u64,
         limit: usize,
-    ) -> StoreResult<Vec<(u64, u64)>>;
+    ) -> StoreResult<Vec<Entry>>;
     /// The record of message `id` (None: there is none).
     fn read_record(&self, id: u64) -> StoreResult<Option<Vec<u8>>>;
     /// The records of `ids`, in the same order (a queue reading back a batch).

@@ -234,7 +234,7 @@ impl Store for SledStore {
         from: u64,
         to: u64,
         limit: usize,
-    ) -> StoreResult<Vec<(u64, u64)>> {
+    ) -> StoreResult<Vec<Entry>> {
         self.with_db(|db| {
             let tree = db.queue_tree(q)?;
             let mut out = Vec::new();
@@ -243,9 +243,9 @@ impl Store for SledStore {
                 .take(limit)
             {
                 let (k, v) = kv.map_err(|e| db.err("cannot read queue index", e))?;
-                match (be_u64(&k), be_u64(&v)) {
-                    (Some(seq), Some(id)) => out.push((seq, id)),
-                    _ => return Err(db.err("corrupt queue index", format!("{q:?}"))),
+                match be_u64(&k).and_then(|seq| MessageMeta::decode(seq, &v)) {
+                    Some(e) => out.push(e),
+                    None => return Err(db.err("corrupt queue index", format!("{q:?}"))),
                 }
             }
             Ok(out)
@@ -329,7 +329,11 @@ impl Db {
             self.queue_tree(q)?
                 .insert(
                     seq.to_be_bytes(),
-                    MessageMeta::encode(*id, batch.meta.get(id)),
+                    MessageMeta::encode(
+                        *id,
+                        batch.meta.get(id),
+                        batch.expiry.get(&(q.clone(), *seq)).copied(),
+                    ),
                 )
                 .map_err(|e| self.err("write failed", e))?;
         }
@@ -361,8 +365,8 @@ impl Db {
             let mut entries = Vec::new();
             for kv in tree.iter() {
                 let (k, v) = kv.map_err(|e| self.err("cannot read queue index", e))?;
-                match (be_u64(&k), MessageMeta::decode(&v)) {
-                    (Some(seq), Some((id, meta))) => entries.push(Entry { seq, id, meta }),
+                match be_u64(&k).and_then(|seq| MessageMeta::decode(seq, &v)) {
+                    Some(e) => entries.push(e),
                     _ => {
                         return Err(StoreError::at(
                             Kind::Corrupt,

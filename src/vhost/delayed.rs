@@ -26,6 +26,7 @@ impl VHost {
                 delayed.store_key(&self.name, &x.name),
                 pos,
                 message,
+                None,
             ));
         }
         self.start_delay_timer(x);

@@ -67,7 +67,12 @@ fn run_case(seed: u64) {
                 for &q in &targets {
                     let seq = queues[q].next_seq;
                     queues[q].next_seq += 1;
-                    pending[conn].push(Op::Index(queues[q].key.clone(), seq, m.clone()));
+                    pending[conn].push(Op::Index(
+                        queues[q].key.clone(),
+                        seq,
+                        m.clone(),
+                        rng.gen_ratio(1, 3).then(|| rng.gen()),
+                    ));
                     live.push(Entry {
                         queue: q,
                         seq,

@@ -559,7 +559,7 @@ impl warren::store::Store for CountingStore {
         from: u64,
         to: u64,
         limit: usize,
-    ) -> warren::store::StoreResult<Vec<(u64, u64)>> {
+    ) -> warren::store::StoreResult<Vec<warren::store::Entry>> {
         self.inner.index_range(q, from, to, limit)
     }
 
@@ -623,4 +623,94 @@ async fn boot_reads_only_the_heads_of_deep_queues() {
         assert_eq!(drain(&ch, "deep-prio").await, expected);
     }
     b.stop().await.expect("stopped");
+}
+
+/// Dead letters in `dlq` until `n` arrived (or a few seconds passed).
+async fn dead_letters(ch: &Channel, dlq: &str, n: usize) -> Vec<String> {
+    let mut dead = Vec::new();
+    for _ in 0..10 {
+        while let Some(m) = get_within(ch, dlq, true).await {
+            assert_eq!(str_of(&death(&m.delivery, 0), "reason"), "expired");
+            dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+            if dead.len() == n {
+                return dead;
+            }
+        }
+    }
+    dead
+}
+
+#[tokio::test]
+async fn messages_with_a_ttl_page_and_expire_at_the_head_in_order() {
+    let (_c, ch) = open().await;
+    let dlq = durable(&ch, &uniq("deep-ttl-dlq"), FieldTable::default()).await;
+    let q = durable(
+        &ch,
+        &uniq("deep-ttl-q"),
+        table(&[
+            ("x-message-ttl", int(2500)),
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s(&dlq)),
+        ]),
+    )
+    .await;
+    assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 300);
+    assert_paged(&q, 300).await;
+    assert_eq!(dead_letters(&ch, &dlq, 300).await, names(0..300));
+    assert_eq!(message_count(&ch, &q).await, 0);
+    cleanup(&ch, &[&q, &dlq]).await;
+}
+
+#[tokio::test]
+async fn per_message_expiration_holds_for_paged_messages() {
+    let (_c, ch) = open().await;
+    let q = durable(&ch, &uniq("deep-exp"), FieldTable::default()).await;
+    let mut msgs: Vec<_> = (0..200)
+        .map(|i| {
+            (
+                format!("gone-{i}"),
+                BasicProperties::default().with_expiration("1500".into()),
+            )
+        })
+        .collect();
+    msgs.extend(numbered(100));
+    assert_eq!(publish_all(&ch, &q, &msgs).await, 300);
+    assert_paged(&q, 300).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert_eq!(drain(&ch, &q).await, names(0..100));
+    cleanup(&ch, &[&q]).await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_when_paged_messages_expire() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("deep-ttl-restart");
+    let b = start_on(&dir).await;
+    let published = std::time::Instant::now();
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        durable(&ch, "ttl", table(&[("x-message-ttl", int(3000))])).await;
+        assert_eq!(publish_all(&ch, "ttl", &numbered(300)).await, 300);
+    }
+    b.stop().await.expect("stopped");
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        assert!(ops::message_count(&ch, "ttl").await > 0, "expired too soon");
+        // Due 3 s after publishing, not 3 s after the restart.
+        tokio::time::sleep(
+            std::time::Duration::from_millis(4200).saturating_sub(published.elapsed()),
+        )
+        .await;
+        assert_eq!(get(&ch, "ttl").await, None);
+        assert_eq!(ops::message_count(&ch, "ttl").await, 0);
+    }
+    b.stop().await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
 }

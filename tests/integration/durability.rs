@@ -223,7 +223,7 @@ impl Store for FaultyStore {
         from: u64,
         to: u64,
         limit: usize,
-    ) -> warren::store::StoreResult<Vec<(u64, u64)>> {
+    ) -> warren::store::StoreResult<Vec<warren::store::Entry>> {
         self.inner.index_range(q, from, to, limit)
     }
 

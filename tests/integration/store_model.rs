@@ -20,7 +20,11 @@ fn random_batch(rng: &mut StdRng, next_id: &mut u64, queues: &[QueueKey]) -> Bat
                 };
                 let data: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
                 b.messages.insert(*next_id, data);
-                b.index_puts.insert((q, rng.gen_range(0..50)), *next_id);
+                let seq = rng.gen_range(0..50);
+                b.index_puts.insert((q.clone(), seq), *next_id);
+                if rng.gen_ratio(1, 3) {
+                    b.expiry.insert((q, seq), rng.gen());
+                }
                 // Entries with metadata (whose records boot leaves on disk), and without
                 // (written before it existed: boot loads their records).
                 if rng.gen::<bool>() {
