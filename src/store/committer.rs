@@ -300,9 +300,16 @@ impl Pending {
                 }
                 b.meta.insert(m.store_id, super::MessageMeta::of(&m));
                 match expires_at {
-                    Some(t) => b.expiry.insert((q.clone(), seq), t),
-                    None => b.expiry.remove(&(q.clone(), seq)),
-                };
+                    Some(t) => {
+                        b.expiry.insert((q.clone(), seq), t);
+                    }
+                    // A position written again (a requeue to the back reuses none, but a
+                    // late write for a namesake could): no stale expiry.
+                    None if !b.expiry.is_empty() => {
+                        b.expiry.remove(&(q.clone(), seq));
+                    }
+                    None => {}
+                }
                 b.index_puts.insert((q, seq), m.store_id);
             }
             Op::Unindex(q, seq, m) => {

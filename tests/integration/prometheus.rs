@@ -215,3 +215,36 @@ async fn other_paths_are_not_found() {
     let (status, _, _) = scrape(&addr, "/api/overview").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn an_oversized_or_trickled_request_does_not_stop_scrapes() {
+    let Some((_, addr)) = target() else {
+        return;
+    };
+    // A head far larger than any scrape needs: refused or cut, never buffered without bound.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = s.write_all(huge.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut reply)).await;
+    let head = String::from_utf8_lossy(&reply);
+    assert!(
+        !head.starts_with("HTTP/1.1 200"),
+        "a 1 MiB header was served: {}",
+        head.lines().next().unwrap_or("")
+    );
+    // Half a request left hanging holds one slot, not the endpoint.
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /metr").await.expect("write");
+    let (status, _, body) = scrape(&addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(has_family(&body, "rabbitmq_queues"));
+}
