@@ -2,7 +2,8 @@
 # One suite, two brokers: runs the scenario suite (the integration tests, which take any broker
 # URL) against RabbitMQ 3.10.8 from Debian and against Warren, and prints a table of both
 # results per scenario. Installs RabbitMQ if missing and runs it as a throw-away node on a
-# spare loopback port with its own state directory. Exits non-zero if a scenario fails on
+# spare loopback port with its own state directory (with the management, Prometheus and
+# consistent-hash plugins; the management and Prometheus ports are RabbitMQ's defaults). Exits non-zero if a scenario fails on
 # Warren (a scenario failing on RabbitMQ is a wrong scenario: it is reported, to be fixed).
 #
 # Usage: conformance/run.sh [RABBITMQ_PORT]     (default 5673; SKIP_RABBITMQ=1 for Warren only)
@@ -47,9 +48,12 @@ if [ "${SKIP_RABBITMQ:-0}" != 1 ]; then
         apt-get install -y -qq rabbitmq-server >/dev/null
         rm -f /usr/sbin/policy-rc.d
     fi
-    "$here/rabbitmq-local.sh" start "$PORT" >&2
+    # With the management and Prometheus plugins, so that those scenarios run on both brokers.
+    RMQ_PLUGINS="${RMQ_PLUGINS:-rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange}" \
+        "$here/rabbitmq-local.sh" start "$PORT" >&2
     started_rabbitmq=1
-    run_suite rabbitmq WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${PORT}/%2f"
+    run_suite rabbitmq WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${PORT}/%2f" \
+        WARREN_TEST_MGMT_ADDR=127.0.0.1:15672 WARREN_TEST_PROMETHEUS_ADDR=127.0.0.1:15692
     run_clients rabbitmq "amqp://guest:guest@127.0.0.1:${PORT}/%2f"
     "$here/rabbitmq-local.sh" stop "$PORT" >/dev/null 2>&1 || true
     started_rabbitmq=0

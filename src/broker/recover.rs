@@ -333,10 +333,12 @@ pub(super) fn recover(
                         }
                     }
                 }
-                ops.push(Op::ForgetPaged {
-                    queue: None,
-                    entries: alone,
-                });
+                if !alone.is_empty() {
+                    ops.push(Op::ForgetPaged {
+                        queue: None,
+                        entries: alone,
+                    });
+                }
             }
         }
     }

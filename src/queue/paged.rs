@@ -146,7 +146,7 @@ impl Pager {
         restored_below: u64,
     ) -> crate::store::StoreResult<ReadBack> {
         let mut out = Vec::new();
-        let mut bad = Vec::new();
+        let mut missing = 0;
         let mut from = region.first;
         while out.len() < want && from <= region.last {
             let entries = self
@@ -161,7 +161,7 @@ impl Pager {
             for (e, record) in entries.into_iter().zip(records) {
                 let seq = e.seq;
                 let Some(m) = self.decode(e.id, record) else {
-                    bad.push((seq, e.id));
+                    missing += 1;
                     continue;
                 };
                 if level.is_some_and(|f| !f.keeps(&m)) {
@@ -180,7 +180,7 @@ impl Pager {
         Ok(ReadBack {
             messages: out,
             next: from,
-            missing: bad.len(),
+            missing,
         })
     }
 
