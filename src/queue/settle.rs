@@ -18,6 +18,7 @@ impl Queue {
         let mut st = self.lock();
         let to_back =
             how == Return::ByClient && self.is_quorum() && st.args.delivery_limit.is_none();
+        let mut moved = Vec::new();
         for mut entry in entries {
             self.returned(1);
             if st.deleted {
@@ -43,9 +44,8 @@ impl Queue {
                 st.next_seq += 1;
                 if let (Some(key), true) = (&self.config.store_key, entry.message.store_id != 0) {
                     // Moved in the stored index too, so a restart keeps the new order.
-                    fx.ops
-                        .push(Op::Unindex(key.clone(), entry.seq, entry.message.clone()));
-                    fx.ops.push(Op::Index(
+                    moved.push(Op::Unindex(key.clone(), entry.seq, entry.message.clone()));
+                    moved.push(Op::Index(
                         key.clone(),
                         seq,
                         entry.message.clone(),
@@ -57,6 +57,19 @@ impl Queue {
                 continue;
             }
             st.ready.insert_by_seq(entry);
+        }
+        if !moved.is_empty() {
+            // The move reaches the committer before the message can go out again: an ack
+            // from a consumer on another connection, submitted before this connection's
+            // burst ends, would otherwise remove the new entry before it is written, and the
+            // message would come back after a restart.
+            match self.sink.as_ref().and_then(Weak::upgrade) {
+                Some(sink) => sink.flush(Effects {
+                    ops: moved,
+                    ..Default::default()
+                }),
+                None => fx.ops.extend(moved),
+            }
         }
         self.dispatch(&mut st, fx);
     }

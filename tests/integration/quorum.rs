@@ -274,3 +274,92 @@ async fn quorum_queue_rules_and_delivery_limit() {
     assert_eq!(str_of(&death(&d.delivery, 0), "reason"), "delivery_limit");
     cleanup(&ch, &[&q, &dlq]).await;
 }
+
+/// Warren's store: a message moved to the back keeps its new place across a restart, and one
+/// acked after the move (here by a consumer on another connection) does not come back.
+#[tokio::test]
+async fn a_move_to_the_back_is_stored_before_the_message_goes_out_again() {
+    if external() {
+        return;
+    }
+    let dir = crate::process::temp_dir("qq-move");
+    let start = || {
+        warren::start(warren::Config {
+            port: 0,
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+    };
+    let b = start().await.expect("start");
+    let q = "qq-moved";
+    {
+        let (_c1, ch) = channel_at(&b.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        ch.queue_declare(
+            q.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            table(&[("x-queue-type", s("quorum"))]),
+        )
+        .await
+        .expect("declare");
+        for body in ["a", "b", "c", "x"] {
+            confirmed(
+                &ch,
+                "".into(),
+                q.into(),
+                Default::default(),
+                body.as_bytes(),
+                persistent(),
+            )
+            .await
+            .expect("confirmed");
+        }
+        // "a" goes to the back.
+        let tag = get_unacked(&ch, q).await;
+        ch.basic_reject(tag, BasicRejectOptions { requeue: true })
+            .await
+            .expect("reject");
+        // A consumer on another connection takes everything up to "x" and acks "x" only
+        // after it came back from a reject on the first connection.
+        let (_c2, ch2) = channel_at(&b.url()).await;
+        for _ in 0..3 {
+            get_unacked(&ch, q).await; // b, c, x: held unacked on the first connection
+        }
+        ch.basic_recover(BasicRecoverOptions { requeue: true })
+            .await
+            .expect("recover");
+        // Order now: a (moved first), then b, c, x (recover: to the back, in order).
+        let mut consumer = consume(&ch2, q, "other", false).await;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let d = next(&mut consumer).await;
+            seen.push(String::from_utf8_lossy(&d.data).into_owned());
+            if d.data == b"x" {
+                d.ack(BasicAckOptions::default()).await.expect("ack");
+            }
+        }
+        assert_eq!(seen, ["a", "b", "c", "x"]);
+    }
+    b.stop().await.expect("stopped");
+    let b = start().await.expect("restart");
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        let got: Vec<String> = drain_counts(&ch, q)
+            .await
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
+        assert_eq!(
+            got,
+            ["a", "b", "c"],
+            "x was acked; the rest keep their order"
+        );
+    }
+    b.stop().await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
