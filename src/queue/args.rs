@@ -36,7 +36,15 @@ pub struct QueueArgs {
     pub delivery_limit: Option<u64>,
     /// x-consumer-timeout (ms): overrides the broker's consumer_timeout for this queue.
     pub consumer_timeout: Option<u64>,
+    /// Ready messages this queue keeps in memory before paging (x-max-in-memory-length, or a
+    /// small window for x-queue-mode=lazy); None: the broker's `--queue-ram-messages`.
+    pub ram_messages: Option<u64>,
+    /// The same in body bytes (x-max-in-memory-bytes).
+    pub ram_bytes: Option<u64>,
 }
+
+/// The window of an `x-queue-mode: lazy` queue: messages go to disk as soon as they may.
+pub const LAZY_RAM_MESSAGES: u64 = 128;
 
 /// Declaration facts the arguments are checked against.
 pub struct DeclareContext<'a> {
@@ -163,11 +171,12 @@ impl QueueArgs {
                 }
             };
         }
+        let mut lazy = false;
         if let Some(v) = get(table, "x-queue-mode") {
             match as_str(v).as_deref() {
-                // Every Warren queue keeps messages in memory; lazy is accepted (RabbitMQ 3.12+
-                // ignores it too) because it changes no observable behaviour.
-                Some("default") | Some("lazy") => {}
+                // A lazy queue pages with a small window (`queue::paged`).
+                Some("default") => {}
+                Some("lazy") => lazy = true,
                 Some(other) => {
                     return Err(invalid(
                         "x-queue-mode",
@@ -217,11 +226,13 @@ impl QueueArgs {
                 }
             };
         }
-        // Accepted for compatibility; a single node keeps every message in memory, so they
-        // change nothing observable (README lists them). Their values are checked as RabbitMQ
-        // checks them.
-        int("x-max-in-memory-length", true, None)?;
-        int("x-max-in-memory-bytes", true, None)?;
+        // The in-memory limits set the queue's paging window (at least one message or byte:
+        // the head being delivered is in memory).
+        a.ram_messages = int("x-max-in-memory-length", true, None)?
+            .map(|n| n.max(1))
+            .or(lazy.then_some(LAZY_RAM_MESSAGES));
+        a.ram_bytes = int("x-max-in-memory-bytes", true, None)?.map(|n| n.max(1));
+        // Accepted for compatibility (README lists it), its value checked as RabbitMQ does.
         int("x-quorum-initial-group-size", true, None)?;
         let one_of = |key: &str, allowed: &[&str], why: &str| -> AmqpResult<()> {
             match get(table, key) {

@@ -199,7 +199,15 @@ impl Queue {
             (Some(to), Some(key), None) => Some(Pager {
                 store: to.store.clone(),
                 key: key.clone(),
-                paging: to.paging,
+                paging: Paging {
+                    ram_messages: config
+                        .args
+                        .ram_messages
+                        .map_or(to.paging.ram_messages, |n| {
+                            usize::try_from(n).unwrap_or(usize::MAX)
+                        }),
+                    ram_bytes: config.args.ram_bytes.unwrap_or(to.paging.ram_bytes),
+                },
             }),
             _ => None,
         };

@@ -714,3 +714,66 @@ async fn a_restart_keeps_when_paged_messages_expire() {
     b.stop().await.expect("stopped");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On Warren's shared test broker (window 8192): the queue's own window from its arguments.
+async fn ram_and_paged(q: &str) -> Option<(u64, u64)> {
+    if external() {
+        return None;
+    }
+    let mgmt = mgmt_addr()?;
+    for _ in 0..40 {
+        let (status, body) = http_at(
+            &mgmt,
+            Some("guest:guest"),
+            "GET",
+            &format!("/api/queues/%2f/{q}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let ram = body["messages_ready_ram"].as_u64().unwrap_or(0);
+        let paged = body["messages_paged_out"].as_u64().unwrap_or(0);
+        if paged > 0 {
+            return Some((ram, paged));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Some((0, 0))
+}
+
+#[tokio::test]
+async fn in_memory_limits_and_lazy_mode_set_a_queues_window() {
+    let (_c, ch) = channel().await;
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    let cases = [
+        (
+            "quorum, x-max-in-memory-length 10",
+            table(&[
+                ("x-queue-type", s("quorum")),
+                ("x-max-in-memory-length", int(10)),
+            ]),
+            300,
+            20,
+        ),
+        (
+            "classic, x-queue-mode lazy",
+            table(&[("x-queue-mode", s("lazy"))]),
+            1000,
+            2 * warren::queue::args::LAZY_RAM_MESSAGES,
+        ),
+    ];
+    for (what, args, n, most_in_ram) in cases {
+        let q = durable(&ch, &uniq("deep-window"), args).await;
+        assert_eq!(publish_all(&ch, &q, &numbered(n)).await, n, "{what}");
+        if let Some((ram, paged)) = ram_and_paged(&q).await {
+            assert!(
+                ram <= most_in_ram && ram + paged == n as u64,
+                "{what}: {ram} in memory, {paged} paged out"
+            );
+        }
+        assert_eq!(drain(&ch, &q).await, names(0..n), "{what}");
+        cleanup(&ch, &[&q]).await;
+    }
+}
