@@ -8,7 +8,7 @@ use crate::common::setup::*;
 use crate::common::*;
 use crate::process::{temp_dir, Warren};
 use lapin::options::*;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use std::sync::OnceLock;
 
@@ -88,6 +88,41 @@ fn numbered(n: usize) -> Vec<(String, BasicProperties)> {
 
 fn names(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| i.to_string()).collect()
+}
+
+/// A durable queue (with `args`) that dead-letters to a fresh durable queue: (queue, dead
+/// letter queue).
+async fn with_dlq(ch: &Channel, prefix: &str, args: &[(&str, AMQPValue)]) -> (String, String) {
+    let dlq = durable(ch, &uniq(&format!("{prefix}-dlq")), FieldTable::default()).await;
+    let mut all = vec![
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s(&dlq)),
+    ];
+    all.extend(args.iter().cloned());
+    (durable(ch, &uniq(prefix), table(&all)).await, dlq)
+}
+
+/// Dead letters in `dlq` as (body, x-death reason), until `n` arrived or `patience` quiet
+/// seconds passed (dead letters travel between queues asynchronously).
+async fn dead_letters(ch: &Channel, dlq: &str, n: usize, patience: usize) -> Vec<(String, String)> {
+    let mut dead = Vec::new();
+    for _ in 0..patience {
+        while let Some(m) = get_within(ch, dlq, true).await {
+            let reason = str_of(&death(&m.delivery, 0), "reason");
+            dead.push((
+                String::from_utf8_lossy(&m.delivery.data).into_owned(),
+                reason,
+            ));
+            if dead.len() == n {
+                return dead;
+            }
+        }
+    }
+    dead
+}
+
+fn bodies(dead: &[(String, String)]) -> Vec<String> {
+    dead.iter().map(|(b, _)| b.clone()).collect()
 }
 
 /// The queue as the management API shows it (Warren's own broker only).
@@ -244,16 +279,7 @@ async fn requeued_messages_return_to_their_place_before_the_paged_middle() {
 #[tokio::test]
 async fn rejected_paged_messages_are_dead_lettered_in_order() {
     let (_c, ch) = open().await;
-    let dlq = durable(&ch, &uniq("deep-dlq"), FieldTable::default()).await;
-    let q = durable(
-        &ch,
-        &uniq("deep-dlx"),
-        table(&[
-            ("x-dead-letter-exchange", s("")),
-            ("x-dead-letter-routing-key", s(&dlq)),
-        ]),
-    )
-    .await;
+    let (q, dlq) = with_dlq(&ch, "deep-dlx", &[]).await;
     assert_eq!(publish_all(&ch, &q, &numbered(200)).await, 200);
     assert_paged(&q, 200).await;
     for _ in 0..200 {
@@ -267,43 +293,23 @@ async fn rejected_paged_messages_are_dead_lettered_in_order() {
             .await
             .expect("reject");
     }
-    let mut dead = Vec::new();
-    while let Some(m) = get_within(&ch, &dlq, true).await {
-        assert_eq!(str_of(&death(&m.delivery, 0), "reason"), "rejected");
-        dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
-        if dead.len() == 200 {
-            break;
-        }
-    }
-    assert_eq!(dead, names(0..200));
+    let dead = dead_letters(&ch, &dlq, 200, 1).await;
+    assert!(dead.iter().all(|(_, r)| r == "rejected"), "{dead:?}");
+    assert_eq!(bodies(&dead), names(0..200));
     cleanup(&ch, &[&q, &dlq]).await;
 }
 
 #[tokio::test]
 async fn max_length_drop_head_drops_from_the_front_of_a_deep_queue() {
     let (_c, ch) = open().await;
-    let dlq = durable(&ch, &uniq("deep-maxlen-dlq"), FieldTable::default()).await;
-    let q = durable(
-        &ch,
-        &uniq("deep-maxlen"),
-        table(&[
-            ("x-max-length", int(150)),
-            ("x-dead-letter-exchange", s("")),
-            ("x-dead-letter-routing-key", s(&dlq)),
-        ]),
-    )
-    .await;
+    let (q, dlq) = with_dlq(&ch, "deep-maxlen", &[("x-max-length", int(150))]).await;
     assert_eq!(publish_all(&ch, &q, &numbered(400)).await, 400);
     assert_paged(&q, 150).await;
     assert_eq!(drain(&ch, &q).await, names(250..400));
-    let mut dead = Vec::new();
-    while let Some(m) = get_within(&ch, &dlq, true).await {
-        dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
-        if dead.len() == 250 {
-            break;
-        }
-    }
-    assert_eq!(dead, names(0..250));
+    assert_eq!(
+        bodies(&dead_letters(&ch, &dlq, 250, 1).await),
+        names(0..250)
+    );
     cleanup(&ch, &[&q, &dlq]).await;
 }
 
@@ -331,28 +337,16 @@ async fn max_length_bytes_counts_paged_bodies() {
 async fn reject_publish_and_reject_publish_dlx_count_the_paged_middle() {
     let (_c, ch) = open().await;
     for mode in ["reject-publish", "reject-publish-dlx"] {
-        let dlq = durable(&ch, &uniq("deep-rp-dlq"), FieldTable::default()).await;
-        let q = durable(
+        let (q, dlq) = with_dlq(
             &ch,
-            &uniq("deep-rp"),
-            table(&[
-                ("x-max-length", int(120)),
-                ("x-overflow", s(mode)),
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s(&dlq)),
-            ]),
+            "deep-rp",
+            &[("x-max-length", int(120)), ("x-overflow", s(mode))],
         )
         .await;
         assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 120, "{mode}");
         assert_paged(&q, 120).await;
         assert_eq!(drain(&ch, &q).await, names(0..120), "{mode}");
-        let mut dead = Vec::new();
-        while let Some(m) = get_within(&ch, &dlq, true).await {
-            dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
-            if dead.len() == 180 {
-                break;
-            }
-        }
+        let dead = bodies(&dead_letters(&ch, &dlq, 180, 1).await);
         if mode == "reject-publish" {
             assert!(dead.is_empty(), "{mode}: {dead:?}");
         } else {
@@ -625,38 +619,15 @@ async fn boot_reads_only_the_heads_of_deep_queues() {
     b.stop().await.expect("stopped");
 }
 
-/// Dead letters in `dlq` until `n` arrived (or a few seconds passed).
-async fn dead_letters(ch: &Channel, dlq: &str, n: usize) -> Vec<String> {
-    let mut dead = Vec::new();
-    for _ in 0..10 {
-        while let Some(m) = get_within(ch, dlq, true).await {
-            assert_eq!(str_of(&death(&m.delivery, 0), "reason"), "expired");
-            dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
-            if dead.len() == n {
-                return dead;
-            }
-        }
-    }
-    dead
-}
-
 #[tokio::test]
 async fn messages_with_a_ttl_page_and_expire_at_the_head_in_order() {
     let (_c, ch) = open().await;
-    let dlq = durable(&ch, &uniq("deep-ttl-dlq"), FieldTable::default()).await;
-    let q = durable(
-        &ch,
-        &uniq("deep-ttl-q"),
-        table(&[
-            ("x-message-ttl", int(2500)),
-            ("x-dead-letter-exchange", s("")),
-            ("x-dead-letter-routing-key", s(&dlq)),
-        ]),
-    )
-    .await;
+    let (q, dlq) = with_dlq(&ch, "deep-ttl-q", &[("x-message-ttl", int(2500))]).await;
     assert_eq!(publish_all(&ch, &q, &numbered(300)).await, 300);
     assert_paged(&q, 300).await;
-    assert_eq!(dead_letters(&ch, &dlq, 300).await, names(0..300));
+    let dead = dead_letters(&ch, &dlq, 300, 10).await;
+    assert!(dead.iter().all(|(_, r)| r == "expired"), "{dead:?}");
+    assert_eq!(bodies(&dead), names(0..300));
     assert_eq!(message_count(&ch, &q).await, 0);
     cleanup(&ch, &[&q, &dlq]).await;
 }
