@@ -140,6 +140,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where stream queues keep their logs: beside the store in the data directory (None
+    /// when nothing is kept on disk).
+    pub fn streams_dir(&self) -> Option<PathBuf> {
+        let on_disk = !self.in_memory && self.store.is_none();
+        self.data_dir
+            .as_ref()
+            .filter(|_| on_disk)
+            .map(|d| d.join("streams"))
+    }
+
     /// The paging window of durable queues.
     pub fn paging(&self) -> crate::queue::Paging {
         crate::queue::Paging {

@@ -136,6 +136,7 @@ impl Broker {
                     committer: &self.committer,
                     clock: &self.clock,
                     paging: self.config.paging(),
+                    streams_dir: self.config.streams_dir(),
                 },
             )
         });

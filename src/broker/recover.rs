@@ -23,6 +23,8 @@ pub(super) struct Parts<'a> {
     pub clock: &'a Arc<crate::clock::Clock>,
     /// How much of each durable queue stays in memory.
     pub paging: crate::queue::Paging,
+    /// Where stream queues keep their logs.
+    pub streams_dir: Option<std::path::PathBuf>,
 }
 
 pub(super) fn new_vhost(name: &str, parts: &Parts<'_>) -> Arc<VHost> {
@@ -32,6 +34,7 @@ pub(super) fn new_vhost(name: &str, parts: &Parts<'_>) -> Arc<VHost> {
         Some(parts.committer.clone()),
         parts.clock.clone(),
         parts.paging,
+        parts.streams_dir.clone(),
     )
 }
 
@@ -231,6 +234,7 @@ pub(super) fn recover(
         committer,
         clock,
         paging: config.paging(),
+        streams_dir: config.streams_dir(),
     };
     let seeded = rec.definitions.contains(&Definition::Seeded);
     let mut ops = Vec::new();

@@ -14,6 +14,17 @@ use std::sync::Arc;
 /// Bounds memory when a no-ack consumer reads slower than publishers write.
 const NO_ACK_WINDOW: u32 = 2000;
 
+/// A stream delivery cannot be rejected or nacked: RabbitMQ closes the connection with 540.
+fn refuse_stream_returns(entries: &[(u64, super::Unacked)]) -> AmqpResult<()> {
+    match entries.iter().find(|(_, u)| u.queue.is_stream()) {
+        None => Ok(()),
+        Some((_, u)) => Err(AmqpError::not_implemented(format!(
+            "basic.nack and basic.reject not supported by stream queues queue '{}' in vhost '{}'",
+            u.queue.config.name, u.queue.config.vhost
+        ))),
+    }
+}
+
 impl Channel {
     pub(super) fn basic_method(&mut self, m: basic::AMQPMethod, cx: &mut Cx<'_>) -> AmqpResult<()> {
         use basic::AMQPMethod as M;
@@ -69,6 +80,7 @@ impl Channel {
             }
             M::Reject(r) => {
                 let entries = self.take_settled(r.delivery_tag, false)?;
+                refuse_stream_returns(&entries)?;
                 let how = if r.requeue {
                     Settle::Requeue
                 } else {
@@ -79,6 +91,7 @@ impl Channel {
             }
             M::Nack(n) => {
                 let entries = self.take_settled(n.delivery_tag, n.multiple)?;
+                refuse_stream_returns(&entries)?;
                 let how = if n.requeue {
                     Settle::Requeue
                 } else {
@@ -151,6 +164,10 @@ impl Channel {
             let name = self.queue_name(c.queue.as_str())?;
             self.require(cx, Perm::Read, Kind::Queue, &name)?;
             let q = cx.conn.vhost.queue_for(&name, cx.conn.id)?;
+            let stream = match q.is_stream() {
+                true => Some(self.stream_consumer(&c, &q)?),
+                false => None,
+            };
             let credit = if c.no_ack {
                 Credit::new(NO_ACK_WINDOW)
             } else {
@@ -167,6 +184,7 @@ impl Channel {
                     priority,
                     credit,
                     channel_credit: (!c.no_ack).then(|| self.channel_credit.clone()),
+                    stream,
                 },
                 cx.fx,
             )?;
@@ -187,6 +205,34 @@ impl Channel {
             );
         }
         Ok(())
+    }
+
+    /// A consumer of a stream: what RabbitMQ refuses (no prefetch, automatic ack, a
+    /// priority), in its order, and where it starts.
+    fn stream_consumer(
+        &self,
+        c: &basic::Consume,
+        q: &crate::queue::Queue,
+    ) -> AmqpResult<crate::queue::stream::Reading> {
+        let (name, vhost) = (&q.config.name, &q.config.vhost);
+        if self.prefetch == 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "consumer prefetch count is not set for 'queue '{name}' in vhost '{vhost}''"
+            )));
+        }
+        if c.no_ack {
+            return Err(AmqpError::not_implemented(format!(
+                "automatic acknowledgement not supported by stream queues queue '{name}' in \
+                 vhost '{vhost}'"
+            )));
+        }
+        if crate::args::get(&c.arguments, "x-priority").is_some() {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg 'x-priority' for queue '{name}' in vhost '{vhost}' of queue type \
+                 rabbit_stream_queue"
+            )));
+        }
+        crate::queue::stream::consumer_args(&c.arguments, name, vhost)
     }
 
     /// A queue this channel consumed from was deleted (server-initiated cancel).

@@ -189,6 +189,7 @@ impl Channel {
                 let name = self.queue_name(&strip_cr_lf(p.queue.as_str()))?;
                 self.require(cx, Perm::Read, Kind::Queue, &name)?;
                 let q = vh.queue_for(&name, conn_id)?;
+                q.refuse_on_stream("queue.purge")?;
                 let n = q.purge(cx.fx);
                 if !p.nowait {
                     cx.send(

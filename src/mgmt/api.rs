@@ -302,7 +302,7 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
     let p = q.policy.lock().map(|p| p.clone()).unwrap_or_default();
     let effective = Value::Object(p.definition);
     let ((ram, ram_bytes), (paged, paged_bytes)) = q.residence();
-    json!({
+    let mut out = json!({
         "name": c.name, "vhost": c.vhost, "durable": c.durable, "auto_delete": c.auto_delete,
         "exclusive": c.exclusive_owner.is_some(), "arguments": from_table(&c.arguments),
         "type": if q.is_quorum() { "quorum" } else { "classic" }, "state": "running",
@@ -317,7 +317,36 @@ pub fn queue_json(q: &Arc<Queue>) -> Value {
         "message_bytes_ready": ram_bytes + paged_bytes, "message_bytes_ram": ram_bytes,
         "message_bytes_paged_out": paged_bytes,
         "message_stats": crate::stats::json(&q.stats(), crate::stats::QUEUE_STATS),
-    })
+    });
+    if let (Some(log), Some(obj)) = (q.stream_stats(), out.as_object_mut()) {
+        stream_fields(obj, &log, q.consumer_count());
+    }
+    out
+}
+
+/// A stream's queue fields: RabbitMQ's (messages in the log, readers, members) and the log's
+/// shape (segments, first and last offset, bytes on disk).
+fn stream_fields(
+    obj: &mut serde_json::Map<String, Value>,
+    log: &crate::store::log::LogStats,
+    readers: u32,
+) {
+    let messages = log.next - log.first;
+    for (k, v) in [
+        ("type", json!("stream")),
+        ("messages", json!(messages)),
+        ("messages_ready", json!(messages)),
+        ("readers", json!({ NODE: readers })),
+        ("members", json!([NODE])),
+        ("online", json!([NODE])),
+        ("segments", json!(log.segments)),
+        ("first_offset", json!(log.first)),
+        ("last_offset", json!(log.next.checked_sub(1))),
+        ("committed_offset", json!(log.next.checked_sub(1))),
+        ("message_bytes", json!(log.bytes)),
+    ] {
+        obj.insert(k.to_string(), v);
+    }
 }
 
 /// Every binding, including the implicit ones of the default exchange (as RabbitMQ lists them).

@@ -63,6 +63,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                 Ok(queue) => queue,
                 Err(e) => return amqp_error(e),
             };
+            if let Err(e) = queue.refuse_on_stream("queue.purge") {
+                return amqp_error(e);
+            }
             let mut fx = Effects::default();
             queue.purge(&mut fx);
             vh.submit(&mut fx);

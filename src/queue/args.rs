@@ -19,6 +19,8 @@ pub enum QueueType {
     Classic,
     /// Single-node quorum queue: durable only, delivery counting and limits.
     Quorum,
+    /// An append-only log read from offsets (`queue::stream`, `store::log`).
+    Stream,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +43,10 @@ pub struct QueueArgs {
     pub ram_messages: Option<u64>,
     /// The same in body bytes (x-max-in-memory-bytes).
     pub ram_bytes: Option<u64>,
+    /// Streams: whole segments older than this (ms) are dropped (x-max-age).
+    pub max_age_ms: Option<u64>,
+    /// Streams: a segment file's size limit (x-stream-max-segment-size-bytes).
+    pub segment_bytes: Option<u64>,
 }
 
 /// The window of an `x-queue-mode: lazy` queue: messages go to disk as soon as they may.
@@ -206,12 +212,7 @@ impl QueueArgs {
             a.queue_type = match as_str(v).as_deref() {
                 Some("classic") => QueueType::Classic,
                 Some("quorum") => QueueType::Quorum,
-                Some("stream") => {
-                    return Err(invalid(
-                        "x-queue-type",
-                        "\"stream queues are not supported by Warren yet\"".into(),
-                    ))
-                }
+                Some("stream") => QueueType::Stream,
                 Some(other) => {
                     return Err(invalid(
                         "x-queue-type",
@@ -268,7 +269,19 @@ impl QueueArgs {
                 return Err(invalid("x-queue-version", "invalid_queue_version".into()));
             }
         }
-        if a.queue_type == QueueType::Quorum {
+        if let Some(v) = get(table, "x-max-age") {
+            let Some(s) = as_str(v) else {
+                return Err(invalid(
+                    "x-max-age",
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                ));
+            };
+            a.max_age_ms = Some(
+                parse_age(&s).ok_or_else(|| invalid("x-max-age", "invalid_max_age".into()))?,
+            );
+        }
+        a.segment_bytes = int("x-stream-max-segment-size-bytes", true, None)?;
+        if a.queue_type != QueueType::Classic {
             let property = |p: &str| {
                 AmqpError::precondition_failed(format!(
                     "invalid property '{p}' for queue '{}' in vhost '{}'",
@@ -284,12 +297,14 @@ impl QueueArgs {
             if cx.auto_delete {
                 return Err(property("auto-delete"));
             }
-            if a.max_priority.is_some() {
+            if a.max_priority.is_some() && a.queue_type == QueueType::Quorum {
                 return Err(AmqpError::precondition_failed(format!(
                     "invalid arg 'x-max-priority' for queue '{}' in vhost '{}' of queue type rabbit_quorum_queue",
                     cx.name, cx.vhost
                 )));
             }
+        }
+        if a.queue_type == QueueType::Quorum {
             // RabbitMQ 3.10 ignores a delivery limit that is not an integer.
             a.delivery_limit = get(table, "x-delivery-limit")
                 .and_then(as_i64)
@@ -299,55 +314,66 @@ impl QueueArgs {
     }
 }
 
+/// `x-max-age` and stream offset intervals: a positive number and one of RabbitMQ's units
+/// (rabbit_amqqueue:check_max_age), in ms.
+pub fn parse_age(s: &str) -> Option<u64> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = s[..digits].parse().ok().filter(|&n| n > 0)?;
+    let unit: u64 = match &s[digits..] {
+        "Y" => 365 * 86_400_000,
+        "M" => 30 * 86_400_000,
+        "D" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 /// The x-arguments RabbitMQ 3.10 knows, and which queue types take each
 /// (rabbit_classic_queue / rabbit_quorum_queue / rabbit_stream_queue capabilities).
-const KNOWN_ARGS: &[(&str, bool, bool)] = &[
-    // (name, classic, quorum)
-    ("x-expires", true, true),
-    ("x-message-ttl", true, true),
-    ("x-dead-letter-exchange", true, true),
-    ("x-dead-letter-routing-key", true, true),
-    ("x-max-length", true, true),
-    ("x-max-length-bytes", true, true),
-    ("x-max-priority", true, false),
-    ("x-overflow", true, true),
-    ("x-queue-mode", true, false),
-    ("x-queue-version", true, false),
-    ("x-queue-master-locator", true, false),
-    ("x-single-active-consumer", true, true),
-    ("x-queue-type", true, true),
-    ("x-max-in-memory-length", false, true),
-    ("x-max-in-memory-bytes", false, true),
-    ("x-dead-letter-strategy", false, true),
-    ("x-quorum-initial-group-size", false, true),
-    ("x-delivery-limit", false, true),
-    ("x-queue-leader-locator", false, true),
-    ("x-max-age", false, false),
-    ("x-stream-max-segment-size-bytes", false, false),
-    ("x-initial-cluster-size", false, false),
+const KNOWN_ARGS: &[(&str, [bool; 3])] = &[
+    // (name, [classic, quorum, stream])
+    ("x-expires", [true, true, false]),
+    ("x-message-ttl", [true, true, false]),
+    ("x-dead-letter-exchange", [true, true, false]),
+    ("x-dead-letter-routing-key", [true, true, false]),
+    ("x-max-length", [true, true, false]),
+    ("x-max-length-bytes", [true, true, true]),
+    ("x-max-priority", [true, false, false]),
+    ("x-overflow", [true, true, false]),
+    ("x-queue-mode", [true, false, false]),
+    ("x-queue-version", [true, false, false]),
+    ("x-queue-master-locator", [true, false, false]),
+    ("x-single-active-consumer", [true, true, false]),
+    ("x-queue-type", [true, true, true]),
+    ("x-max-in-memory-length", [false, true, false]),
+    ("x-max-in-memory-bytes", [false, true, false]),
+    ("x-dead-letter-strategy", [false, true, false]),
+    ("x-quorum-initial-group-size", [false, true, false]),
+    ("x-delivery-limit", [false, true, false]),
+    ("x-queue-leader-locator", [false, true, true]),
+    ("x-max-age", [false, false, true]),
+    ("x-stream-max-segment-size-bytes", [false, false, true]),
+    ("x-initial-cluster-size", [false, false, true]),
 ];
 
 /// A known argument the queue's type does not take is refused, as RabbitMQ does before it looks
 /// at values; unknown arguments are kept and ignored (applications carry their own).
 fn check_capabilities(table: &FieldTable, cx: &DeclareContext<'_>) -> AmqpResult<()> {
-    let quorum = match get(table, "x-queue-type").and_then(as_str).as_deref() {
-        Some("quorum") => true,
-        None | Some("classic") => false,
-        // Streams and unknown types are answered by the x-queue-type check.
+    let (column, ty) = match get(table, "x-queue-type").and_then(as_str).as_deref() {
+        None | Some("classic") => (0, "rabbit_classic_queue"),
+        Some("quorum") => (1, "rabbit_quorum_queue"),
+        Some("stream") => (2, "rabbit_stream_queue"),
+        // Unknown types are answered by the x-queue-type check.
         Some(_) => return Ok(()),
     };
     for key in table.inner().keys() {
-        let Some(&(name, classic_ok, quorum_ok)) =
-            KNOWN_ARGS.iter().find(|(n, ..)| *n == key.as_str())
-        else {
+        let Some(&(name, takes)) = KNOWN_ARGS.iter().find(|(n, ..)| *n == key.as_str()) else {
             continue;
         };
-        if (quorum && !quorum_ok) || (!quorum && !classic_ok) {
-            let ty = if quorum {
-                "rabbit_quorum_queue"
-            } else {
-                "rabbit_classic_queue"
-            };
+        if !takes[column] {
             return Err(AmqpError::precondition_failed(format!(
                 "invalid arg '{name}' for queue '{}' in vhost '{}' of queue type {ty}",
                 cx.name, cx.vhost

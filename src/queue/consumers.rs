@@ -71,6 +71,8 @@ pub struct Consumer {
     pub credit: Arc<Credit>,
     /// Per-channel prefetch (basic.qos global=true), shared by all the channel's consumers.
     pub channel_credit: Option<Arc<Credit>>,
+    /// A stream consumer's position and filter.
+    pub stream: Option<super::stream::Reading>,
 }
 
 impl Consumer {

@@ -48,6 +48,9 @@ impl Queue {
     /// expiry): a publish with TTL 0 expires at the moment it was enqueued, and a consumer
     /// ready then still takes it.
     pub(super) fn dispatch_at(self: &Arc<Self>, st: &mut State, fx: &mut Effects, at: Option<u64>) {
+        if let Some(log) = &self.config.log {
+            return self.dispatch_stream(st, log, fx);
+        }
         while !st.ready.is_empty() && !st.consumers.is_empty() {
             if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {
                 let now = at.unwrap_or_else(|| self.now());
@@ -109,6 +112,11 @@ impl Queue {
                 "queue '{}' in vhost '{}' in exclusive use",
                 self.config.name, self.config.vhost
             )));
+        }
+        let mut consumer = consumer;
+        if let (Some(log), Some(r)) = (&self.config.log, consumer.stream.as_mut()) {
+            let at = self.stream_start(log, r.start());
+            r.begin(at);
         }
         st.consumers.push(consumer);
         st.had_consumers = true;

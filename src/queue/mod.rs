@@ -16,6 +16,7 @@ mod dispatch;
 pub mod paged;
 mod ready;
 mod settle;
+pub mod stream;
 mod timer;
 
 pub use args::{Overflow, QueueArgs, QueueType};
@@ -117,6 +118,8 @@ pub struct QueueConfig {
     pub page_to: Option<PageTo>,
     /// The broker's clock (a test clock moves only when told): TTL, x-expires, x-death time.
     pub clock: Arc<crate::clock::Clock>,
+    /// A stream queue's log (`queue::stream`); None for classic and quorum queues.
+    pub log: Option<Arc<crate::store::log::Log>>,
 }
 
 pub struct Queue {
@@ -167,6 +170,8 @@ struct State {
     /// message_stats counted under this lock: publish, deliver/get (and empty gets),
     /// redeliver.
     counts: crate::stats::Local,
+    /// A stream's newest messages (empty for other queues).
+    tail: stream::Tail,
 }
 
 #[derive(Debug, Clone)]
@@ -196,7 +201,7 @@ impl Queue {
         // A deduplicating queue keeps its messages in memory: releasing a value needs the
         // message's headers.
         let pager = match (&config.page_to, &config.store_key, &dedup) {
-            (Some(to), Some(key), None) => Some(Pager {
+            (Some(to), Some(key), None) if config.log.is_none() => Some(Pager {
                 store: to.store.clone(),
                 key: key.clone(),
                 paging: Paging {
@@ -224,6 +229,9 @@ impl Queue {
                 timer_deadline: None,
                 args: Arc::new(config.args.clone()),
                 counts: Default::default(),
+                tail: stream::Tail::starting_at(
+                    config.log.as_ref().map_or(0, |l| l.next_offset()),
+                ),
             }),
             policy: Default::default(),
             config,
@@ -317,6 +325,10 @@ impl Queue {
     /// read back from disk since it last looked (a read-back happens under other calls).
     pub fn catch_up_paging(self: &Arc<Self>) {
         let mut st = self.lock();
+        if let Some(log) = &self.config.log {
+            self.stream_tick(&mut st, log);
+            return;
+        }
         st.ready.page_out_all();
         if let Some(t) = st.ready.next_expiry() {
             if st.timer_deadline.is_none_or(|d| t < d) {
@@ -401,6 +413,10 @@ impl Queue {
         let mut st = self.lock();
         if st.deleted {
             self.forget_message(&message, true, None, fx);
+            return true;
+        }
+        if let Some(log) = &self.config.log {
+            self.publish_stream(&mut st, log, &message, fx);
             return true;
         }
         let a = &st.args;
@@ -582,6 +598,7 @@ impl Queue {
     /// basic.get: the head message and how many remain ready.
     /// basic.get (`no_ack` as asked, for message_stats).
     pub fn get(&self, no_ack: bool, fx: &mut Effects) -> AmqpResult<Option<(QueuedMessage, u32)>> {
+        self.refuse_on_stream("basic.get")?;
         let mut st = self.lock();
         if self.is_quorum() && self.config.args.single_active_consumer && !st.consumers.is_empty() {
             return Err(AmqpError::resource_locked(format!(
@@ -641,6 +658,9 @@ impl Queue {
             return 0;
         }
         st.deleted = true;
+        if let Some(log) = &self.config.log {
+            log.delete();
+        }
         let (all, paged) = st.ready.drain();
         let n = all.len() + paged.len();
         self.forget_paged(paged, true, fx);

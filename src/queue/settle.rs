@@ -16,6 +16,12 @@ impl Queue {
         fx: &mut Effects,
     ) {
         let mut st = self.lock();
+        if self.is_stream() {
+            // Nothing goes back into a log: the credit is returned, and the consumer reads on.
+            self.returned(entries.into_iter().count());
+            self.dispatch(&mut st, fx);
+            return;
+        }
         let to_back =
             how == Return::ByClient && self.is_quorum() && st.args.delivery_limit.is_none();
         let mut moved = Vec::new();
@@ -76,7 +82,7 @@ impl Queue {
 
     /// Messages that left the queue for good (acked, or auto-acked on delivery).
     pub fn settle(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
-        if self.config.store_key.is_none() && self.dedup.is_none() {
+        if (self.config.store_key.is_none() && self.dedup.is_none()) || self.is_stream() {
             self.returned(entries.into_iter().count());
             return;
         }
@@ -89,6 +95,9 @@ impl Queue {
 
     /// Rejected without requeue: dead-letter (reason rejected) and let go.
     pub fn discard(&self, entries: impl IntoIterator<Item = QueuedMessage>, fx: &mut Effects) {
+        if self.is_stream() {
+            return self.settle(entries, fx);
+        }
         let (deleted, args) = {
             let st = self.lock();
             (st.deleted, st.args.clone())

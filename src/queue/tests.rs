@@ -22,6 +22,7 @@ fn queue_with(args: QueueArgs) -> Arc<Queue> {
             arguments: Default::default(),
             args,
             store_key: None,
+            log: None,
             page_to: None,
         },
         None,
@@ -54,6 +55,7 @@ fn consumer(tag: &str, tx: &Outbox, prefetch: u32, priority: i32) -> Consumer {
         priority,
         credit: Credit::new(prefetch),
         channel_credit: None,
+        stream: None,
     }
 }
 

@@ -68,6 +68,9 @@ pub enum Op {
         entries: Vec<(u64, u64)>,
     },
     DropQueue(QueueKey),
+    /// A stream's log has records appended (this many bytes): write and sync them with the
+    /// batch.
+    StreamFlush(Arc<super::log::Log>, u64),
     PutDefinition(super::Definition),
     DeleteDefinition(super::Definition),
 }
@@ -155,6 +158,7 @@ impl Committer {
             .iter()
             .map(|op| match op {
                 Op::PutMessage(_, data) => OP_COST + data.len() as u64,
+                Op::StreamFlush(_, bytes) => *bytes,
                 _ => 0,
             })
             .sum();
@@ -261,6 +265,8 @@ pub(crate) struct Pending {
     written: Vec<Arc<Message>>,
     /// Backlog bytes of the ops in `batch`.
     cost: u64,
+    /// Stream logs with records to write and sync with the batch.
+    logs: Vec<Arc<super::log::Log>>,
 }
 
 fn state(m: &Message) -> u8 {
@@ -365,6 +371,11 @@ impl Pending {
                 b.index_removes.retain(|(k, _)| *k != q);
                 b.dropped_queues.push(q);
             }
+            Op::StreamFlush(log, _) => {
+                if !self.logs.iter().any(|l| Arc::ptr_eq(l, &log)) {
+                    self.logs.push(log);
+                }
+            }
             Op::PutDefinition(d) => {
                 b.definitions.insert(d.key(), Some(d));
             }
@@ -430,6 +441,25 @@ fn same(a: &Arc<dyn DurableSink>, b: &Arc<dyn DurableSink>) -> bool {
     std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
+/// Write and sync the streams' appended records; a log that fails stays for the retry.
+fn flush_logs(logs: &mut Vec<Arc<super::log::Log>>) -> super::StoreResult<()> {
+    let mut first_error = None;
+    logs.retain(|log| match log.flush() {
+        Ok(()) => false,
+        Err(e) => {
+            first_error.get_or_insert(e);
+            true
+        }
+    });
+    match first_error {
+        None => Ok(()),
+        Some(e) => Err(super::StoreError::new(
+            super::StoreErrorKind::Io,
+            format!("writing a stream segment: {e}"),
+        )),
+    }
+}
+
 fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
     let mut pending = Pending::default();
     let mut waiters = Waiters::default();
@@ -452,7 +482,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
                 Ok(s) => take(s, &mut pending, &mut waiters),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if store.commit(&pending.batch).is_err() {
+                    if store.commit(&pending.batch).is_err() || flush_logs(&mut pending.logs).is_err() {
                         tracing::error!("storage still failing at shutdown; last writes lost");
                     }
                     return;
@@ -472,7 +502,8 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
             Ok(())
         } else {
             store.commit(&pending.batch)
-        };
+        }
+        .and_then(|()| flush_logs(&mut pending.logs));
         match result {
             Ok(()) => {
                 if retrying {

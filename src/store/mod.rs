@@ -10,6 +10,7 @@
 
 pub mod committer;
 pub mod error;
+pub mod log;
 pub mod memory;
 pub mod record;
 pub mod sled;

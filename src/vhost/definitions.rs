@@ -123,6 +123,12 @@ impl VHost {
                 arguments,
                 ..
             } => {
+                let args = QueueArgs::parse_lenient(arguments);
+                let log = self.stream_log(name, &args).map_err(|e| {
+                    AmqpError::internal_error(format!(
+                        "cannot open the log of stream '{name}': {e}"
+                    ))
+                })?;
                 let q = Queue::new(
                     QueueConfig {
                         name: name.clone(),
@@ -131,10 +137,11 @@ impl VHost {
                         exclusive_owner: None,
                         auto_delete: *auto_delete,
                         arguments: arguments.clone(),
-                        args: QueueArgs::parse_lenient(arguments),
+                        args,
                         store_key: Some(crate::store::queue_key(&self.name, name)),
                         page_to: self.page_to(),
                         clock: self.clock.clone(),
+                        log,
                     },
                     Some(self.sink()),
                 );

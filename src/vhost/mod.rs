@@ -91,6 +91,18 @@ fn builtin_exchanges() -> HashMap<String, Arc<Exchange>> {
     .collect()
 }
 
+/// A stream's retention and segment size from its arguments.
+pub(crate) fn stream_limits(args: &QueueArgs) -> crate::store::log::Limits {
+    crate::store::log::Limits {
+        segment_bytes: args
+            .segment_bytes
+            .unwrap_or(crate::store::log::DEFAULT_SEGMENT_BYTES)
+            .max(1),
+        max_bytes: args.max_length_bytes,
+        max_age_ms: args.max_age_ms,
+    }
+}
+
 /// What an operator says about a vhost: description, tags, limits (`max-connections`,
 /// `max-queues`; negative means none).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -134,6 +146,8 @@ pub struct VHost {
     pub committer: Option<Arc<Committer>>,
     /// How much of each durable queue stays in memory.
     paging: crate::queue::Paging,
+    /// Where stream queues keep their logs (None: in memory).
+    streams_dir: Option<std::path::PathBuf>,
     /// queue.declare calls (not passive), queues created and deleted, since boot (Prometheus'
     /// rabbitmq_queues_declared_total and friends).
     pub queue_counts: [std::sync::atomic::AtomicU64; 3],
@@ -146,10 +160,12 @@ impl VHost {
         committer: Option<Arc<Committer>>,
         clock: Arc<crate::clock::Clock>,
         paging: crate::queue::Paging,
+        streams_dir: Option<std::path::PathBuf>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| VHost {
             clock,
             paging,
+            streams_dir,
             queue_counts: Default::default(),
             default_exchange_stats: Default::default(),
             me: me.clone(),
@@ -174,6 +190,25 @@ impl VHost {
             store: store.clone(),
             paging: self.paging,
         })
+    }
+
+    /// A stream queue's log: in its own directory under the data directory (named by a hash
+    /// of vhost and queue, which any name fits), or in memory. None for other queue types.
+    pub(crate) fn stream_log(
+        &self,
+        name: &str,
+        args: &QueueArgs,
+    ) -> std::io::Result<Option<Arc<crate::store::log::Log>>> {
+        if args.queue_type != crate::queue::QueueType::Stream {
+            return Ok(None);
+        }
+        use sha2::Digest;
+        let dir = self.streams_dir.as_ref().map(|d| {
+            let hash = sha2::Sha256::digest(format!("{}\0{name}", self.name).as_bytes());
+            let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            d.join(hex)
+        });
+        crate::store::log::Log::open(dir, stream_limits(args)).map(Some)
     }
 
     pub fn meta(&self) -> VHostMeta {

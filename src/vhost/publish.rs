@@ -109,13 +109,15 @@ impl VHost {
         queues: &[Arc<Queue>],
         fx: &mut Effects,
     ) -> (bool, bool) {
+        // A stream keeps its own copy in its log (any message, persistent or not), written
+        // and synced by the committer like a record: its confirm waits for that too.
         let durable = queues
             .iter()
-            .filter(|q| q.config.store_key.is_some())
+            .filter(|q| q.config.store_key.is_some() && !q.is_stream())
             .count();
         let record = self.record_for(&mut message, durable);
         let message = Arc::new(message);
-        let stored = record.is_some();
+        let stored = record.is_some() || queues.iter().any(|q| q.is_stream());
         if let Some(record) = record {
             // The record and its index entries go in one submission (the committer's
             // ordering rule relies on it).

@@ -313,6 +313,9 @@ impl VHost {
         )?;
         // Exclusive queues die with their connection, so they are never stored (errata §30).
         let stored = d.durable && !d.exclusive && self.store.is_some();
+        let log = self.stream_log(&d.name, &args).map_err(|e| {
+            AmqpError::internal_error(format!("cannot open the log of stream '{}': {e}", d.name))
+        })?;
         let q = Queue::new(
             QueueConfig {
                 name: d.name.clone(),
@@ -325,6 +328,7 @@ impl VHost {
                 store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
                 page_to: stored.then(|| self.page_to()).flatten(),
                 clock: self.clock.clone(),
+                log,
             },
             Some(self.sink()),
         );
@@ -573,6 +577,8 @@ const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
     "x-single-active-consumer",
     "x-queue-type",
     "x-delivery-limit",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
 ];
 
 /// Headers bindings with an unknown x-match are refused, as RabbitMQ does; consistent-hash

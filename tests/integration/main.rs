@@ -41,6 +41,7 @@ mod quorum;
 mod routing;
 mod routing_model;
 mod store_model;
+mod streams;
 mod test_clock;
 mod testing_helpers;
 mod tls;
