@@ -276,9 +276,8 @@ impl QueueArgs {
                     format!("{{unacceptable_type,{}}}", type_name(v)),
                 ));
             };
-            a.max_age_ms = Some(
-                parse_age(&s).ok_or_else(|| invalid("x-max-age", "invalid_max_age".into()))?,
-            );
+            a.max_age_ms =
+                Some(parse_age(&s).ok_or_else(|| invalid("x-max-age", "invalid_max_age".into()))?);
         }
         a.segment_bytes = int("x-stream-max-segment-size-bytes", true, None)?;
         if a.queue_type != QueueType::Classic {

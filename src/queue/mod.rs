@@ -229,9 +229,7 @@ impl Queue {
                 timer_deadline: None,
                 args: Arc::new(config.args.clone()),
                 counts: Default::default(),
-                tail: stream::Tail::starting_at(
-                    config.log.as_ref().map_or(0, |l| l.next_offset()),
-                ),
+                tail: stream::Tail::starting_at(config.log.as_ref().map_or(0, |l| l.next_offset())),
             }),
             policy: Default::default(),
             config,

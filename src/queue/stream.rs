@@ -343,12 +343,7 @@ impl Queue {
 
 /// The next record for this consumer that its filter admits: from its read-ahead, the
 /// tail, or a batch read from disk.
-fn next_record(
-    r: &mut Reading,
-    tail: &Tail,
-    log: &Log,
-    next: u64,
-) -> Option<(u64, Arc<Message>)> {
+fn next_record(r: &mut Reading, tail: &Tail, log: &Log, next: u64) -> Option<(u64, Arc<Message>)> {
     loop {
         if let Some((offset, m, value)) = r.ahead.pop_front() {
             if Filter::admits(r.filter.as_ref(), value.as_deref()) {

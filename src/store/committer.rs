@@ -482,7 +482,9 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Submission>, shared: &Shared) {
                 Ok(s) => take(s, &mut pending, &mut waiters),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if store.commit(&pending.batch).is_err() || flush_logs(&mut pending.logs).is_err() {
+                    if store.commit(&pending.batch).is_err()
+                        || flush_logs(&mut pending.logs).is_err()
+                    {
                         tracing::error!("storage still failing at shutdown; last writes lost");
                     }
                     return;

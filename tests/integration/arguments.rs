@@ -250,28 +250,3 @@ async fn redeclare_with_different_arguments_is_406() {
     let (_c, ch) = channel().await;
     cleanup(&ch, &[&q]).await;
 }
-
-#[tokio::test]
-async fn stream_queues_are_refused_clearly() {
-    if external() {
-        return; // RabbitMQ 3.10 has streams.
-    }
-    let (_c, ch) = channel().await;
-    let e = assert_code(
-        ch.queue_declare(
-            uniq("stream").as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            table(&[("x-queue-type", s("stream"))]),
-        )
-        .await,
-        406,
-    );
-    assert!(
-        text(&e).contains("stream queues are not supported"),
-        "{}",
-        text(&e)
-    );
-}

@@ -115,14 +115,58 @@ fn offsets(got: &[(i64, String)]) -> Vec<i64> {
 #[tokio::test]
 async fn declare_takes_only_what_a_stream_can_do() {
     let name = uniq("st-decl");
-    let cases: Vec<(bool, bool, bool, Vec<(&str, AMQPValue)>, &str)> = vec![
-        (false, false, false, vec![], "invalid property 'non-durable'"),
-        (true, true, false, vec![], "invalid property 'exclusive-owner'"),
+    /// durable, exclusive, auto-delete, arguments, what the refusal says.
+    type Case = (
+        bool,
+        bool,
+        bool,
+        Vec<(&'static str, AMQPValue)>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            false,
+            false,
+            false,
+            vec![],
+            "invalid property 'non-durable'",
+        ),
+        (
+            true,
+            true,
+            false,
+            vec![],
+            "invalid property 'exclusive-owner'",
+        ),
         (true, false, true, vec![], "invalid property 'auto-delete'"),
-        (true, false, false, vec![("x-message-ttl", int(1000))], "invalid arg 'x-message-ttl'"),
-        (true, false, false, vec![("x-max-length", int(10))], "of queue type rabbit_stream_queue"),
-        (true, false, false, vec![("x-max-age", s("7X"))], "invalid arg 'x-max-age' for queue"),
-        (true, false, false, vec![("x-max-age", int(7))], "{unacceptable_type,"),
+        (
+            true,
+            false,
+            false,
+            vec![("x-message-ttl", int(1000))],
+            "invalid arg 'x-message-ttl'",
+        ),
+        (
+            true,
+            false,
+            false,
+            vec![("x-max-length", int(10))],
+            "of queue type rabbit_stream_queue",
+        ),
+        (
+            true,
+            false,
+            false,
+            vec![("x-max-age", s("7X"))],
+            "invalid arg 'x-max-age' for queue",
+        ),
+        (
+            true,
+            false,
+            false,
+            vec![("x-max-age", int(7))],
+            "{unacceptable_type,",
+        ),
         (
             true,
             false,
@@ -181,13 +225,20 @@ async fn consumers_start_at_first_next_an_offset_or_last_and_see_their_offsets()
     assert_eq!(offsets(&take(&mut from2, 500).await), vec![2, 3, 4]);
     let (_c, mut last) = reader(&conn, &q, Some(s("last")), &[]).await;
     let got = offsets(&take(&mut last, 500).await);
-    assert_eq!(got.last(), Some(&4), "last starts at the last chunk: {got:?}");
+    assert_eq!(
+        got.last(),
+        Some(&4),
+        "last starts at the last chunk: {got:?}"
+    );
     let (_d, mut next) = reader(&conn, &q, Some(s("next")), &[]).await;
     let (_e, mut default) = reader(&conn, &q, None, &[]).await;
     let (_f, mut ahead) = reader(&conn, &q, Some(AMQPValue::LongLongInt(6)), &[]).await;
     assert!(quiet(&mut next, 300).await && quiet(&mut default, 10).await);
     append(&ch, &q, &bodies("late", 2), persistent()).await;
-    assert_eq!(take(&mut next, 500).await, vec![(5, "late0".into()), (6, "late1".into())]);
+    assert_eq!(
+        take(&mut next, 500).await,
+        vec![(5, "late0".into()), (6, "late1".into())]
+    );
     assert_eq!(offsets(&take(&mut default, 500).await), vec![5, 6]);
     // An offset beyond the end waits for it.
     assert_eq!(offsets(&take(&mut ahead, 500).await), vec![6]);
@@ -320,7 +371,12 @@ async fn acks_only_return_credit_and_nothing_is_removed() {
     rch.basic_qos(2, Default::default()).await.expect("qos");
     let first = table(&[("x-stream-offset", s("first"))]);
     let mut c = rch
-        .basic_consume(q.as_str().into(), "".into(), Default::default(), first.clone())
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            Default::default(),
+            first.clone(),
+        )
         .await
         .expect("consume");
     let a = next(&mut c).await;
@@ -348,7 +404,12 @@ async fn acks_only_return_credit_and_nothing_is_removed() {
         let (rc, rch) = channel().await;
         rch.basic_qos(2, Default::default()).await.expect("qos");
         let mut c = rch
-            .basic_consume(q.as_str().into(), "".into(), Default::default(), first.clone())
+            .basic_consume(
+                q.as_str().into(),
+                "".into(),
+                Default::default(),
+                first.clone(),
+            )
             .await
             .expect("consume");
         let d = next(&mut c).await;
@@ -366,7 +427,10 @@ async fn acks_only_return_credit_and_nothing_is_removed() {
             FieldTable::default(),
         );
         let e = assert_code(closed.await, 540);
-        assert!(text(&e).contains("basic.nack and basic.reject not supported"), "{e}");
+        assert!(
+            text(&e).contains("basic.nack and basic.reject not supported"),
+            "{e}"
+        );
         drop(rc);
     }
     cleanup(&ch, &[&q]).await;
@@ -428,7 +492,9 @@ async fn retention_by_size_drops_whole_old_segments() {
     .await;
     let pad = "x".repeat(200);
     for run in 0..10 {
-        let msgs: Vec<String> = (0..10).map(|i| format!("{:02}{pad}", run * 10 + i)).collect();
+        let msgs: Vec<String> = (0..10)
+            .map(|i| format!("{:02}{pad}", run * 10 + i))
+            .collect();
         append(&ch, &q, &msgs, persistent()).await;
     }
     // Retention runs as segments roll (RabbitMQ) or on the next tick (Warren).
@@ -447,7 +513,10 @@ async fn retention_by_size_drops_whole_old_segments() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(kept < 50, "old segments dropped: {kept} kept, from offset {first_seen}");
+    assert!(
+        kept < 50,
+        "old segments dropped: {kept} kept, from offset {first_seen}"
+    );
     cleanup(&ch, &[&q]).await;
 }
 
@@ -533,7 +602,9 @@ async fn the_management_api_shows_a_stream() {
     let mut body = serde_json::Value::Null;
     // RabbitMQ refreshes queue stats every few seconds.
     for _ in 0..60 {
-        body = http_at(&mgmt, Some("guest:guest"), "GET", &path, None).await.1;
+        body = http_at(&mgmt, Some("guest:guest"), "GET", &path, None)
+            .await
+            .1;
         if body["messages"] == 4 {
             break;
         }
@@ -560,7 +631,12 @@ async fn a_kill_9_and_a_torn_tail_lose_no_confirmed_message() {
     let mut confirmed = Vec::new();
     {
         let (_c, ch) = confirming(&w.url()).await;
-        declare_stream(&ch, "log", &[("x-stream-max-segment-size-bytes", int(20_000))]).await;
+        declare_stream(
+            &ch,
+            "log",
+            &[("x-stream-max-segment-size-bytes", int(20_000))],
+        )
+        .await;
         let mut inflight = std::collections::VecDeque::new();
         for id in 0..3000usize {
             let p = ch

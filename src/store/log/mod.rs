@@ -61,7 +61,11 @@ impl Segment {
     }
 
     fn note(&mut self, offset: u64, ts: u64, pos: u64, size: u64) {
-        if self.sparse.last().is_none_or(|&(_, p, _)| pos >= p + SPARSE_EVERY) {
+        if self
+            .sparse
+            .last()
+            .is_none_or(|&(_, p, _)| pos >= p + SPARSE_EVERY)
+        {
             self.sparse.push((offset, pos, ts));
         }
         if self.end == self.first {
@@ -196,7 +200,9 @@ impl Log {
 
     pub fn first_offset(&self) -> u64 {
         let g = lock(&self.inner);
-        g.segments.front().map_or_else(|| self.written(), |s| s.first)
+        g.segments
+            .front()
+            .map_or_else(|| self.written(), |s| s.first)
     }
 
     pub fn last_chunk(&self) -> u64 {
@@ -485,7 +491,7 @@ fn read_index(path: &Path, first: u64, data: Data) -> Option<Segment> {
         .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
         .collect();
     let (map, tail) = words.split_at(words.len() - 4);
-    if map.len() % 3 != 0 || data.len().ok()? != tail[3] {
+    if map.len() % 3 != 0 || data.size().ok()? != tail[3] {
         return None;
     }
     Some(Segment {
@@ -502,7 +508,7 @@ fn read_index(path: &Path, first: u64, data: Data) -> Option<Segment> {
 /// Read every record of a segment, checking each: the valid prefix becomes the segment (the
 /// rest, a torn tail, is cut off).
 fn scan(first: u64, data: Data) -> io::Result<(Segment, bool)> {
-    let len = data.len()?;
+    let len = data.size()?;
     let mut seg = Segment::new(first, data.clone());
     let mut reader = Reader::new(data.clone(), 0, len);
     while let Some(r) = reader.next_record()? {
@@ -546,7 +552,9 @@ fn recover(dir: &Path) -> io::Result<VecDeque<Segment>> {
             continue;
         }
         let last = i + 1 == n;
-        let indexed = (!last).then(|| read_index(&path, first, data.clone())).flatten();
+        let indexed = (!last)
+            .then(|| read_index(&path, first, data.clone()))
+            .flatten();
         let seg = match indexed {
             Some(s) => s,
             None => {
@@ -566,7 +574,10 @@ fn recover(dir: &Path) -> io::Result<VecDeque<Segment>> {
     let keep: Vec<u64> = out.iter().map(|s| s.first).collect();
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().into_string().unwrap_or_default();
-        if let Some(f) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(f) = name
+            .strip_suffix(".seg")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             if !keep.contains(&f) {
                 let _ = std::fs::remove_file(e.path());
                 let _ = std::fs::remove_file(e.path().with_extension("idx"));

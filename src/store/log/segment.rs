@@ -102,7 +102,7 @@ impl Data {
         })
     }
 
-    pub fn len(&self) -> io::Result<u64> {
+    pub fn size(&self) -> io::Result<u64> {
         match self {
             Data::File { file, .. } => Ok(file.metadata()?.len()),
             Data::Memory(v) => Ok(v.read().unwrap_or_else(|p| p.into_inner()).len() as u64),
@@ -261,7 +261,10 @@ mod tests {
         assert_eq!((a.offset, a.ts, a.filter.as_deref()), (7, 1000, Some("eu")));
         assert_eq!(&a.message[..], b"first");
         let b = r.next_record().expect("io").expect("second");
-        assert_eq!((b.offset, b.filter, &b.message[..]), (8, None, &b"second"[..]));
+        assert_eq!(
+            (b.offset, b.filter, &b.message[..]),
+            (8, None, &b"second"[..])
+        );
         assert!(r.next_record().expect("io").is_none());
         assert_eq!(r.pos, good);
     }

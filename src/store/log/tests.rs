@@ -68,7 +68,10 @@ fn retention_drops_whole_old_segments() {
     });
     log.retain(None);
     let after = log.stats();
-    assert!(after.bytes <= 400 && after.first > 0, "{before:?} {after:?}");
+    assert!(
+        after.bytes <= 400 && after.first > 0,
+        "{before:?} {after:?}"
+    );
     // A reader behind the first offset moves up to it.
     assert_eq!(read_all(&log, 0).first().map(|r| r.0), Some(after.first));
     log.set_limits(Limits {
