@@ -28,6 +28,9 @@ struct Args {
     size: usize,
     #[arg(long, default_value_t = 1)]
     readers: u64,
+    /// Publishing connections, each sending its share of the messages.
+    #[arg(long, default_value_t = 1)]
+    publishers: u64,
     #[arg(long, default_value_t = 1000)]
     prefetch: u16,
     #[arg(long, default_value_t = 1000)]
@@ -54,25 +57,26 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn publish(conn: &Connection, name: &str, a: &Args) -> Res<f64> {
+/// One publisher's share, with confirms.
+async fn publish_part(uri: String, name: String, n: u64, size: usize, window: usize) -> Res<()> {
+    let conn = Connection::connect(&uri, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     ch.confirm_select(Default::default()).await?;
-    let body = vec![b'x'; a.size];
+    let body = vec![b'x'; size];
     let props = BasicProperties::default().with_delivery_mode(2);
-    let start = Instant::now();
     let mut inflight = VecDeque::new();
-    for _ in 0..a.messages {
+    for _ in 0..n {
         let c = ch
             .basic_publish(
                 "".into(),
-                name.into(),
+                name.as_str().into(),
                 BasicPublishOptions::default(),
                 &body,
                 props.clone(),
             )
             .await?;
         inflight.push_back(c);
-        while inflight.len() > a.confirm {
+        while inflight.len() > window {
             if let Some(c) = inflight.pop_front() {
                 c.await?;
             }
@@ -80,6 +84,27 @@ async fn publish(conn: &Connection, name: &str, a: &Args) -> Res<f64> {
     }
     for c in inflight {
         c.await?;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+async fn publish(name: &str, a: &Args) -> Res<f64> {
+    let start = Instant::now();
+    let mut parts = Vec::new();
+    let n = a.publishers.max(1);
+    for i in 0..n {
+        let share = a.messages / n + u64::from(i < a.messages % n);
+        parts.push(tokio::spawn(publish_part(
+            a.uri.clone(),
+            name.to_string(),
+            share,
+            a.size,
+            a.confirm,
+        )));
+    }
+    for p in parts {
+        p.await??;
     }
     Ok(a.messages as f64 / start.elapsed().as_secs_f64())
 }
@@ -124,14 +149,17 @@ async fn main() -> Res<()> {
         None => {
             let name = format!("stream-bench-{}", std::process::id());
             let mut args = FieldTable::default();
-            args.insert("x-queue-type".into(), AMQPValue::LongString("stream".into()));
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("stream".into()),
+            );
             let durable = QueueDeclareOptions {
                 durable: true,
                 ..Default::default()
             };
             ch.queue_declare(name.as_str().into(), durable, args)
                 .await?;
-            let rate = publish(&conn, &name, &a).await?;
+            let rate = publish(&name, &a).await?;
             let rss = if a.pid > 0 { rss_mib(a.pid) } else { 0.0 };
             println!(
                 "publish: {rate:.0} msg/s ({} x {} B, confirms), broker RSS {rss:.0} MiB",

@@ -378,6 +378,9 @@ impl Queue {
         if *st.args == args {
             return;
         }
+        if let Some(log) = &self.config.log {
+            log.set_limits(stream::limits(&args));
+        }
         st.args = Arc::new(args);
         self.enforce_max_length(&mut st, fx);
         if st.args.expires.is_some() || st.ready.next_expiry().is_some() {

@@ -20,6 +20,18 @@ pub const FILTER_VALUE_HEADER: &str = "x-stream-filter-value";
 const READ_AHEAD_RECORDS: usize = 256;
 const READ_AHEAD_BYTES: usize = 1 << 20;
 
+/// A stream's retention and segment size from its arguments in force.
+pub fn limits(args: &QueueArgs) -> crate::store::log::Limits {
+    crate::store::log::Limits {
+        segment_bytes: args
+            .segment_bytes
+            .unwrap_or(crate::store::log::DEFAULT_SEGMENT_BYTES)
+            .max(1),
+        max_bytes: args.max_length_bytes,
+        max_age_ms: args.max_age_ms,
+    }
+}
+
 /// Where a consumer starts (`x-stream-offset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {

@@ -91,18 +91,6 @@ fn builtin_exchanges() -> HashMap<String, Arc<Exchange>> {
     .collect()
 }
 
-/// A stream's retention and segment size from its arguments.
-pub(crate) fn stream_limits(args: &QueueArgs) -> crate::store::log::Limits {
-    crate::store::log::Limits {
-        segment_bytes: args
-            .segment_bytes
-            .unwrap_or(crate::store::log::DEFAULT_SEGMENT_BYTES)
-            .max(1),
-        max_bytes: args.max_length_bytes,
-        max_age_ms: args.max_age_ms,
-    }
-}
-
 /// What an operator says about a vhost: description, tags, limits (`max-connections`,
 /// `max-queues`; negative means none).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -208,7 +196,7 @@ impl VHost {
             let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
             d.join(hex)
         });
-        crate::store::log::Log::open(dir, stream_limits(args)).map(Some)
+        crate::store::log::Log::open(dir, crate::queue::stream::limits(args)).map(Some)
     }
 
     pub fn meta(&self) -> VHostMeta {

@@ -113,6 +113,11 @@ fn check_key(key: &str, v: &Value, operator: bool) -> Result<(), String> {
             Some("drop-head" | "reject-publish" | "reject-publish-dlx") => Ok(()),
             _ => Err(format!("{} is not a valid overflow value", erl(v))),
         },
+        "max-age" => match v.as_str().and_then(crate::queue::args::parse_age) {
+            Some(_) => Ok(()),
+            None => Err(format!("{} is not a valid max age", erl(v))),
+        },
+        "stream-max-segment-size-bytes" => non_negative("segment size"),
         "queue-mode" => match v.as_str() {
             Some("default" | "lazy") => Ok(()),
             _ => Err(format!("{} is not a valid queue-mode value", erl(v))),
@@ -221,6 +226,10 @@ fn for_queue(all: &[Arc<Policy>], q: &Queue) -> (QueueArgs, AppliedPolicy) {
             // The declared argument wins for the rest.
             (false, Some(_), _) => continue,
             (_, _, Value::String(s)) => AMQPValue::LongString(s.as_str().into()),
+            (false, None, Value::Number(n)) => match n.as_i64() {
+                Some(n) => AMQPValue::LongLongInt(n),
+                None => continue,
+            },
             _ => continue,
         };
         table.insert(arg.into(), value);
