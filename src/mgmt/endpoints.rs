@@ -59,6 +59,11 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/api/queues/{vhost}/{name}/bindings", "its bindings"),
     ("DELETE", "/api/queues/{vhost}/{name}/contents", "purge"),
     ("POST", "/api/queues/{vhost}/{name}/get", "get messages"),
+    (
+        "POST",
+        "/api/queues/{vhost}/{name}/move",
+        "move every ready message to another queue (Warren's own)",
+    ),
     ("GET", "/api/bindings", "bindings"),
     ("GET", "/api/bindings/{vhost}", "bindings in a vhost"),
     (

@@ -21,6 +21,7 @@ pub mod prometheus;
 mod reply;
 mod server;
 mod testing;
+mod ui;
 mod users;
 mod vhosts;
 mod write;

@@ -112,9 +112,12 @@ async fn handle(
     req: hyper::Request<Incoming>,
     deadline: Duration,
 ) -> hyper::Response<Full<Bytes>> {
+    // The UI's own calls get no Basic challenge with a 401: the browser would put up its
+    // login dialog over the page's.
+    let challenge = req.headers().get("x-requested-with").is_none();
     let resp = answer(broker, peer, req, deadline).await;
     tracing::debug!(status = resp.status, "management request");
-    to_hyper(resp)
+    to_hyper(resp, challenge)
 }
 
 async fn answer(
@@ -135,6 +138,9 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_string())
     };
+    if let Some(page) = super::ui::asset(parts.method.as_str(), &segments) {
+        return page;
+    }
     let public =
         broker.config.metrics_public && segments.first().map(String::as_str) == Some("metrics");
     // Credentials first: an unauthenticated peer never gets a body read.
@@ -194,11 +200,11 @@ async fn answer(
     resp
 }
 
-fn to_hyper(r: Response) -> hyper::Response<Full<Bytes>> {
+fn to_hyper(r: Response, challenge: bool) -> hyper::Response<Full<Bytes>> {
     let mut b = hyper::Response::builder()
         .status(r.status)
         .header("content-type", r.content_type);
-    if r.status == 401 {
+    if r.status == 401 && challenge {
         b = b.header("www-authenticate", "Basic realm=\"RabbitMQ Management\"");
     }
     if let Some(allow) = &r.allow {

@@ -74,6 +74,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
         ("POST", ["api", "queues", v, q, "get"]) => {
             with_body(req, |b| with_vhost(broker, v, |vh| get(vh, q, b)))
         }
+        ("POST", ["api", "queues", v, q, "move"]) => {
+            with_body(req, |b| with_vhost(broker, v, |vh| move_messages(vh, q, b)))
+        }
         ("POST", ["api", "bindings", v, "e", x, t @ ("q" | "e"), d]) => with_body(req, |b| {
             with_vhost(broker, v, |vh| {
                 let key = b.get("routing_key").and_then(Value::as_str).unwrap_or("");
@@ -343,6 +346,47 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
     }
     vh.submit(&mut fx);
     ok(Value::Array(out))
+}
+
+/// Warren's own: every ready message of a queue goes, in order, to the back of another queue
+/// of the vhost (RabbitMQ's UI moves messages with a shovel). Each message's removal and its
+/// new copy go to the store in one submission.
+fn move_messages(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
+    let Some(dest) = b.get("destination").and_then(Value::as_str) else {
+        return Response::error(400, "bad_request", "key_missing: destination");
+    };
+    let (src, dst) = match (
+        vh.queue_for(name, NO_CONNECTION),
+        vh.queue_for(dest, NO_CONNECTION),
+    ) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return amqp_error(e),
+    };
+    if std::sync::Arc::ptr_eq(&src, &dst) {
+        return Response::error(400, "bad_request", "source and destination are the same queue");
+    }
+    let mut fx = Effects::default();
+    let mut moved = 0u64;
+    loop {
+        match src.get(true, &mut fx) {
+            Ok(Some((entry, _))) => {
+                let copy = entry.message.shallow_clone();
+                src.settle([entry], &mut fx);
+                vh.enqueue(copy, std::slice::from_ref(&dst), &mut fx);
+                moved += 1;
+                if moved.is_multiple_of(1000) {
+                    vh.submit(&mut fx);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                vh.submit(&mut fx);
+                return amqp_error(e);
+            }
+        }
+    }
+    vh.submit(&mut fx);
+    ok(json!({ "moved": moved }))
 }
 
 fn properties_from_json(v: Option<&Value>) -> Result<BasicProperties, String> {
