@@ -88,7 +88,9 @@ fn route(broker: &Arc<Broker>, req: &Request) -> Response {
         }),
         ("GET", ["api", "exchanges", v, x, "bindings", dir @ ("source" | "destination")]) => {
             with_vhost(broker, v, |vh| {
-                if vh.exchange(x).is_none() {
+                // amq.default names the default exchange here too (its implicit bindings).
+                let x = super::reply::exchange_name(x);
+                if !x.is_empty() && vh.exchange(x).is_none() {
                     return not_found();
                 }
                 let key = if *dir == "source" {

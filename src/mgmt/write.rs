@@ -363,7 +363,11 @@ fn move_messages(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         (Err(e), _) | (_, Err(e)) => return amqp_error(e),
     };
     if std::sync::Arc::ptr_eq(&src, &dst) {
-        return Response::error(400, "bad_request", "source and destination are the same queue");
+        return Response::error(
+            400,
+            "bad_request",
+            "source and destination are the same queue",
+        );
     }
     let mut fx = Effects::default();
     let mut moved = 0u64;

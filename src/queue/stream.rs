@@ -406,6 +406,7 @@ impl Reading {
     pub(super) fn begin(&mut self, pos: u64) {
         self.pos = pos;
         self.cursor = Cursor::at(pos);
+        self.ahead.clear();
     }
 
     pub(super) fn start(&self) -> Start {

@@ -844,3 +844,56 @@ async fn health_checks_answer_as_rabbitmqs() {
         assert_eq!(st, 400, "an unbounded cluster name is refused");
     }
 }
+
+#[tokio::test]
+async fn the_default_exchange_lists_its_implicit_bindings_as_amq_default() {
+    if skip() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    let q = uniq("implicit");
+    declare(&ch, &q).await;
+    let (status, v) = http(
+        "GET",
+        "/api/exchanges/%2F/amq.default/bindings/source",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let found = v.as_array().is_some_and(|bs| {
+        bs.iter().any(|b| {
+            b["destination"] == q.as_str() && b["routing_key"] == q.as_str() && b["source"] == ""
+        })
+    });
+    assert!(found, "{v}");
+    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+}
+
+#[tokio::test]
+async fn move_takes_every_ready_message_to_another_queue_in_order() {
+    if skip() || external() {
+        return; // Warren's own endpoint (RabbitMQ's UI moves messages with a shovel)
+    }
+    let (_c, ch) = channel().await;
+    let (from, to) = (uniq("move-from"), uniq("move-to"));
+    for q in [&from, &to] {
+        declare(&ch, q).await;
+    }
+    for i in 0..5 {
+        let props = lapin::BasicProperties::default().with_delivery_mode(2);
+        publish_props(&ch, "", &from, format!("m{i}").as_bytes(), props).await;
+    }
+    assert!(queue_until(&from, |v| v["messages"] == 5).await["messages"] == 5);
+    let path = format!("/api/queues/%2F/{from}/move");
+    let (status, v) = http("POST", &path, Some(json!({"destination": to}))).await;
+    assert_eq!((status, &v["moved"]), (200, &json!(5)), "{v}");
+    assert_eq!(drain(&ch, &to).await, ["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(message_count(&ch, &from).await, 0);
+    let (status, _) = http("POST", &path, Some(json!({"destination": "no-such-queue"}))).await;
+    assert_eq!(status, 404);
+    let (status, _) = http("POST", &path, Some(json!({}))).await;
+    assert_eq!(status, 400);
+    for q in [&from, &to] {
+        let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    }
+}

@@ -741,3 +741,28 @@ async fn a_policy_sets_a_streams_retention() {
     http_at(&mgmt, Some("guest:guest"), "DELETE", &policy, None).await;
     cleanup(&ch, &[&q]).await;
 }
+
+#[tokio::test]
+async fn a_reset_that_keeps_the_topology_empties_a_stream() {
+    if external() {
+        return;
+    }
+    let b = warren::start(warren::Config {
+        port: 0,
+        mgmt_port: None,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    {
+        let (_c, ch) = confirming(&b.url()).await;
+        declare_stream(&ch, "events", &[]).await;
+        append(&ch, "events", &bodies("before", 3), persistent()).await;
+    }
+    b.reset(true).await.expect("reset");
+    let (conn, ch) = confirming(&b.url()).await;
+    let (_r, mut c) = reader(&conn, "events", Some(s("first")), &[]).await;
+    assert!(quiet(&mut c, 300).await, "nothing from before the reset");
+    append(&ch, "events", &["after".to_string()], persistent()).await;
+    assert_eq!(take(&mut c, 400).await, vec![(0, "after".to_string())]);
+}

@@ -158,7 +158,8 @@ async function overview(view) {
     ${table([
       { h: "Name", v: (n) => n.name },
       { h: "Memory", v: (n) => bytes(n.mem_used) + " of " + bytes(n.mem_limit) + (n.mem_alarm ? " (ALARM)" : "") },
-      { h: "Disk free", v: (n) => bytes(n.disk_free) + (n.disk_free_alarm ? " (ALARM)" : " (limit " + bytes(n.disk_free_limit) + ")") },
+      { h: "Disk free", v: (n) => (n.disk_free >= 2 ** 60 ? "not watched (in memory)" : bytes(n.disk_free)) +
+        (n.disk_free_alarm ? " (ALARM)" : " (limit " + bytes(n.disk_free_limit) + ")") },
       { h: "Uptime", v: () => Math.round((o.uptime_ms || 0) / 60000) + " min" },
     ], node.name ? [node] : [])}
     <h2>Listeners</h2>

@@ -426,6 +426,18 @@ impl Log {
         Ok(seg_end)
     }
 
+    /// Empty the log and start again at offset 0 (a test broker's reset).
+    pub fn clear(&self) {
+        let mut g = lock(&self.inner);
+        for s in g.segments.drain(..) {
+            s.data.remove();
+        }
+        g.last_chunk = 0;
+        *lock(&self.pending) = Pending::default();
+        self.written.store(0, Ordering::Release);
+        self.durable.store(0, Ordering::Release);
+    }
+
     /// The queue was deleted: its files go, and later flushes do nothing.
     pub fn delete(&self) {
         let mut g = lock(&self.inner);
