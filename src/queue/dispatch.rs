@@ -49,7 +49,7 @@ impl Queue {
     /// ready then still takes it.
     pub(super) fn dispatch_at(self: &Arc<Self>, st: &mut State, fx: &mut Effects, at: Option<u64>) {
         if let Some(log) = &self.config.log {
-            return self.dispatch_stream(st, log, fx);
+            return self.dispatch_stream(st, log);
         }
         while !st.ready.is_empty() && !st.consumers.is_empty() {
             if let Some(t) = st.ready.front().and_then(|e| e.expires_at) {

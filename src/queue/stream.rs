@@ -20,13 +20,17 @@ pub const FILTER_VALUE_HEADER: &str = "x-stream-filter-value";
 const READ_AHEAD_RECORDS: usize = 256;
 const READ_AHEAD_BYTES: usize = 1 << 20;
 
+/// The smallest segment Warren makes, whatever `x-stream-max-segment-size-bytes` says: each
+/// segment is a file and an entry in memory, and one per message would cost both without end.
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+
 /// A stream's retention and segment size from its arguments in force.
 pub fn limits(args: &QueueArgs) -> crate::store::log::Limits {
     crate::store::log::Limits {
         segment_bytes: args
             .segment_bytes
             .unwrap_or(crate::store::log::DEFAULT_SEGMENT_BYTES)
-            .max(1),
+            .max(MIN_SEGMENT_BYTES),
         max_bytes: args.max_length_bytes,
         max_age_ms: args.max_age_ms,
     }
@@ -230,11 +234,18 @@ impl Queue {
         let offset = log.next_offset();
         let mut props = message.properties();
         let mut headers = props.headers().clone().unwrap_or_default();
+        // The record keeps at most 64 KiB of a filter value; the tail keeps the same.
         let filter: Option<Box<str>> = headers
             .inner()
             .get(FILTER_VALUE_HEADER)
             .and_then(crate::args::as_str)
-            .map(Into::into);
+            .map(|v| {
+                let mut end = v.len().min(usize::from(u16::MAX));
+                while !v.is_char_boundary(end) {
+                    end -= 1;
+                }
+                v[..end].into()
+            });
         let stored_offset = i64::try_from(offset).unwrap_or(i64::MAX);
         headers.insert(OFFSET_HEADER.into(), AMQPValue::LongLongInt(stored_offset));
         props = props.with_headers(headers);
@@ -259,7 +270,7 @@ impl Queue {
             bytes: body,
         });
         st.counts.add(crate::stats::Stat::Publish, 1);
-        self.dispatch_stream(st, log, fx);
+        self.dispatch_stream(st, log);
         st.tail.trim(log.written(), self.stream_window());
     }
 
@@ -291,8 +302,7 @@ impl Queue {
     }
 
     /// Deliver to each stream consumer from its own position while it has credit.
-    pub(super) fn dispatch_stream(self: &Arc<Self>, st: &mut State, log: &Log, fx: &mut Effects) {
-        let _ = fx;
+    pub(super) fn dispatch_stream(self: &Arc<Self>, st: &mut State, log: &Log) {
         let next = log.next_offset();
         let mut i = 0;
         while i < st.consumers.len() {

@@ -302,9 +302,10 @@ impl Log {
     fn roll(&self, g: &mut Inner, first: u64) -> io::Result<()> {
         let data = match &self.dir {
             Some(dir) => {
-                if let Some(last) = g.segments.back() {
+                if let Some(last) = g.segments.back_mut() {
                     last.data.sync()?;
                     write_index(dir, last)?;
+                    last.data = last.data.sealed();
                 }
                 Data::file(segment_path(dir, first))?
             }
@@ -567,7 +568,7 @@ fn recover(dir: &Path) -> io::Result<VecDeque<Segment>> {
         let indexed = (!last)
             .then(|| read_index(&path, first, data.clone()))
             .flatten();
-        let seg = match indexed {
+        let mut seg = match indexed {
             Some(s) => s,
             None => {
                 let (s, torn) = scan(first, data)?;
@@ -580,6 +581,9 @@ fn recover(dir: &Path) -> io::Result<VecDeque<Segment>> {
                 s
             }
         };
+        if !last {
+            seg.data = seg.data.sealed();
+        }
         out.push_back(seg);
     }
     // Files beyond a break are removed so that the next roll starts cleanly.

@@ -79,7 +79,14 @@ pub fn parse(buf: &[u8], pos: u64) -> Option<Record> {
 /// Where a segment's bytes live.
 #[derive(Debug, Clone)]
 pub enum Data {
-    File { file: Arc<File>, path: PathBuf },
+    /// The active segment: open for appends.
+    File {
+        file: Arc<File>,
+        path: PathBuf,
+    },
+    /// A sealed segment: opened for each read, so a stream of many segments holds no file
+    /// descriptors for them.
+    Sealed(PathBuf),
     Memory(Arc<RwLock<Vec<u8>>>),
 }
 
@@ -102,9 +109,18 @@ impl Data {
         })
     }
 
+    /// The same bytes, sealed: nothing more is written to them.
+    pub fn sealed(&self) -> Self {
+        match self {
+            Data::File { path, .. } => Data::Sealed(path.clone()),
+            other => other.clone(),
+        }
+    }
+
     pub fn size(&self) -> io::Result<u64> {
         match self {
             Data::File { file, .. } => Ok(file.metadata()?.len()),
+            Data::Sealed(path) => Ok(std::fs::metadata(path)?.len()),
             Data::Memory(v) => Ok(v.read().unwrap_or_else(|p| p.into_inner()).len() as u64),
         }
     }
@@ -112,18 +128,8 @@ impl Data {
     /// Read up to `buf.len()` bytes at `pos`; returns how many (fewer only at the end).
     pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Data::File { file, .. } => {
-                let mut done = 0;
-                while done < buf.len() {
-                    match file.read_at(&mut buf[done..], pos + done as u64) {
-                        Ok(0) => break,
-                        Ok(n) => done += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(done)
-            }
+            Data::File { file, .. } => read_full(file, pos, buf),
+            Data::Sealed(path) => read_full(&File::open(path)?, pos, buf),
             Data::Memory(v) => {
                 let v = v.read().unwrap_or_else(|p| p.into_inner());
                 let start = usize::try_from(pos).unwrap_or(usize::MAX).min(v.len());
@@ -137,6 +143,7 @@ impl Data {
     pub fn write_at(&self, pos: u64, bytes: &[u8]) -> io::Result<()> {
         match self {
             Data::File { file, .. } => file.write_all_at(bytes, pos),
+            Data::Sealed(_) => Err(io::Error::other("write to a sealed stream segment")),
             Data::Memory(v) => {
                 let mut v = v.write().unwrap_or_else(|p| p.into_inner());
                 let at = usize::try_from(pos).unwrap_or(usize::MAX).min(v.len());
@@ -150,6 +157,10 @@ impl Data {
     pub fn truncate(&self, len: u64) -> io::Result<()> {
         match self {
             Data::File { file, .. } => file.set_len(len),
+            Data::Sealed(path) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(len),
             Data::Memory(v) => {
                 let mut v = v.write().unwrap_or_else(|p| p.into_inner());
                 v.truncate(usize::try_from(len).unwrap_or(usize::MAX));
@@ -161,16 +172,30 @@ impl Data {
     pub fn sync(&self) -> io::Result<()> {
         match self {
             Data::File { file, .. } => file.sync_data(),
+            Data::Sealed(path) => File::open(path)?.sync_data(),
             Data::Memory(_) => Ok(()),
         }
     }
 
     pub fn remove(&self) {
-        if let Data::File { path, .. } = self {
+        if let Data::File { path, .. } | Data::Sealed(path) = self {
             let _ = std::fs::remove_file(path);
             let _ = std::fs::remove_file(path.with_extension("idx"));
         }
     }
+}
+
+fn read_full(file: &File, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// Reads a segment's records in order from a position, a buffer at a time.

@@ -119,3 +119,26 @@ fn reopening_keeps_everything_and_cuts_a_torn_tail() {
     log.delete();
     assert!(!dir.exists());
 }
+
+#[test]
+fn sealed_segments_hold_no_file_descriptors() {
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let dir = temp_dir("fds");
+    let before = open_fds();
+    let log = Log::open(Some(dir.clone()), limits(100)).expect("open");
+    append_n(&log, 0, 300, 1000);
+    log.flush().expect("flush");
+    assert!(log.stats().segments >= 100, "{:?}", log.stats());
+    assert!(
+        open_fds() < before + 50,
+        "{} fds for {} segments",
+        open_fds() - before,
+        log.stats().segments
+    );
+    assert_eq!(read_all(&log, 0).len(), 300);
+    drop(log);
+    let log = Log::open(Some(dir.clone()), limits(100)).expect("reopen");
+    assert!(open_fds() < before + 50);
+    assert_eq!(read_all(&log, 150).len(), 150);
+    log.delete();
+}
