@@ -34,6 +34,7 @@ pub mod mgmt;
 pub mod names;
 pub mod queue;
 pub mod server;
+pub mod shovel;
 pub mod stats;
 pub mod store;
 pub mod testing;
@@ -146,6 +147,7 @@ impl BrokerHandle {
 
     /// `shutdown`, telling whether the last writes were made durable (Err: the store failed).
     pub async fn stop(mut self) -> store::StoreResult<()> {
+        self.broker.shovels.stop_all();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -308,6 +310,7 @@ pub async fn start(config: Config) -> std::io::Result<BrokerHandle> {
     let task = tokio::spawn(server::run(listener, amqps, broker.clone(), async move {
         let _ = stopped.await;
     }));
+    broker.start_shovels(addr.port());
     Ok(BrokerHandle {
         addr,
         tls_addr,

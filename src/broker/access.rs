@@ -10,11 +10,11 @@ use crate::store::{Definition, Op};
 use crate::vhost::VHostMeta;
 
 impl Broker {
-    fn submit(&self, ops: Vec<Op>) {
+    pub(super) fn submit(&self, ops: Vec<Op>) {
         self.committer.submit(ops, None);
     }
 
-    fn access_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(super) fn access_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.access.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -261,6 +261,7 @@ impl Broker {
             return false;
         };
         self.close_where(|m| m.vhost == name, &format!("vhost '{name}' is deleted"));
+        self.clear_shovels_of(name);
         let mut fx = Effects::default();
         vh.destroy(&mut fx);
         vh.submit(&mut fx);

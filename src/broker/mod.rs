@@ -6,6 +6,7 @@ mod access;
 pub mod rates;
 mod recover;
 mod reset;
+mod shovels;
 mod test_clock;
 
 use crate::auth::Users;
@@ -37,6 +38,14 @@ pub struct Broker {
     listeners: Mutex<Vec<(&'static str, u16)>>,
     /// Global runtime parameters (cluster_name, internal_cluster_id, ...), durable.
     globals: RwLock<recover::Globals>,
+    /// Runtime parameters of components Warren runs (`shovel`), durable.
+    params: RwLock<recover::Params>,
+    /// The shovels running (`broker::shovels` starts and stops them).
+    pub shovels: crate::shovel::Registry,
+    /// This broker, weakly (what a shovel's task holds to remove itself when done).
+    me: std::sync::Weak<Broker>,
+    /// The AMQP port, once listening: what a shovel's "amqp://" (this broker) connects to.
+    amqp_port: std::sync::atomic::AtomicU16,
     /// Slots for sockets in the handshake (`Config::max_handshakes`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
     /// Every durable write goes through it.
@@ -79,7 +88,7 @@ impl Broker {
         } else {
             crate::clock::Clock::system()
         });
-        let (vhosts, globals, report) =
+        let (vhosts, globals, params, report) =
             recover::recover(&config, &store, &committer, &users, &clock)?;
         if report.definitions + report.messages > 0 {
             tracing::info!(
@@ -94,9 +103,13 @@ impl Broker {
             config.disk_free_limit,
         ));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes.max(1)));
-        Ok(Arc::new(Broker {
+        Ok(Arc::new_cyclic(|me| Broker {
+            me: me.clone(),
             listeners: Mutex::new(Vec::new()),
             globals: RwLock::new(globals),
+            params: RwLock::new(params),
+            shovels: Default::default(),
+            amqp_port: Default::default(),
             alarms,
             handshakes,
             config,

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 pub(super) type VHosts = HashMap<String, Arc<VHost>>;
 pub(super) type Globals = std::collections::BTreeMap<String, serde_json::Value>;
+/// Runtime parameters by (component, vhost, name).
+pub(super) type Params = std::collections::BTreeMap<(String, String, String), serde_json::Value>;
 
 /// What every vhost is built with.
 pub(super) struct Parts<'a> {
@@ -221,7 +223,7 @@ pub(super) fn recover(
     committer: &Arc<Committer>,
     users: &Users,
     clock: &Arc<crate::clock::Clock>,
-) -> io::Result<(VHosts, Globals, RecoveryReport)> {
+) -> io::Result<(VHosts, Globals, Params, RecoveryReport)> {
     let rec = store.recover()?;
     let mut report = RecoveryReport {
         definitions: rec.definitions.len(),
@@ -238,7 +240,23 @@ pub(super) fn recover(
     };
     let seeded = rec.definitions.contains(&Definition::Seeded);
     let mut ops = Vec::new();
+    let mut params = Params::new();
     for def in rec.definitions {
+        if let Definition::Parameter {
+            component,
+            vhost,
+            name,
+            value,
+        } = &def
+        {
+            match serde_json::from_str(value) {
+                Ok(v) if vhosts.contains_key(vhost) => {
+                    params.insert((component.clone(), vhost.clone(), name.clone()), v);
+                }
+                _ => ops.push(Op::DeleteDefinition(def.clone())),
+            }
+            continue;
+        }
         match restore_access(&def, users, &mut globals, &mut vhosts, &parts) {
             Ok(true) => continue,
             Ok(false) => {}
@@ -349,7 +367,7 @@ pub(super) fn recover(
     if !ops.is_empty() {
         committer.submit(ops, None);
     }
-    Ok((vhosts, globals, report))
+    Ok((vhosts, globals, params, report))
 }
 
 /// Reads the records boot needs: those the store loaded already, else one at a time; a

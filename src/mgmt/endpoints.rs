@@ -53,6 +53,13 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "/api/exchanges/{vhost}/{name}/publish",
         "publish a message",
     ),
+    ("GET", "/api/shovels", "dynamic shovels and their state"),
+    ("GET", "/api/shovels/{vhost}", "the shovels of a vhost"),
+    (
+        "DELETE",
+        "/api/shovels/vhost/{vhost}/{name}/restart",
+        "restart a shovel",
+    ),
     ("GET", "/api/queues", "queues"),
     ("GET", "/api/queues/{vhost}", "queues in a vhost"),
     ("GET PUT DELETE", "/api/queues/{vhost}/{name}", "one queue"),

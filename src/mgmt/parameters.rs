@@ -1,7 +1,8 @@
-//! Runtime parameters, global parameters, feature flags and rebalancing over the management
-//! API, in RabbitMQ 3.10's shapes. Components Warren has: `vhost-limits` (the vhost's limits)
-//! and `operator_policy` (operator policies, as RabbitMQ lists them here too); others answer
-//! as RabbitMQ does without the plugin that would provide them.
+//! Runtime parameters, global parameters, feature flags, shovel status and rebalancing over the
+//! management API, in RabbitMQ 3.10's shapes. Components Warren has: `vhost-limits` (the
+//! vhost's limits), `operator_policy` (operator policies, as RabbitMQ lists them here too) and
+//! `shovel` (dynamic shovels, as with the rabbitmq_shovel plugin); others answer as RabbitMQ
+//! does without the plugin that would provide them.
 
 use super::http::{Request, Response};
 use super::policies::policy_json;
@@ -10,9 +11,12 @@ use crate::broker::Broker;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-const COMPONENTS: [&str; 2] = ["vhost-limits", "operator_policy"];
+const COMPONENTS: [&str; 3] = ["vhost-limits", "operator_policy", "shovel"];
 
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
+    if let Some(r) = shovel_status(broker, req, seg) {
+        return Some(r);
+    }
     let visible = |v: &str| {
         req.user
             .as_ref()
@@ -51,6 +55,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                 return Some(not_found());
             }
             match *c {
+                "shovel" => {
+                    broker.clear_shovel(v, name);
+                }
                 "vhost-limits" => {
                     for limit in ["max-connections", "max-queues"] {
                         broker.set_vhost_limit(v, limit, None);
@@ -95,8 +102,40 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
     })
 }
 
+/// `GET /api/shovels[/{vhost}]` and `DELETE /api/shovels/vhost/{vhost}/{name}/restart`.
+fn shovel_status(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
+    let visible = |v: &Value| {
+        let vhost = v["vhost"].as_str().unwrap_or_default();
+        req.user
+            .as_ref()
+            .is_none_or(|u| super::access::may_access_vhost(broker, u, vhost))
+    };
+    let all = || broker.shovels.statuses(crate::broker::NODE_NAME);
+    Some(match (req.method.as_str(), seg) {
+        ("GET", ["api", "shovels"]) => {
+            ok(Value::Array(all().into_iter().filter(visible).collect()))
+        }
+        ("GET", ["api", "shovels", v]) => {
+            if broker.vhost(v).is_none() {
+                return Some(not_found());
+            }
+            ok(Value::Array(
+                all().into_iter().filter(|s| s["vhost"] == *v).collect(),
+            ))
+        }
+        ("DELETE", ["api", "shovels", "vhost", v, name, "restart"]) => {
+            if broker.restart_shovel(v, name) {
+                Response::empty(204)
+            } else {
+                not_found()
+            }
+        }
+        _ => return None,
+    })
+}
+
 fn put_parameter(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     c: &str,
     v: &str,
     name: &str,
@@ -119,6 +158,12 @@ fn put_parameter(
         .iter()
         .any(|p| p["name"] == *name);
     let status = if existed { 204 } else { 201 };
+    if c == "shovel" {
+        return match broker.put_shovel(v, name, value) {
+            Ok(_) => Response::empty(status),
+            Err(e) => Response::error(400, "bad_request", e),
+        };
+    }
     if c == "operator_policy" {
         let fields = value.as_object().cloned().unwrap_or_default();
         return match super::policies::policy_from_json(name, &fields, true) {
@@ -171,6 +216,14 @@ pub fn parameters(broker: &Broker, pick: impl Fn(&str, &str) -> bool) -> Vec<Val
                 json!({"value": limits, "vhost": vh.name, "component": "vhost-limits",
                             "name": "limits"}),
             );
+        }
+        if pick("shovel", &vh.name) {
+            for (v, name, value) in broker.shovel_parameters() {
+                if v == vh.name {
+                    out.push(json!({"value": value, "vhost": v, "component": "shovel",
+                                    "name": name}));
+                }
+            }
         }
         if pick("operator_policy", &vh.name) {
             for p in vh.policies().iter().filter(|p| p.operator) {

@@ -179,6 +179,13 @@ pub enum Definition {
     },
     /// A global runtime parameter (cluster_name, internal_cluster_id, ...): JSON text.
     GlobalParameter { name: String, value: String },
+    /// A vhost's runtime parameter of a component Warren runs (`shovel`): JSON text.
+    Parameter {
+        component: String,
+        vhost: String,
+        name: String,
+        value: String,
+    },
     /// The default user and vhost were created once; a directory that has this is not fresh
     /// (deleting guest stays deleted across restarts).
     Seeded,
@@ -233,6 +240,18 @@ impl Definition {
             Definition::Seeded => push("0a"),
             Definition::GlobalParameter { name, .. } => {
                 push("0g");
+                push(name);
+            }
+            Definition::Parameter {
+                component,
+                vhost,
+                name,
+                ..
+            } => {
+                // After vhosts ("0v"): replay checks that the parameter's vhost exists.
+                push("0z");
+                push(component);
+                push(vhost);
                 push(name);
             }
             Definition::User { name, .. } => {

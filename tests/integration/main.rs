@@ -40,6 +40,7 @@ mod queues;
 mod quorum;
 mod routing;
 mod routing_model;
+mod shovels;
 mod store_model;
 mod streams;
 mod test_clock;

@@ -217,6 +217,37 @@ pub fn run(a: &Args, verb: &str, rest: &[&str]) -> Option<Res<String>> {
                 render(a, &r, &["vhost", "name", "pattern", "apply-to", "definition", "priority"])
             })
         }
+        ("set_parameter", [component, name, value]) => {
+            let value: Value = match serde_json::from_str(value) {
+                Ok(v) => v,
+                Err(e) => return Some(Err(format!("the value is not JSON: {e}"))),
+            };
+            let path = format!("parameters/{}/{v}/{}", enc(component), enc(name));
+            request(a, "PUT", &path, obj(json!({ "value": value })))
+                .map(|_| format!("Setting runtime parameter \"{name}\" for component \"{component}\" ..."))
+        }
+        ("clear_parameter", [component, name]) => {
+            let path = format!("parameters/{}/{v}/{}", enc(component), enc(name));
+            request(a, "DELETE", &path, None)
+                .map(|_| format!("Clearing runtime parameter \"{name}\" for component \"{component}\" ..."))
+        }
+        ("list_parameters", _) => request(a, "GET", "parameters", None).map(|r| {
+            let mine: Vec<Value> = r
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["vhost"] == *vhost)
+                .cloned()
+                .collect();
+            render(a, &Value::Array(mine), &["component", "name", "value"])
+        }),
+        ("shovel_status", _) => request(a, "GET", "shovels", None).map(|r| {
+            render(a, &r, &["name", "vhost", "type", "state", "src_uri", "dest_uri", "messages_transferred"])
+        }),
+        ("restart_shovel", [name]) => {
+            let path = format!("shovels/vhost/{v}/{}/restart", enc(name));
+            request(a, "DELETE", &path, None).map(|_| format!("Restarting dynamic Shovel {name} in virtual host {vhost}"))
+        }
         _ => return None,
     })
 }

@@ -20,6 +20,8 @@ pub struct Access {
     limits: Vec<(String, BTreeMap<String, i64>)>,
     policies: Vec<(String, crate::vhost::Policy)>,
     globals: Vec<(String, Value)>,
+    /// (vhost, name, value) of `shovel` parameters.
+    shovels: Vec<(String, String, Value)>,
 }
 
 fn list<'a>(defs: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
@@ -88,6 +90,17 @@ impl Access {
                 let policy = super::super::policies::policy_from_json(&name, fields, true)
                     .map_err(|e| format!("operator policy '{name}' in '{vhost}': {e}"))?;
                 a.policies.push((vhost, policy));
+                continue;
+            }
+            if component == "shovel" {
+                let (vhost, name) = (text(p, "vhost"), text(p, "name"));
+                if broker.vhost(&vhost).is_none() && !a.has_vhost(&vhost) {
+                    return Err(format!("shovel '{name}': no such vhost '{vhost}'"));
+                }
+                let value = p.get("value").cloned().unwrap_or(Value::Null);
+                crate::shovel::Definition::parse(&value)
+                    .map_err(|e| format!("shovel '{name}' in '{vhost}': {e}"))?;
+                a.shovels.push((vhost, name, value));
                 continue;
             }
             if component != "vhost-limits" {
@@ -163,6 +176,11 @@ impl Access {
             for (k, value) in limits {
                 broker.set_vhost_limit(&v, &k, Some(value));
             }
+        }
+        // Checked above. A shovel whose predeclared queues come later in the file retries
+        // until they exist.
+        for (v, name, value) in self.shovels {
+            let _ = broker.put_shovel(&v, &name, &value);
         }
         done
     }
