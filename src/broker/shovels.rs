@@ -37,7 +37,7 @@ impl Broker {
     pub fn start_shovels(&self, port: u16) {
         self.amqp_port.store(port, Ordering::Relaxed);
         for (vhost, name, value) in self.shovel_parameters() {
-            match crate::shovel::Definition::parse(&value) {
+            match crate::shovel::Definition::parse(&value, &name) {
                 Ok(def) => self.run_shovel(&vhost, &name, def),
                 Err(e) => {
                     tracing::warn!(%vhost, shovel = %name, error = %e, "stored shovel not started")
@@ -59,7 +59,7 @@ impl Broker {
 
     /// Create or replace a shovel, durably, and (re)start it; Ok(true) if it is new.
     pub fn put_shovel(&self, vhost: &str, name: &str, value: &Value) -> Result<bool, String> {
-        let def = crate::shovel::Definition::parse(value)?;
+        let def = crate::shovel::Definition::parse(value, name)?;
         if self.vhost(vhost).is_none() {
             return Err(format!("vhost '{vhost}' does not exist"));
         }
@@ -106,7 +106,7 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(COMPONENT.into(), vhost.into(), name.into()))
             .cloned();
-        match value.map(|v| crate::shovel::Definition::parse(&v)) {
+        match value.map(|v| crate::shovel::Definition::parse(&v, name)) {
             Some(Ok(def)) => {
                 self.run_shovel(vhost, name, def);
                 true

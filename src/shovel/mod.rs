@@ -60,7 +60,7 @@ fn invalid(why: impl std::fmt::Display) -> String {
     format!("Validation failed\n\n{why}\n")
 }
 
-fn uris(v: Option<&Value>, key: &str) -> Result<Vec<String>, String> {
+fn uris(v: Option<&Value>, key: &str, name: &str) -> Result<Vec<String>, String> {
     let list: Vec<String> = match v {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
@@ -68,22 +68,26 @@ fn uris(v: Option<&Value>, key: &str) -> Result<Vec<String>, String> {
             .map(|u| u.as_str().map(String::from))
             .collect::<Option<_>>()
             .ok_or_else(|| invalid(format!("{key} must be a string or a list of strings")))?,
-        _ => return Err(invalid(format!("Key \"{key}\" not found in shovel"))),
+        _ => return Err(invalid(format!("Key \"{key}\" not found in {name}"))),
     };
     if list.is_empty() {
         return Err(invalid(format!("{key} must not be empty")));
     }
     for u in &list {
-        if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
-            return Err(invalid(format!("{u} is not a valid AMQP 0-9-1 URI")));
+        let scheme = u.split_once("://").map_or("", |(s, _)| s);
+        if scheme != "amqp" && scheme != "amqps" {
+            return Err(invalid(format!(
+                "\"{u}\" not a valid URI: {{{{unexpected_uri_scheme,\"{scheme}\"}},\"{u}\"}}"
+            )));
         }
     }
     Ok(list)
 }
 
 impl Definition {
-    /// Parse and check a `shovel` parameter's value (RabbitMQ's keys; `amqp091` only).
-    pub fn parse(v: &Value) -> Result<Definition, String> {
+    /// Parse and check the value of the `shovel` parameter `name` (RabbitMQ's keys and
+    /// validation texts; `amqp091` only).
+    pub fn parse(v: &Value, name: &str) -> Result<Definition, String> {
         let Some(m) = v.as_object() else {
             return Err(invalid("the shovel must be a JSON object"));
         };
@@ -105,23 +109,35 @@ impl Definition {
                 .cloned()
                 .unwrap_or_default()
         };
+        let src_uris = uris(m.get("src-uri"), "src-uri", name)?;
+        let dest_uris = uris(m.get("dest-uri"), "dest-uri", name)?;
         let (src_queue, src_exchange) = (string("src-queue"), string("src-exchange"));
-        if src_queue.is_some() == src_exchange.is_some() {
-            return Err(invalid(
-                "exactly one of src-queue and src-exchange must be given",
-            ));
+        match (&src_queue, &src_exchange) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("Cannot specify 'src-exchange' and 'src-queue'"))
+            }
+            (None, None) => return Err(invalid("Must specify 'src-exchange' or 'src-queue'")),
+            _ => {}
         }
         let (dest_queue, dest_exchange) = (string("dest-queue"), string("dest-exchange"));
         if dest_queue.is_some() && dest_exchange.is_some() {
-            return Err(invalid(
-                "at most one of dest-queue and dest-exchange may be given",
-            ));
+            return Err(invalid("Cannot specify 'dest-exchange' and 'dest-queue'"));
         }
-        let ack_mode = match m.get("ack-mode").and_then(Value::as_str) {
-            None | Some("on-confirm") => AckMode::OnConfirm,
-            Some("on-publish") => AckMode::OnPublish,
-            Some("no-ack") => AckMode::NoAck,
-            Some(other) => return Err(invalid(format!("ack-mode {other} is not valid"))),
+        let ack_mode = match m.get("ack-mode") {
+            None => AckMode::OnConfirm,
+            Some(v) => match v.as_str() {
+                Some("on-confirm") => AckMode::OnConfirm,
+                Some("on-publish") => AckMode::OnPublish,
+                Some("no-ack") => AckMode::NoAck,
+                _ => {
+                    let shown = v
+                        .as_str()
+                        .map_or_else(|| v.to_string(), |s| format!("<<\"{s}\">>"));
+                    return Err(invalid(format!(
+                        "ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was {shown}"
+                    )));
+                }
+            },
         };
         let src_delete_after = match m.get("src-delete-after") {
             None => DeleteAfter::Never,
@@ -149,7 +165,7 @@ impl Definition {
                 .ok_or_else(|| invalid(format!("reconnect-delay {v} is not valid")))?,
         };
         Ok(Definition {
-            src_uris: uris(m.get("src-uri"), "src-uri")?,
+            src_uris,
             src_queue,
             src_queue_args: table("src-queue-args"),
             src_exchange,
@@ -158,7 +174,7 @@ impl Definition {
             src_prefetch: prefetch,
             src_consumer_args: table("src-consumer-args"),
             src_delete_after,
-            dest_uris: uris(m.get("dest-uri"), "dest-uri")?,
+            dest_uris,
             dest_queue,
             dest_queue_args: table("dest-queue-args"),
             dest_exchange,
@@ -179,11 +195,26 @@ pub struct Status {
     /// "starting", "running" or "terminated".
     pub state: Mutex<(&'static str, Option<String>)>,
     pub transferred: std::sync::atomic::AtomicU64,
+    /// When the state last changed (ms since the epoch).
+    since: std::sync::atomic::AtomicU64,
 }
 
 impl Status {
     fn set(&self, state: &'static str, reason: Option<String>) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (state, reason);
+        self.since.store(
+            crate::clock::system_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// RabbitMQ's `timestamp`: "2026-11-30 8:39:55" (UTC).
+    fn timestamp(&self) -> String {
+        let ms = self.since.load(std::sync::atomic::Ordering::Relaxed);
+        let t = crate::clock::format_rfc3339_utc(ms);
+        let (date, time) = t.split_once('T').unwrap_or((&t, ""));
+        let time = time.split('.').next().unwrap_or_default();
+        format!("{date} {}", time.strip_prefix('0').unwrap_or(time))
     }
 }
 
@@ -271,7 +302,7 @@ impl Registry {
                 let d = &r.definition;
                 let mut v = serde_json::json!({
                     "name": name, "vhost": vhost, "type": "dynamic", "node": node,
-                    "state": state,
+                    "state": state, "timestamp": r.status.timestamp(),
                     "src_protocol": "amqp091", "dest_protocol": "amqp091",
                     "src_uri": redact(&d.src_uris[0]), "dest_uri": redact(&d.dest_uris[0]),
                     "messages_transferred": r.status.transferred.load(std::sync::atomic::Ordering::Relaxed),
@@ -315,10 +346,13 @@ mod tests {
 
     #[test]
     fn rabbitmqs_keys_parse_and_bad_ones_are_refused() {
-        let d = Definition::parse(&json!({
-            "src-uri": "amqp://", "src-queue": "a", "dest-uri": ["amqp://h:1", "amqp://h:2"],
-            "dest-queue": "b", "src-delete-after": "queue-length", "reconnect-delay": 0.5
-        }))
+        let d = Definition::parse(
+            &json!({
+                "src-uri": "amqp://", "src-queue": "a", "dest-uri": ["amqp://h:1", "amqp://h:2"],
+                "dest-queue": "b", "src-delete-after": "queue-length", "reconnect-delay": 0.5
+            }),
+            "s",
+        )
         .expect("valid");
         assert_eq!(d.ack_mode, AckMode::OnConfirm);
         assert_eq!((d.src_prefetch, d.reconnect_delay_ms), (1000, 500));
@@ -330,8 +364,13 @@ mod tests {
             json!({"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "ack-mode": "x"}),
             json!({"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "src-protocol": "amqp10"}),
         ] {
-            assert!(Definition::parse(&bad).is_err(), "{bad}");
+            assert!(Definition::parse(&bad, "s").is_err(), "{bad}");
         }
         assert_eq!(redact("amqp://u:secret@h:5672/v"), "amqp://u@h:5672/v");
+        let e = Definition::parse(&json!({"src-uri": "amqp://", "src-queue": "a"}), "bad");
+        assert_eq!(
+            e.unwrap_err(),
+            "Validation failed\n\nKey \"dest-uri\" not found in bad\n"
+        );
     }
 }

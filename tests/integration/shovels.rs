@@ -307,3 +307,73 @@ async fn a_shovel_is_kept_across_a_restart_of_its_broker() {
     a.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With WARREN_TEST_AMQP_URL (RabbitMQ): a Warren shovel into RabbitMQ, and, when RabbitMQ has
+/// its shovel plugin (WARREN_TEST_MGMT_ADDR), RabbitMQ's shovel into Warren.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shovels_between_warren_and_rabbitmq_in_both_directions() {
+    if !external() {
+        return;
+    }
+    let w = broker(0, None).await;
+    let (_cw, chw) = channel_at(&w.url()).await;
+    chw.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    let (to_rabbit, from_rabbit) = (uniq("to-rabbit"), uniq("from-rabbit"));
+    durable_queue(&chw, "edge").await;
+    publish_n(&chw, "edge", 0, 300).await;
+    let value = json!({"value": {
+        "src-uri": "amqp://", "src-queue": "edge", "dest-uri": url(), "dest-queue": to_rabbit,
+        "reconnect-delay": 0.2
+    }});
+    assert_eq!(
+        api(&w, "PUT", "/api/parameters/shovel/%2F/up", Some(value))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(wait_depth(&url(), &to_rabbit, 300, 30).await, 300);
+    let (_cr, chr) = channel().await;
+    let got: Vec<usize> = drain(&chr, &to_rabbit)
+        .await
+        .iter()
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    assert_eq!(got, (0..300).collect::<Vec<_>>());
+    let _ = chr
+        .queue_delete(to_rabbit.as_str().into(), Default::default())
+        .await;
+    let Some(mgmt) = mgmt_addr() else {
+        return;
+    };
+    // RabbitMQ's shovel plugin, into Warren.
+    let (_cr, chr) = channel().await;
+    chr.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    durable_queue(&chr, &from_rabbit).await;
+    publish_n(&chr, &from_rabbit, 0, 300).await;
+    let path = format!("/api/parameters/shovel/%2F/{from_rabbit}");
+    let value = json!({"value": {
+        "src-protocol": "amqp091", "src-uri": "amqp://", "src-queue": from_rabbit,
+        "dest-protocol": "amqp091", "dest-uri": w.url(), "dest-queue": "core",
+        "src-delete-after": "queue-length"
+    }});
+    let (status, body) = http_at(&mgmt, Some("guest:guest"), "PUT", &path, Some(value)).await;
+    if status == 400 {
+        eprintln!("RabbitMQ has no shovel plugin: {body}");
+        return; // RabbitMQ without rabbitmq_shovel
+    }
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(wait_depth(&w.url(), "core", 300, 30).await, 300);
+    let got: Vec<usize> = drain(&chw, "core")
+        .await
+        .iter()
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    assert_eq!(got, (0..300).collect::<Vec<_>>());
+    let _ = chr
+        .queue_delete(from_rabbit.as_str().into(), Default::default())
+        .await;
+}

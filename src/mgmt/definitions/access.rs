@@ -98,7 +98,7 @@ impl Access {
                     return Err(format!("shovel '{name}': no such vhost '{vhost}'"));
                 }
                 let value = p.get("value").cloned().unwrap_or(Value::Null);
-                crate::shovel::Definition::parse(&value)
+                crate::shovel::Definition::parse(&value, &name)
                     .map_err(|e| format!("shovel '{name}' in '{vhost}': {e}"))?;
                 a.shovels.push((vhost, name, value));
                 continue;
