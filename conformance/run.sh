@@ -49,7 +49,7 @@ if [ "${SKIP_RABBITMQ:-0}" != 1 ]; then
         rm -f /usr/sbin/policy-rc.d
     fi
     # With the management and Prometheus plugins, so that those scenarios run on both brokers.
-    RMQ_PLUGINS="${RMQ_PLUGINS:-rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange}" \
+    RMQ_PLUGINS="${RMQ_PLUGINS:-rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange,rabbitmq_shovel,rabbitmq_shovel_management}" \
         "$here/rabbitmq-local.sh" start "$PORT" >&2
     started_rabbitmq=1
     run_suite rabbitmq WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:${PORT}/%2f" \
