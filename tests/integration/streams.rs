@@ -270,19 +270,32 @@ async fn timestamps_and_intervals_pick_where_to_start() {
     assert!(quiet(&mut future, 300).await);
     // Not an offset spec: 406 with RabbitMQ's explanation.
     for bad in [s("0s"), s("1")] {
-        let ch2 = conn.create_channel().await.expect("channel");
-        ch2.basic_qos(10, Default::default()).await.expect("qos");
-        let r = ch2
-            .basic_consume(
-                q.as_str().into(),
-                "".into(),
-                Default::default(),
-                table(&[("x-stream-offset", bad)]),
-            )
-            .await;
-        assert!(text(&assert_code(r, 406)).contains("invalid_stream_offset_arg"));
+        let args = table(&[("x-stream-offset", bad)]);
+        let why = refused_consume(&q, Some(10), false, args, 406).await;
+        assert!(why.contains("invalid_stream_offset_arg"), "{why}");
     }
     cleanup(&ch, &[&q]).await;
+}
+
+/// basic.consume on a fresh connection (after basic.qos when `prefetch` is set): the code and
+/// text of the refusal.
+async fn refused_consume(
+    q: &str,
+    prefetch: Option<u16>,
+    no_ack: bool,
+    args: FieldTable,
+    code: u16,
+) -> String {
+    let (_c, ch) = channel().await;
+    if let Some(p) = prefetch {
+        ch.basic_qos(p, Default::default()).await.expect("qos");
+    }
+    let options = BasicConsumeOptions {
+        no_ack,
+        ..Default::default()
+    };
+    let r = ch.basic_consume(q.into(), "".into(), options, args).await;
+    text(&assert_code(r, code))
 }
 
 #[tokio::test]
@@ -298,44 +311,35 @@ async fn what_streams_refuse_is_refused_with_rabbitmqs_codes() {
         .basic_get(q.as_str().into(), BasicGetOptions::default())
         .await;
     assert!(text(&assert_code(r, 540)).contains("basic.get not supported by stream queues"));
-    // A consumer without a prefetch: 406.
-    let (_c, ch) = channel().await;
-    let r = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await;
-    assert!(text(&assert_code(r, 406)).contains("consumer prefetch count is not set"));
-    // Automatic acknowledgement: 540.
-    let (_c, ch) = channel().await;
-    ch.basic_qos(10, Default::default()).await.expect("qos");
-    let r = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    assert!(text(&assert_code(r, 540)).contains("automatic acknowledgement not supported"));
-    // Consumer priorities: 406.
-    let (_c, ch) = channel().await;
-    ch.basic_qos(10, Default::default()).await.expect("qos");
-    let r = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            Default::default(),
+    let none = FieldTable::default;
+    let cases = [
+        // No prefetch: 406. Automatic acknowledgement: 540. Consumer priorities: 406.
+        (
+            None,
+            false,
+            none(),
+            406,
+            "consumer prefetch count is not set",
+        ),
+        (
+            Some(10),
+            true,
+            none(),
+            540,
+            "automatic acknowledgement not supported",
+        ),
+        (
+            Some(10),
+            false,
             table(&[("x-priority", int(3))]),
-        )
-        .await;
-    assert!(text(&assert_code(r, 406)).contains("invalid arg 'x-priority'"));
+            406,
+            "invalid arg 'x-priority'",
+        ),
+    ];
+    for (prefetch, no_ack, args, code, expected) in cases {
+        let why = refused_consume(&q, prefetch, no_ack, args, code).await;
+        assert!(why.contains(expected), "{expected}: {why}");
+    }
     // queue.purge: 540.
     let (_c, ch) = channel().await;
     let r = ch
@@ -345,17 +349,11 @@ async fn what_streams_refuse_is_refused_with_rabbitmqs_codes() {
     if !external() {
         // RabbitMQ 3.10.8 answers these with 541 (a crash in its offset parsing); Warren says
         // what is wrong.
-        let (_c, ch) = channel().await;
-        ch.basic_qos(10, Default::default()).await.expect("qos");
-        let r = ch
-            .basic_consume(
-                q.as_str().into(),
-                "".into(),
-                Default::default(),
-                table(&[("x-stream-offset", s("bogus"))]),
-            )
-            .await;
-        assert!(text(&assert_code(r, 406)).contains("invalid_stream_offset_arg"));
+        for bad in [s("bogus"), AMQPValue::Boolean(true)] {
+            let args = table(&[("x-stream-offset", bad)]);
+            let why = refused_consume(&q, Some(10), false, args, 406).await;
+            assert!(why.contains("invalid_stream_offset_arg"), "{why}");
+        }
     }
     let (_c, ch) = channel().await;
     cleanup(&ch, &[&q]).await;
