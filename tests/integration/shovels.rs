@@ -377,3 +377,52 @@ async fn shovels_between_warren_and_rabbitmq_in_both_directions() {
         .queue_delete(from_rabbit.as_str().into(), Default::default())
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_policymakers_and_administrators_create_or_restart_shovels() {
+    if external() {
+        return;
+    }
+    let a = broker(0, None).await;
+    let mgmt = a.mgmt_addr().expect("mgmt").to_string();
+    for (user, tags) in [("viewer", "management"), ("pm", "policymaker")] {
+        api(
+            &a,
+            "PUT",
+            &format!("/api/users/{user}"),
+            Some(json!({"password": "pw", "tags": tags})),
+        )
+        .await;
+        let perms = json!({"configure": ".*", "write": ".*", "read": ".*"});
+        api(
+            &a,
+            "PUT",
+            &format!("/api/permissions/%2F/{user}"),
+            Some(perms),
+        )
+        .await;
+    }
+    let value = json!({"value": {
+        "src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b"
+    }});
+    let path = "/api/parameters/shovel/%2F/s";
+    let restart = "/api/shovels/vhost/%2F/s/restart";
+    let as_user =
+        |user: &'static str, method: &'static str, path: &'static str, body: Option<Value>| {
+            let mgmt = mgmt.clone();
+            async move {
+                http_at(&mgmt, Some(&format!("{user}:pw")), method, path, body)
+                    .await
+                    .0
+            }
+        };
+    assert_eq!(
+        as_user("viewer", "PUT", path, Some(value.clone())).await,
+        401
+    );
+    assert_eq!(as_user("pm", "PUT", path, Some(value)).await, 201);
+    assert_eq!(as_user("viewer", "DELETE", restart, None).await, 401);
+    assert_eq!(as_user("pm", "DELETE", restart, None).await, 204);
+    assert_eq!(as_user("viewer", "GET", "/api/shovels", None).await, 200);
+    assert_eq!(as_user("pm", "DELETE", path, None).await, 204);
+}
