@@ -230,6 +230,28 @@ test("user tags decide what the UI shows", async () => {
   await page.close();
 });
 
+test("add a shovel on the Admin page and watch it move messages", async () => {
+  await http("PUT", "queues/%2F/ui-sh-from", { durable: true });
+  const conn = await amqp.connect(`amqp://guest:guest@127.0.0.1:${amqpPort}`);
+  const ch = await conn.createConfirmChannel();
+  for (let i = 0; i < 20; i++) ch.sendToQueue("ui-sh-from", Buffer.from("s" + i), { persistent: true });
+  await ch.waitForConfirms();
+  const page = await browser.newPage();
+  await login(page);
+  await page.click("#admin-tab");
+  await page.fill("#add-shovel input[name=name]", "ui-move");
+  await page.fill("#add-shovel input[name=src-queue]", "ui-sh-from");
+  await page.fill("#add-shovel input[name=dest-queue]", "ui-sh-to");
+  await page.click("#add-shovel button[type=submit]");
+  await page.waitForSelector("#toast:has-text('Shovel added')");
+  await waitFor(async () => (await http("GET", "queues/%2F/ui-sh-to")).body?.messages === 20, "20 moved");
+  await page.waitForSelector("td:has-text('ui-move')");
+  await page.click("[data-del-shovel='ui-move']");
+  await waitFor(async () => (await http("GET", "shovels")).body.length === 0, "the shovel removed");
+  await conn.close();
+  await page.close();
+});
+
 test("works in a narrow window", async () => {
   const page = await browser.newPage({ viewport: { width: 375, height: 740 } });
   await login(page);

@@ -367,9 +367,10 @@ async function queue(view, vhost, name) {
 // ---------------------------------------------------------------- admin
 
 async function admin(view) {
-  const [users, vhosts, perms, policies, limits] = await Promise.all([
+  const [users, vhosts, perms, policies, limits, shovels] = await Promise.all([
     api("GET", "users"), api("GET", "vhosts"), api("GET", "permissions"),
     api("GET", "policies"), api("GET", "vhost-limits").catch(() => []),
+    api("GET", "shovels").catch(() => []),
   ]);
   const names = vhosts.map((v) => v.name);
   view.innerHTML = `<h1>Admin</h1><h2>Users</h2>` + table([
@@ -409,7 +410,24 @@ async function admin(view) {
     { name: "vhost", label: "Virtual host", type: "select", options: names },
     { name: "limit", label: "Limit", type: "select", options: ["max-connections", "max-queues"] },
     { name: "value", label: "Value", type: "number", value: "100" },
-  ], "Set limit") + `</div>`;
+  ], "Set limit") + `</div><h2>Shovels</h2>` + table([
+    { h: "Virtual host", v: (x) => x.vhost }, { h: "Name", v: (x) => x.name }, { h: "State", v: (x) => x.state },
+    { h: "Source", v: (x) => x.src_uri + " " + (x.src_queue || x.src_exchange || "") },
+    { h: "Destination", v: (x) => x.dest_uri + " " + (x.dest_queue || x.dest_exchange || "") },
+    { h: "Moved", v: (x) => num(x.messages_transferred), num: true },
+    { h: "", html: true, v: (x) => `<button class="danger" data-del-shovel="${esc(x.name)}" data-vhost="${esc(x.vhost)}">Delete</button>` },
+  ], shovels, "No shovels.") + `<div class="card">` + form("add-shovel", [
+    { name: "vhost", label: "Virtual host", type: "select", options: names },
+    { name: "name", label: "Name", required: true },
+    { name: "src-uri", label: "Source URI", value: "amqp://" }, { name: "src-queue", label: "Source queue", required: true },
+    { name: "dest-uri", label: "Destination URI", value: "amqp://" }, { name: "dest-queue", label: "Destination queue", required: true },
+  ], "Add shovel") + `</div>`;
+  onSubmit("add-shovel", async (v) => {
+    const value = { "src-uri": v["src-uri"], "src-queue": v["src-queue"], "dest-uri": v["dest-uri"], "dest-queue": v["dest-queue"] };
+    await api("PUT", `parameters/shovel/${enc(v.vhost)}/${enc(v.name)}`, { value });
+    toast("Shovel added"); route();
+  });
+  onClick("[data-del-shovel]", async (d) => { await api("DELETE", `parameters/shovel/${enc(d.vhost)}/${enc(d.delShovel)}`); route(); });
   onSubmit("add-user", async (v) => {
     await api("PUT", "users/" + enc(v.name), { password: v.password, tags: v.tags });
     toast("User added"); route();
