@@ -16,6 +16,9 @@ pub const OFFSET_HEADER: &str = "x-stream-offset";
 /// The publish header with a message's filter value (RabbitMQ 3.13 stream filtering).
 pub const FILTER_VALUE_HEADER: &str = "x-stream-filter-value";
 
+/// Records a filtered consumer may pass over in one search (see `next_record`).
+const SCAN_LIMIT: usize = 16_384;
+
 /// Records a consumer behind reads from disk at once (and about this many bytes).
 const READ_AHEAD_RECORDS: usize = 256;
 const READ_AHEAD_BYTES: usize = 1 << 20;
@@ -355,22 +358,29 @@ impl Queue {
         }
     }
 
-    /// The rates tick: retention by age (on the broker's clock) and size, and the tail's
-    /// window once the committer wrote what it held.
-    pub(super) fn stream_tick(&self, st: &mut State, log: &Log) {
+    /// The rates tick: retention by age (on the broker's clock) and size, the tail's window
+    /// once the committer wrote what it held, and filtered consumers' searches resumed.
+    pub(super) fn stream_tick(self: &Arc<Self>, st: &mut State, log: &Log) {
         log.retain(Some(self.now()));
         st.tail.trim(log.written(), self.stream_window());
+        self.dispatch_stream(st, log);
     }
 }
 
 /// The next record for this consumer that its filter admits: from its read-ahead, the
-/// tail, or a batch read from disk.
+/// tail, or a batch read from disk. A filter that skips `SCAN_LIMIT` records in a row stops
+/// the search (under the queue's lock) until the next publish, ack or tick.
 fn next_record(r: &mut Reading, tail: &Tail, log: &Log, next: u64) -> Option<(u64, Arc<Message>)> {
+    let mut skipped = 0;
     loop {
+        if skipped >= SCAN_LIMIT {
+            return None;
+        }
         if let Some((offset, m, value)) = r.ahead.pop_front() {
             if Filter::admits(r.filter.as_ref(), value.as_deref()) {
                 return Some((offset, m));
             }
+            skipped += 1;
             continue;
         }
         if r.pos >= next {
@@ -382,6 +392,7 @@ fn next_record(r: &mut Reading, tail: &Tail, log: &Log, next: u64) -> Option<(u6
             if Filter::admits(r.filter.as_ref(), e.filter.as_deref()) {
                 return Some((offset, e.message.clone()));
             }
+            skipped += 1;
             continue;
         }
         if r.cursor.offset != r.pos {

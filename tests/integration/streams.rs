@@ -764,3 +764,37 @@ async fn a_reset_that_keeps_the_topology_empties_a_stream() {
     append(&ch, "events", &["after".to_string()], persistent()).await;
     assert_eq!(take(&mut c, 400).await, vec![(0, "after".to_string())]);
 }
+
+#[tokio::test]
+async fn a_filter_far_from_its_match_still_finds_it() {
+    if external() {
+        return; // stream filtering is RabbitMQ 3.13's
+    }
+    let (conn, ch) = confirming(&url()).await;
+    let q = uniq("st-far-filter");
+    declare_stream(&ch, &q, &[]).await;
+    // More non-matching messages than one search passes over: the search resumes.
+    for run in 0..5 {
+        append(
+            &ch,
+            &q,
+            &bodies(&format!("other{run}-"), 10_000),
+            persistent(),
+        )
+        .await;
+    }
+    let wanted = persistent().with_headers(table(&[("x-stream-filter-value", s("needle"))]));
+    append(&ch, &q, &["found".to_string()], wanted).await;
+    let filter = [("x-stream-filter", s("needle"))];
+    let (_r, mut c) = reader(&conn, &q, Some(s("first")), &filter).await;
+    let d = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures_lite::StreamExt;
+        c.next().await
+    })
+    .await
+    .expect("found within 10 s")
+    .expect("open")
+    .expect("delivery");
+    assert_eq!((offset_of(&d), &d.data[..]), (50_000, &b"found"[..]));
+    cleanup(&ch, &[&q]).await;
+}
