@@ -1,8 +1,9 @@
 //! How sled's memory grows with the records it holds (issue 16's choice of message store):
-//! inserts N records of 1 KiB under 12-byte keys plus N 8-byte index entries, flushing every
-//! 1,000, and prints the process RSS six times on the way.
+//! inserts N values of V bytes (1 KiB: a whole record, as sled held them; 12: a record's
+//! location in a segment file, as it holds them now) plus N 34-byte index entries (0: the index entries alone), flushing
+//! every 1,000, and prints the process RSS six times on the way.
 //!
-//! cargo run --release --example sled_growth -- 3000000 64   (records, cache MiB)
+//! cargo run --release --example sled_growth -- 3000000 64 1024   (records, cache MiB, V)
 
 fn rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -21,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|a| a.parse().ok())
             .unwrap_or(default)
     };
-    let (n, cache_mib) = (arg(1, 3_000_000).max(6), arg(2, 64));
+    let (n, cache_mib, size) = (arg(1, 3_000_000).max(6), arg(2, 64), arg(3, 1024));
     let dir = std::env::temp_dir().join(format!("sled-growth-{}", std::process::id()));
     let db = sled::Config::new()
         .path(&dir)
@@ -30,12 +31,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open()?;
     let messages = db.open_tree("messages")?;
     let index = db.open_tree("index")?;
-    let body = vec![7u8; 1024];
+    let body = vec![7u8; size as usize];
+    let entry = [3u8; 34];
     for i in 1..=n {
         let mut key = [0u8; 12];
         key[..8].copy_from_slice(&i.to_be_bytes());
-        messages.insert(key, &body[..])?;
-        index.insert(i.to_be_bytes(), &i.to_be_bytes()[..])?;
+        if size > 0 {
+            messages.insert(key, &body[..])?;
+        }
+        index.insert(i.to_be_bytes(), &entry[..])?;
         if i.is_multiple_of(1000) {
             db.flush()?;
         }

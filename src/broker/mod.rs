@@ -78,7 +78,7 @@ impl Broker {
     pub fn new(config: Config) -> io::Result<Arc<Self>> {
         let store: Arc<dyn Store> = match (&config.store, &config.data_dir, config.in_memory) {
             (Some(store), _, _) => store.clone(),
-            (None, Some(dir), false) => Arc::new(store::sled::SledStore::open(dir, config.sync)?),
+            (None, Some(dir), false) => Arc::new(store::files::FileStore::open(dir, config.sync)?),
             _ => Arc::new(store::memory::MemoryStore::default()),
         };
         let committer = Committer::start(store.clone(), config.store_backlog_bytes)?;

@@ -319,13 +319,13 @@ pub(super) fn recover(
         match (queue, owner) {
             (Some(q), _) => {
                 report.queues += 1;
-                let mut load = |id| loader.load(id, refs(id));
+                let mut load = |e: &store::Entry| loader.load(&key, e, refs(e.id));
                 report.messages += q.restore(&entries, &refs, &mut load).map_err(corrupt)?;
             }
             (None, Some(vh)) => {
                 let mut gone = false;
                 for e in &entries {
-                    let Some(m) = loader.load(e.id, refs(e.id)).map_err(corrupt)? else {
+                    let Some(m) = loader.load(&key, e, refs(e.id)).map_err(corrupt)? else {
                         continue;
                     };
                     if vh.restore_delayed(&key, e.seq, m.clone()) {
@@ -349,7 +349,7 @@ pub(super) fn recover(
                 for e in &entries {
                     if refs(e.id) == 1 {
                         alone.push((e.seq, e.id));
-                    } else if let Some(m) = loader.load(e.id, refs(e.id)).map_err(corrupt)? {
+                    } else if let Some(m) = loader.load(&key, e, refs(e.id)).map_err(corrupt)? {
                         if m.release_store_ref() {
                             ops.push(Op::DeleteMessage(m));
                         }
@@ -379,13 +379,19 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn load(&mut self, id: u64, refs: usize) -> Result<Option<Arc<Message>>, String> {
+    fn load(
+        &mut self,
+        q: &store::QueueKey,
+        e: &store::Entry,
+        refs: usize,
+    ) -> Result<Option<Arc<Message>>, String> {
+        let id = e.id;
         if let Some(m) = self.shared.get(&id) {
             return Ok(Some(m.clone()));
         }
         let data = match self.records.remove(&id) {
             Some(d) => d,
-            None => match self.store.read_record(id).map_err(|e| e.to_string())? {
+            None => match self.store.read_entry(q, e).map_err(|e| e.to_string())? {
                 Some(d) => d,
                 None => return Ok(None),
             },

@@ -122,6 +122,10 @@ pub struct QueueConfig {
     pub log: Option<Arc<crate::store::log::Log>>,
 }
 
+/// Boot's reader of a stored entry's message (None: its record is gone).
+pub type LoadEntry<'a> =
+    dyn FnMut(&crate::store::Entry) -> Result<Option<Arc<Message>>, String> + 'a;
+
 pub struct Queue {
     pub config: QueueConfig,
     /// Which policies apply and what they say, for the management API.
@@ -545,7 +549,7 @@ impl Queue {
         self: &Arc<Self>,
         entries: &[crate::store::Entry],
         refs: &dyn Fn(u64) -> usize,
-        load: &mut dyn FnMut(u64) -> Result<Option<Arc<Message>>, String>,
+        load: &mut LoadEntry<'_>,
     ) -> Result<usize, String> {
         let mut st = self.lock();
         let mut any_expiry = false;
@@ -569,7 +573,7 @@ impl Queue {
                     continue;
                 }
             }
-            let Some(message) = load(e.id)? else {
+            let Some(message) = load(e)? else {
                 continue;
             };
             if let Some(d) = &self.dedup {

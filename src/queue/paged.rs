@@ -151,14 +151,12 @@ impl Pager {
         while out.len() < want && from <= region.last {
             let entries = self
                 .store
-                .index_range(&self.key, from, region.last, want - out.len())?;
-            let Some(last_seen) = entries.last().map(|e| e.seq) else {
+                .read_range(&self.key, from, region.last, want - out.len())?;
+            let Some(last_seen) = entries.last().map(|(e, _)| e.seq) else {
                 from = region.last.saturating_add(1);
                 break;
             };
-            let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
-            let records = self.store.read_records(&ids)?;
-            for (e, record) in entries.into_iter().zip(records) {
+            for (e, record) in entries {
                 let seq = e.seq;
                 let Some(m) = self.decode(e.id, record) else {
                     missing += 1;
@@ -185,8 +183,8 @@ impl Pager {
     }
 
     /// A message from its record: held by this queue alone, durable.
-    fn load(&self, id: u64) -> crate::store::StoreResult<Option<Message>> {
-        Ok(self.decode(id, self.store.read_record(id)?))
+    fn load(&self, e: &crate::store::Entry) -> crate::store::StoreResult<Option<Message>> {
+        Ok(self.decode(e.id, self.store.read_entry(&self.key, e)?))
     }
 
     fn decode(&self, id: u64, record: Option<Vec<u8>>) -> Option<Message> {
@@ -222,14 +220,14 @@ impl Pager {
             let Some(last_seen) = entries.last().map(|e| e.seq) else {
                 break;
             };
-            for crate::store::Entry { seq, id, .. } in entries {
+            for e in entries {
                 if let Some(f) = level {
-                    match self.load(id)? {
+                    match self.load(&e)? {
                         Some(m) if !f.keeps(&m) => continue,
                         _ => {}
                     }
                 }
-                out.push((seq, id));
+                out.push((e.seq, e.id));
             }
             from = last_seen.saturating_add(1);
         }

@@ -305,6 +305,13 @@ impl Pending {
                     }
                 }
                 b.meta.insert(m.store_id, super::MessageMeta::of(&m));
+                if !b.messages.contains_key(&m.store_id) {
+                    // Indexed again (a requeue to the back): its record went in an earlier
+                    // batch; a store that keeps records with their entries writes it again.
+                    b.rewrites
+                        .entry(m.store_id)
+                        .or_insert_with(|| super::record::encode(&m));
+                }
                 match expires_at {
                     Some(t) => {
                         b.expiry.insert((q.clone(), seq), t);

@@ -77,6 +77,7 @@ impl Store for MemoryStore {
                     id: *id,
                     meta: *meta,
                     expires_at: *expires_at,
+                    loc: 0,
                 })
                 .collect()
         }))
@@ -120,6 +121,7 @@ impl Store for MemoryStore {
                             id: *id,
                             meta: *meta,
                             expires_at: *expires_at,
+                            loc: 0,
                         }
                     })
                     .collect();

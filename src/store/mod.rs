@@ -10,6 +10,7 @@
 
 pub mod committer;
 pub mod error;
+pub mod files;
 pub mod log;
 pub mod memory;
 pub mod record;
@@ -356,6 +357,7 @@ impl MessageMeta {
             id,
             meta,
             expires_at,
+            loc: 0,
         })
     }
 }
@@ -368,6 +370,9 @@ pub struct Entry {
     pub meta: Option<MessageMeta>,
     /// When the message expires in this queue (entries with metadata only).
     pub expires_at: Option<u64>,
+    /// Where the store keeps the entry (its own business; 0 for stores that find records by
+    /// id).
+    pub loc: u64,
 }
 
 /// What a commit writes, already stripped of writes that were undone before they happened.
@@ -377,6 +382,9 @@ pub struct Batch {
     pub definitions: BTreeMap<Vec<u8>, Option<Definition>>,
     /// Message records (see `record`), by message id.
     pub messages: BTreeMap<u64, Vec<u8>>,
+    /// Records of messages indexed again in this batch whose record an earlier batch wrote
+    /// (a requeue to the back): a store that keeps records with their entries needs them.
+    pub rewrites: BTreeMap<u64, Vec<u8>>,
     /// Queue index entries: (queue, position) → message id.
     pub index_puts: BTreeMap<(QueueKey, u64), u64>,
     /// What index entries record beside the id, by message id (entries without it are the id
@@ -434,8 +442,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<Entry>>;
     /// The record of message `id` (None: there is none).
     fn read_record(&self, id: u64) -> StoreResult<Option<Vec<u8>>>;
-    /// The records of `ids`, in the same order (a queue reading back a batch).
-    fn read_records(&self, ids: &[u64]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        ids.iter().map(|id| self.read_record(*id)).collect()
+    /// The record of an entry of queue `q` (as `index_range` or `recover` gave it).
+    fn read_entry(&self, q: &QueueKey, e: &Entry) -> StoreResult<Option<Vec<u8>>> {
+        let _ = q;
+        self.read_record(e.id)
+    }
+    /// `index_range` with each entry's record (a queue reading back a batch).
+    fn read_range(
+        &self,
+        q: &QueueKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(Entry, Option<Vec<u8>>)>> {
+        let entries = self.index_range(q, from, to, limit)?;
+        entries
+            .into_iter()
+            .map(|e| Ok((e, self.read_entry(q, &e)?)))
+            .collect()
     }
 }

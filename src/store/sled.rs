@@ -219,6 +219,27 @@ impl Db {
     }
 }
 
+impl SledStore {
+    /// Forget every queue index and message record, keeping definitions (the file store took
+    /// them over).
+    pub fn clear_messages(&self) -> StoreResult<()> {
+        self.with_db(|db| {
+            for name in db.db.tree_names() {
+                if name.starts_with(QUEUE_TREE_PREFIX) {
+                    db.db
+                        .drop_tree(&name)
+                        .map_err(|e| db.err("cannot drop queue", e))?;
+                }
+            }
+            db.queues.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            db.messages
+                .clear()
+                .map_err(|e| db.err("cannot clear messages", e))?;
+            db.sync()
+        })
+    }
+}
+
 impl Store for SledStore {
     fn commit(&self, batch: &Batch) -> StoreResult<()> {
         self.with_db(|db| db.commit(batch))

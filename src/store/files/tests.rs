@@ -1,0 +1,274 @@
+use super::*;
+use std::collections::BTreeSet;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-files-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+fn key() -> QueueKey {
+    QueueKey::from("/\0q")
+}
+
+/// A batch that puts positions `seqs` (message id = position + 1000, record "m<seq>").
+fn puts(seqs: impl IntoIterator<Item = u64>) -> Batch {
+    let mut b = Batch::default();
+    for seq in seqs {
+        let id = seq + 1000;
+        b.index_puts.insert((key(), seq), id);
+        b.messages.insert(id, format!("m{seq}").into_bytes());
+        b.meta.insert(
+            id,
+            MessageMeta {
+                size: 2,
+                priority: (seq % 3) as u8,
+                expiring: false,
+            },
+        );
+    }
+    b
+}
+
+fn acks(seqs: impl IntoIterator<Item = u64>) -> Batch {
+    Batch {
+        index_removes: seqs.into_iter().map(|s| (key(), s)).collect(),
+        ..Batch::default()
+    }
+}
+
+fn seq_set(entries: &[Entry]) -> BTreeSet<u64> {
+    entries.iter().map(|e| e.seq).collect()
+}
+
+fn segment_files(dir: &Path) -> usize {
+    let q = dir.join("queues").join(dir_name(key().as_str()));
+    fs::read_dir(q)
+        .map(|d| {
+            d.filter(|f| {
+                f.as_ref()
+                    .is_ok_and(|f| f.file_name().to_string_lossy().ends_with(".seg"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn entries_and_records_come_back_after_a_reopen() {
+    let dir = temp_dir("reopen");
+    {
+        let s = FileStore::open(&dir, true).expect("open");
+        s.recover().expect("recover");
+        s.commit(&puts(0..10)).expect("commit");
+        s.commit(&acks([3, 4])).expect("commit");
+        let got = s.read_range(&key(), 2, 6, 10).expect("read");
+        let seqs: Vec<u64> = got.iter().map(|(e, _)| e.seq).collect();
+        assert_eq!(seqs, vec![2, 5, 6]);
+        assert_eq!(got[1].1.as_deref(), Some(&b"m5"[..]));
+        s.close();
+    }
+    let s = FileStore::open(&dir, true).expect("open again");
+    let rec = s.recover().expect("recover");
+    let entries = &rec.queues[&key()];
+    assert_eq!(
+        seq_set(entries),
+        (0..10).filter(|s| *s != 3 && *s != 4).collect()
+    );
+    let e7 = entries.iter().find(|e| e.seq == 7).expect("7");
+    assert_eq!(e7.id, 1007);
+    assert_eq!(e7.meta.map(|m| m.priority), Some(1));
+    assert_eq!(
+        s.read_entry(&key(), e7).expect("read").as_deref(),
+        Some(&b"m7"[..])
+    );
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_segment_goes_once_every_position_in_it_is_acked() {
+    let dir = temp_dir("reclaim");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..SEG * 2 + 5)).expect("commit");
+    assert_eq!(segment_files(&dir), 3);
+    s.commit(&acks(0..SEG - 1)).expect("ack");
+    assert_eq!(
+        segment_files(&dir),
+        3,
+        "one position of the first is still live"
+    );
+    s.commit(&acks([SEG - 1])).expect("ack");
+    assert_eq!(segment_files(&dir), 2);
+    // The newest segment stays even when empty: publishes still land in it.
+    s.commit(&acks(SEG..SEG * 2 + 5)).expect("ack");
+    assert_eq!(segment_files(&dir), 1);
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    assert!(s.recover().expect("recover").queues.is_empty());
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn recovery_cuts_a_torn_tail_and_keeps_what_came_before() {
+    let dir = temp_dir("torn");
+    let s = FileStore::open(&dir, true).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..5)).expect("commit");
+    s.close();
+    let seg = queue::seg_path(&dir.join("queues").join(dir_name(key().as_str())), 0);
+    let mut bytes = fs::read(&seg).expect("read");
+    let whole = bytes.len();
+    let mut half = Vec::new();
+    format::encode_entry(&mut half, 5, 1005, &MessageMeta::default(), None, b"torn");
+    bytes.extend_from_slice(&half[..half.len() / 2]);
+    fs::write(&seg, &bytes).expect("tear");
+    let s = FileStore::open(&dir, true).expect("open again");
+    let rec = s.recover().expect("recover");
+    assert_eq!(seq_set(&rec.queues[&key()]), (0..5).collect());
+    assert_eq!(fs::metadata(&seg).expect("stat").len() as usize, whole);
+    // Appends continue after the cut.
+    s.commit(&puts([5])).expect("commit");
+    let got = s.index_range(&key(), 0, 100, 100).expect("read");
+    assert_eq!(got.len(), 6);
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_dropped_queue_loses_its_files_and_a_namesake_starts_afresh() {
+    let dir = temp_dir("drop");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..3)).expect("commit");
+    let mut b = puts([7]);
+    b.dropped_queues.push(key());
+    s.commit(&b).expect("drop and write again");
+    assert_eq!(
+        seq_set(&s.index_range(&key(), 0, 100, 100).expect("read")),
+        [7].into()
+    );
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    assert_eq!(
+        seq_set(&s.recover().expect("recover").queues[&key()]),
+        [7].into()
+    );
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_requeue_to_the_back_writes_the_record_again() {
+    let dir = temp_dir("rewrite");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts([0])).expect("commit");
+    let mut b = acks([0]);
+    b.index_puts.insert((key(), 1), 1000);
+    b.rewrites.insert(1000, b"m0".to_vec());
+    s.commit(&b).expect("move");
+    let got = s.read_range(&key(), 0, 10, 10).expect("read");
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0.seq, got[0].1.as_deref()), (1, Some(&b"m0"[..])));
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_sled_directory_is_migrated_to_files() {
+    let dir = temp_dir("migrate");
+    {
+        let old = SledStore::open(&dir, false).expect("sled");
+        let mut b = puts(0..4);
+        // An entry from before metadata: its record tells its size and priority.
+        let legacy = crate::message::Message::new(
+            "",
+            "q",
+            Default::default(),
+            bytes::Bytes::from_static(b"legacy body"),
+        );
+        b.index_puts.insert((key(), 9), 77);
+        b.messages.insert(77, crate::store::record::encode(&legacy));
+        old.commit(&b).expect("commit");
+        old.close();
+    }
+    let s = FileStore::open(&dir, false).expect("open");
+    let rec = s.recover().expect("recover");
+    let entries = &rec.queues[&key()];
+    assert_eq!(seq_set(entries), [0, 1, 2, 3, 9].into());
+    let e9 = entries.iter().find(|e| e.seq == 9).expect("9");
+    assert_eq!(e9.meta.map(|m| m.size), Some(11));
+    let r = s.read_entry(&key(), e9).expect("read").expect("record");
+    assert_eq!(
+        crate::store::record::decode(&r).map(|d| d.body),
+        Some("legacy body".into())
+    );
+    s.close();
+    // Sled let go of them: a second boot finds them in files only, once.
+    let old = SledStore::open(&dir, false).expect("sled");
+    assert!(old.recover().expect("recover").queues.is_empty());
+    old.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    assert_eq!(s.recover().expect("recover").queues[&key()].len(), 5);
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_position_acked_then_written_again_stays_live_across_a_restart() {
+    // A queue whose newest positions were acked before a restart hands them out again.
+    let dir = temp_dir("reuse");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..5)).expect("commit");
+    s.commit(&acks([3, 4])).expect("ack");
+    let mut again = puts([3, 4]);
+    for record in again.messages.values_mut() {
+        *record = b"again".to_vec();
+    }
+    s.commit(&again).expect("write again");
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    let rec = s.recover().expect("recover");
+    let entries = &rec.queues[&key()];
+    assert_eq!(seq_set(entries), (0..5).collect());
+    let e4 = entries.iter().find(|e| e.seq == 4).expect("4");
+    assert_eq!(
+        s.read_entry(&key(), e4).expect("read").as_deref(),
+        Some(&b"again"[..])
+    );
+    s.commit(&acks([4])).expect("ack the new one");
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open a third time");
+    assert_eq!(
+        seq_set(&s.recover().expect("recover").queues[&key()]),
+        (0..4).collect()
+    );
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn what_a_failed_write_left_is_cut_before_the_next() {
+    let dir = temp_dir("failed");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..3)).expect("commit");
+    // A write that failed half-way (disk full) left bytes past the durable length.
+    let seg = queue::seg_path(&dir.join("queues").join(dir_name(key().as_str())), 0);
+    let mut bytes = fs::read(&seg).expect("read");
+    bytes.extend_from_slice(&[0xAB; 37]);
+    fs::write(&seg, &bytes).expect("garbage");
+    s.commit(&puts(3..6)).expect("commit after");
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    assert_eq!(
+        seq_set(&s.recover().expect("recover").queues[&key()]),
+        (0..6).collect()
+    );
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
