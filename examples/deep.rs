@@ -31,6 +31,9 @@ struct Args {
     /// Publish only, and leave the queue (to measure a restart with the backlog).
     #[arg(long)]
     keep: bool,
+    /// Drain `--messages` from a queue a `--keep` run left (after a restart), publishing none.
+    #[arg(long)]
+    drain_only: bool,
     #[arg(long, default_value = "deep-bench")]
     queue: String,
 }
@@ -57,8 +60,10 @@ async fn main() -> Res<()> {
     };
     ch.queue_declare(a.queue.as_str().into(), durable, FieldTable::default())
         .await?;
-    ch.queue_purge(a.queue.as_str().into(), Default::default())
-        .await?;
+    if !a.drain_only {
+        ch.queue_purge(a.queue.as_str().into(), Default::default())
+            .await?;
+    }
     ch.confirm_select(Default::default()).await?;
     let body = vec![b'x'; a.size];
     let props = BasicProperties::default().with_delivery_mode(2);
@@ -66,7 +71,8 @@ async fn main() -> Res<()> {
     let (start, mut t) = (Instant::now(), Instant::now());
     let mut inflight = VecDeque::new();
     let mut rss_max: f64 = 0.0;
-    for i in 1..=a.messages {
+    let publish = if a.drain_only { 0 } else { a.messages };
+    for i in 1..=publish {
         let c = ch
             .basic_publish(
                 "".into(),
@@ -95,8 +101,8 @@ async fn main() -> Res<()> {
     for c in inflight {
         c.await?;
     }
-    let publish_rate = a.messages as f64 / start.elapsed().as_secs_f64();
-    if a.pid > 0 {
+    let publish_rate = publish as f64 / start.elapsed().as_secs_f64();
+    if a.pid > 0 && !a.drain_only {
         // Give the broker its once-a-second housekeeping before reading RSS at rest.
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     }

@@ -292,9 +292,33 @@ pub(super) fn recover(
     if let Some(&max) = ids.last() {
         committer.reserve_ids_above(max);
     }
+    // A store that writes a record with each entry shares none: each is held once.
+    let shares = store.shares_records();
     let refs = |id: u64| {
+        if !shares {
+            return 1;
+        }
         let from = ids.partition_point(|&x| x < id);
         ids[from..].partition_point(|&x| x == id)
+    };
+    let lazy = rec.lazy;
+    let mut max_id = 0u64;
+    // Each queue's entries: in the list, or replayed from the store a batch at a time.
+    let mut each = |key: &store::QueueKey,
+                    entries: &[store::Entry],
+                    f: &mut dyn FnMut(&[store::Entry]) -> Result<(), String>|
+     -> io::Result<()> {
+        let corrupt =
+            |e: String| io::Error::from(store::StoreError::new(store::StoreErrorKind::Corrupt, e));
+        if !lazy {
+            return f(entries).map_err(corrupt);
+        }
+        store
+            .replay_entries(key, &mut |batch| {
+                max_id = max_id.max(batch.iter().map(|e| e.id).max().unwrap_or(0));
+                f(batch).map_err(|e| store::StoreError::new(store::StoreErrorKind::Corrupt, e))
+            })
+            .map_err(io::Error::from)
     };
     let mut loader = Loader {
         store,
@@ -318,29 +342,41 @@ pub(super) fn recover(
             .and_then(|(v, _)| vhosts.get(v));
         match (queue, owner) {
             (Some(q), _) => {
-                report.queues += 1;
-                let mut load = |e: &store::Entry| loader.load(&key, e, refs(e.id));
-                report.messages += q.restore(&entries, &refs, &mut load).map_err(corrupt)?;
+                let mut restored = 0;
+                each(&key, &entries, &mut |batch| {
+                    let mut load = |e: &store::Entry| loader.load(&key, e, refs(e.id));
+                    restored += q.restore(batch, &refs, &mut load)?;
+                    Ok(())
+                })?;
+                report.queues += usize::from(restored > 0);
+                report.messages += restored;
             }
             (None, Some(vh)) => {
                 let mut gone = false;
-                for e in &entries {
-                    let Some(m) = loader.load(&key, e, refs(e.id)).map_err(corrupt)? else {
-                        continue;
-                    };
-                    if vh.restore_delayed(&key, e.seq, m.clone()) {
-                        report.messages += 1;
-                    } else {
-                        // The delayed exchange was deleted just before a crash.
-                        gone = true;
-                        if m.release_store_ref() {
-                            ops.push(Op::DeleteMessage(m));
+                each(&key, &entries, &mut |batch| {
+                    for e in batch {
+                        let Some(m) = loader.load(&key, e, refs(e.id))? else {
+                            continue;
+                        };
+                        if vh.restore_delayed(&key, e.seq, m.clone()) {
+                            report.messages += 1;
+                        } else {
+                            // The delayed exchange was deleted just before a crash.
+                            gone = true;
+                            if m.release_store_ref() {
+                                ops.push(Op::DeleteMessage(m));
+                            }
                         }
                     }
-                }
+                    Ok(())
+                })?;
                 if gone {
                     ops.push(Op::DropQueue(key.clone()));
                 }
+            }
+            (None, None) if !shares => {
+                // Index of a queue deleted just before a crash: its files go with it.
+                ops.push(Op::DropQueue(key.clone()));
             }
             (None, None) => {
                 // Index of a queue deleted just before a crash: its messages go too.
@@ -364,6 +400,7 @@ pub(super) fn recover(
             }
         }
     }
+    committer.reserve_ids_above(max_id);
     if !ops.is_empty() {
         committer.submit(ops, None);
     }

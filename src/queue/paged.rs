@@ -148,15 +148,23 @@ impl Pager {
         let mut out = Vec::new();
         let mut missing = 0;
         let mut from = region.first;
-        while out.len() < want && from <= region.last {
-            let entries = self
-                .store
-                .read_range(&self.key, from, region.last, want - out.len())?;
+        // Bounded by bytes too: a batch of large messages must not fill memory.
+        let cap = (self.paging.ram_bytes / 4).max(1);
+        let mut bytes = 0u64;
+        while out.len() < want && bytes < cap && from <= region.last {
+            let entries = self.store.read_range(
+                &self.key,
+                from,
+                region.last,
+                want - out.len(),
+                cap - bytes,
+            )?;
             let Some(last_seen) = entries.last().map(|(e, _)| e.seq) else {
                 from = region.last.saturating_add(1);
                 break;
             };
             for (e, record) in entries {
+                bytes += record.as_ref().map_or(0, |r| r.len() as u64);
                 let seq = e.seq;
                 let Some(m) = self.decode(e.id, record) else {
                     missing += 1;

@@ -132,6 +132,7 @@ impl Store for MemoryStore {
             definitions: s.definitions.values().cloned().collect(),
             queues,
             messages: loaded,
+            lazy: false,
         })
     }
 }

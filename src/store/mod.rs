@@ -417,6 +417,9 @@ pub struct Recovered {
     /// Per queue, its entries in position order (each with a record on disk).
     pub queues: BTreeMap<QueueKey, Vec<Entry>>,
     pub messages: BTreeMap<u64, Vec<u8>>,
+    /// The lists in `queues` are empty: read each queue's entries with
+    /// `Store::replay_entries`.
+    pub lazy: bool,
 }
 
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -447,18 +450,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = q;
         self.read_record(e.id)
     }
-    /// `index_range` with each entry's record (a queue reading back a batch).
+    /// `index_range` with each entry's record (a queue reading back a batch), stopping early
+    /// once the records add up to `max_bytes` (at least one is returned).
     fn read_range(
         &self,
         q: &QueueKey,
         from: u64,
         to: u64,
         limit: usize,
+        max_bytes: u64,
     ) -> StoreResult<Vec<(Entry, Option<Vec<u8>>)>> {
-        let entries = self.index_range(q, from, to, limit)?;
-        entries
-            .into_iter()
-            .map(|e| Ok((e, self.read_entry(q, &e)?)))
-            .collect()
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for e in self.index_range(q, from, to, limit)? {
+            if bytes >= max_bytes && !out.is_empty() {
+                break;
+            }
+            let record = self.read_entry(q, &e)?;
+            bytes += record.as_ref().map_or(0, |r| r.len() as u64);
+            out.push((e, record));
+        }
+        Ok(out)
+    }
+    /// Whether several queues' entries may share one record (boot then counts the holders of
+    /// each id). A store that writes a record with each entry says no.
+    fn shares_records(&self) -> bool {
+        true
+    }
+    /// For a store whose `recover` leaves queues' entries on disk (`Recovered::lazy`): hand
+    /// `q`'s entries to `f` in position order, a batch at a time, so boot never holds a deep
+    /// queue's whole index.
+    fn replay_entries(
+        &self,
+        q: &QueueKey,
+        f: &mut dyn FnMut(&[Entry]) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let _ = (q, f);
+        Ok(())
     }
 }

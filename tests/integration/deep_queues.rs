@@ -409,6 +409,65 @@ async fn start_on(dir: &std::path::Path) -> warren::BrokerHandle {
     .expect("start")
 }
 
+/// Segment files (`store::files`) of queue `q` in the data directory `dir`.
+fn segment_files(dir: &std::path::Path, q: &str) -> usize {
+    let key = format!("/\0{q}");
+    let queues = dir.join("queues");
+    let Ok(list) = std::fs::read_dir(&queues) else {
+        return 0;
+    };
+    list.filter_map(|d| d.ok())
+        .find(|d| std::fs::read(d.path().join("name")).is_ok_and(|n| n == key.as_bytes()))
+        .and_then(|d| std::fs::read_dir(d.path()).ok())
+        .map_or(0, |files| {
+            files
+                .filter_map(|f| f.ok())
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".seg"))
+                .count()
+        })
+}
+
+#[tokio::test]
+async fn a_queue_over_several_segment_files_frees_them_as_it_drains_and_keeps_the_rest() {
+    if external() {
+        return;
+    }
+    // 9,000 messages: three segment files of 4,096 positions.
+    let dir = temp_dir("deep-segments");
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        durable(&ch, "long", FieldTable::default()).await;
+        assert_eq!(publish_all(&ch, "long", &numbered(9000)).await, 9000);
+        assert_eq!(segment_files(&dir, "long"), 3);
+        for i in 0..5000 {
+            let m = get_within(&ch, "long", true).await.expect("message");
+            assert_eq!(String::from_utf8_lossy(&m.delivery.data), i.to_string());
+        }
+    }
+    b.stop().await.expect("stopped");
+    // The first file's positions were all acked: it is gone.
+    assert_eq!(segment_files(&dir, "long"), 2);
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        assert_eq!(message_count(&ch, "long").await, 4000);
+        assert_eq!(drain(&ch, "long").await, names(5000..9000));
+    }
+    b.stop().await.expect("stopped");
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        assert_eq!(message_count(&ch, "long").await, 0);
+    }
+    b.stop().await.expect("stopped");
+    assert_eq!(segment_files(&dir, "long"), 1, "only the newest stays");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn paged_messages_survive_a_restart_and_purged_ones_stay_gone() {
     if external() {
@@ -687,11 +746,15 @@ async fn a_restart_keeps_when_paged_messages_expire() {
 }
 
 /// On Warren's shared test broker (window 8192): the queue's own window from its arguments.
-async fn ram_and_paged(q: &str) -> Option<(u64, u64)> {
+/// The queue's (messages in memory, paged out), once some are paged out and at most `most`
+/// are in memory (the last publishes page out on the once-a-second tick), or as they are
+/// after 4 s.
+async fn ram_and_paged(q: &str, most: u64) -> Option<(u64, u64)> {
     if external() {
         return None;
     }
     let mgmt = mgmt_addr()?;
+    let mut last = (0, 0);
     for _ in 0..40 {
         let (status, body) = http_at(
             &mgmt,
@@ -704,12 +767,13 @@ async fn ram_and_paged(q: &str) -> Option<(u64, u64)> {
         assert_eq!(status, 200, "{body}");
         let ram = body["messages_ready_ram"].as_u64().unwrap_or(0);
         let paged = body["messages_paged_out"].as_u64().unwrap_or(0);
-        if paged > 0 {
+        if paged > 0 && ram <= most {
             return Some((ram, paged));
         }
+        last = (ram, paged);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Some((0, 0))
+    Some(last)
 }
 
 #[tokio::test]
@@ -738,7 +802,7 @@ async fn in_memory_limits_and_lazy_mode_set_a_queues_window() {
     for (what, args, n, most_in_ram) in cases {
         let q = durable(&ch, &uniq("deep-window"), args).await;
         assert_eq!(publish_all(&ch, &q, &numbered(n)).await, n, "{what}");
-        if let Some((ram, paged)) = ram_and_paged(&q).await {
+        if let Some((ram, paged)) = ram_and_paged(&q, most_in_ram).await {
             assert!(
                 ram <= most_in_ram && ram + paged == n as u64,
                 "{what}: {ram} in memory, {paged} paged out"

@@ -19,20 +19,33 @@ pub struct Warren {
 
 impl Warren {
     pub async fn start(dir: &std::path::Path, extra: &[&str]) -> Warren {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        // The broker picks its port and tells it in the ports file: a port picked here and
+        // freed could be taken by another test's broker before this one binds it.
+        let ports_file = dir.with_extension(format!("ports-{}", uniq("p")));
+        let _ = std::fs::remove_file(&ports_file);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["--port", "0", "--bind", "127.0.0.1"])
             .arg("--data-dir")
             .arg(dir)
+            .arg("--ports-file")
+            .arg(&ports_file)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn warren");
-        let w = Warren { child, port };
         for _ in 0..1000 {
-            if tokio::net::TcpStream::connect(w.addr()).await.is_ok() {
-                return w;
+            let port = std::fs::read_to_string(&ports_file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["amqp"].as_u64())
+                .and_then(|p| u16::try_from(p).ok());
+            if let Some(port) = port {
+                let _ = std::fs::remove_file(&ports_file);
+                return Warren { child, port };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("warren exited before listening: {status}");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

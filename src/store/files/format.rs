@@ -49,32 +49,48 @@ pub fn encode_entry(
     out[start + 4..start + PREFIX].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// The entry at the start of `buf`, at file position `pos`, with its record's place in `buf`;
-/// None if it is damaged or cut short.
-pub fn parse_entry(buf: &[u8], pos: u64) -> Option<(Entry, std::ops::Range<usize>)> {
-    let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?);
+/// An entry's fixed part: prefix and header.
+pub const HEADER: usize = PREFIX + FIXED;
+
+/// An entry's fixed part at file position `pos`: the entry, its crc, and its record's length
+/// (what follows the header). None if it cannot be an entry.
+pub fn parse_header(h: &[u8], pos: u64) -> Option<(Entry, u32, usize)> {
+    let h = h.get(..HEADER)?;
+    let len = u32::from_be_bytes(h[..4].try_into().ok()?);
     if len > MAX_LEN || (len as usize) < FIXED {
         return None;
     }
-    let body = buf.get(PREFIX..PREFIX + len as usize)?;
-    let crc = u32::from_be_bytes(buf.get(4..8)?.try_into().ok()?);
-    if crc32fast::hash(body) != crc {
-        return None;
-    }
-    let u64_at = |i: usize| Some(u64::from_be_bytes(body.get(i..i + 8)?.try_into().ok()?));
-    let expires_at = u64_at(16)?;
+    let crc = u32::from_be_bytes(h[4..8].try_into().ok()?);
+    let u64_at = |i: usize| Some(u64::from_be_bytes(h.get(i..i + 8)?.try_into().ok()?));
+    let expires_at = u64_at(24)?;
     let entry = Entry {
-        seq: u64_at(0)?,
-        id: u64_at(8)?,
+        seq: u64_at(8)?,
+        id: u64_at(16)?,
         meta: Some(MessageMeta {
-            size: u32::from_be_bytes(body.get(24..28)?.try_into().ok()?),
-            priority: body[28],
-            expiring: body[29] != 0,
+            size: u32::from_be_bytes(h[32..36].try_into().ok()?),
+            priority: h[36],
+            expiring: h[37] != 0,
         }),
         expires_at: (expires_at != u64::MAX).then_some(expires_at),
         loc: pos,
     };
-    Some((entry, PREFIX + FIXED..PREFIX + len as usize))
+    Some((entry, crc, len as usize - FIXED))
+}
+
+/// Whether an entry's header and record match its crc.
+pub fn check(header: &[u8], record: &[u8], crc: u32) -> bool {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[PREFIX..HEADER]);
+    h.update(record);
+    h.finalize() == crc
+}
+
+/// The entry at the start of `buf`, at file position `pos`, with its record's place in `buf`;
+/// None if it is damaged or cut short.
+pub fn parse_entry(buf: &[u8], pos: u64) -> Option<(Entry, std::ops::Range<usize>)> {
+    let (entry, crc, rlen) = parse_header(buf, pos)?;
+    let record = buf.get(HEADER..HEADER + rlen)?;
+    check(buf, record, crc).then_some((entry, HEADER..HEADER + rlen))
 }
 
 /// An entry's whole size from its first bytes (None: damaged).

@@ -22,7 +22,7 @@ pub mod queue;
 #[cfg(test)]
 mod tests;
 
-use self::format::SEG;
+use self::format::{Bits, SEG};
 use self::queue::{QueueDir, Seg};
 use super::sled::SledStore;
 use super::StoreErrorKind as Kind;
@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub struct FileStore {
     sync: bool,
     /// By storage key.
     queues: Mutex<HashMap<Box<str>, QueueDir>>,
+    /// `close` was called: another broker may own the directory now.
+    closed: AtomicBool,
 }
 
 fn io_err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -65,6 +68,8 @@ struct Write {
     len: u64,
     ack_len: u64,
     new: bool,
+    /// Nothing in the segment stays live: delete it (durably) rather than write acks.
+    drop: bool,
 }
 
 impl FileStore {
@@ -78,6 +83,7 @@ impl FileStore {
             root,
             sync,
             queues: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -120,6 +126,26 @@ impl FileStore {
                 _ => {}
             }
         }
+        // Boot replays every queue it knows; one it did not is replayed before a write.
+        let unreplayed: Vec<QueueKey> = {
+            let queues = self.lock();
+            let touched = batch
+                .index_puts
+                .keys()
+                .map(|(q, _)| q)
+                .chain(batch.index_removes.iter().map(|(q, _)| q));
+            touched
+                .filter(|q| {
+                    queues
+                        .get(q.as_str())
+                        .is_some_and(|d| !d.unreplayed.is_empty())
+                })
+                .cloned()
+                .collect()
+        };
+        for q in unreplayed {
+            self.replay_entries(&q, &mut |_| Ok(()))?;
+        }
         // 2. Plan, per queue and segment, under the lock: where each write goes.
         let mut plan: BTreeMap<&str, BTreeMap<u64, Write>> = BTreeMap::new();
         for ((q, seq), id) in &batch.index_puts {
@@ -140,18 +166,19 @@ impl FileStore {
         let mut new_dirs = Vec::new();
         {
             let queues = self.lock();
+            // What stays live in each touched segment, as the removes are planned.
+            let mut left: HashMap<(&str, u64), Bits> = HashMap::new();
             for (q, seq) in &batch.index_removes {
+                let k = seq / SEG;
+                let Some(s) = queues.get(q.as_str()).and_then(|d| d.segs.get(&k)) else {
+                    continue;
+                };
+                let bits = left
+                    .entry((q.as_str(), k))
+                    .or_insert_with(|| s.live.clone());
                 // Only positions live on disk (an entry never written has nothing to ack).
-                let live = queues
-                    .get(q.as_str())
-                    .and_then(|d| d.segs.get(&(seq / SEG)))
-                    .is_some_and(|s| s.live.get(*seq));
-                if live {
-                    let w = plan
-                        .entry(q.as_str())
-                        .or_default()
-                        .entry(seq / SEG)
-                        .or_default();
+                if bits.clear(*seq) {
+                    let w = plan.entry(q.as_str()).or_default().entry(k).or_default();
                     w.removes.push(*seq);
                 }
             }
@@ -160,10 +187,23 @@ impl FileStore {
                 if d.is_none() {
                     new_dirs.push(*q);
                 }
+                let newest = segs
+                    .keys()
+                    .next_back()
+                    .copied()
+                    .max(d.and_then(|d| d.segs.keys().next_back().copied()));
                 for (k, w) in segs.iter_mut() {
                     match d.and_then(|d| d.segs.get(k)) {
                         Some(s) => (w.len, w.ack_len) = (s.len, s.ack_len),
                         None => w.new = true,
+                    }
+                    // A segment this commit empties (a purge, the last acks of a drained
+                    // stretch) is deleted instead of acked entry by entry.
+                    w.drop = w.puts.is_empty()
+                        && Some(*k) != newest
+                        && left.get(&(*q, *k)).is_some_and(|b| b.count() == 0);
+                    if w.drop {
+                        continue;
                     }
                     // Each ack names the entry before this commit's writes (see `format`).
                     for seq in &w.removes {
@@ -183,6 +223,7 @@ impl FileStore {
                 QueueDir {
                     dir: dir.clone(),
                     segs: BTreeMap::new(),
+                    unreplayed: Vec::new(),
                 },
             );
             dirs.insert(q, dir);
@@ -198,6 +239,23 @@ impl FileStore {
             let Some(dir) = dirs.get(q) else { continue };
             let mut created = false;
             for (k, w) in segs {
+                if w.drop {
+                    for p in [queue::seg_path(dir, *k), queue::ack_path(dir, *k)] {
+                        match fs::remove_file(&p) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(io_err(dir, "cannot delete a queue segment", e));
+                            }
+                            _ => {}
+                        }
+                    }
+                    // At once: a retry after a later failure must see it gone.
+                    if let Some(d) = self.lock().get_mut(*q) {
+                        d.segs.remove(k);
+                    }
+                    // Made durable below with the directory: its acks were not written.
+                    created = true;
+                    continue;
+                }
                 let write = |path: PathBuf, at: u64, bytes: &[u8]| -> std::io::Result<()> {
                     let f = queue::open_at(&path, at)?;
                     f.write_all_at(bytes, at)?;
@@ -230,6 +288,9 @@ impl FileStore {
             for (q, segs) in plan {
                 let Some(d) = queues.get_mut(q) else { continue };
                 for (k, w) in segs {
+                    if w.drop {
+                        continue;
+                    }
                     let s = d.segs.entry(k).or_insert_with(Seg::default);
                     s.len = w.len + w.entries.len() as u64;
                     s.ack_len = w.ack_len + w.acks.len() as u64;
@@ -303,6 +364,14 @@ impl FileStore {
 
 impl Store for FileStore {
     fn commit(&self, batch: &Batch) -> StoreResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::at(
+                Kind::Closed,
+                &self.root,
+                "store is closed",
+                "the broker stopped",
+            ));
+        }
         // Definitions first: a queue's files never outlive a crash that lost its declaration
         // the other way round (boot drops files of queues it does not know).
         if !batch.definitions.is_empty() {
@@ -325,6 +394,7 @@ impl Store for FileStore {
         }
         let mut out = Recovered {
             definitions: legacy.definitions,
+            lazy: true,
             ..Recovered::default()
         };
         let dirs =
@@ -338,20 +408,61 @@ impl Store for FileStore {
             if !path.is_dir() {
                 continue;
             }
-            let found = queue::recover(&path, self.sync)
-                .map_err(|e| StoreError::at(Kind::Corrupt, &path, "cannot recover a queue", e))?;
-            let Some((name, dir, entries)) = found else {
+            let found = queue::open_dir(&path)
+                .map_err(|e| StoreError::at(Kind::Corrupt, &path, "cannot open a queue", e))?;
+            let Some((name, segs)) = found else {
                 continue;
             };
-            if !entries.is_empty() {
-                out.queues.insert(QueueKey::from(name.clone()), entries);
-            }
-            queues.insert(name.into(), dir);
+            // Empty ones too: boot drops the files of a queue it does not know.
+            out.queues.insert(QueueKey::from(name.clone()), Vec::new());
+            queues.insert(
+                name.into(),
+                QueueDir {
+                    dir: path,
+                    segs: BTreeMap::new(),
+                    unreplayed: segs,
+                },
+            );
         }
         Ok(out)
     }
 
+    fn shares_records(&self) -> bool {
+        false
+    }
+
+    fn replay_entries(
+        &self,
+        q: &QueueKey,
+        f: &mut dyn FnMut(&[Entry]) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let (dir, ks) = {
+            let mut queues = self.lock();
+            let Some(d) = queues.get_mut(q.as_str()) else {
+                return Ok(());
+            };
+            (d.dir.clone(), std::mem::take(&mut d.unreplayed))
+        };
+        let newest = ks.last().copied();
+        for k in ks {
+            let (seg, entries) = queue::replay(&dir, k, self.sync).map_err(|e| {
+                StoreError::at(Kind::Corrupt, &dir, "cannot replay a queue segment", e)
+            })?;
+            let dead = Some(k) != newest && seg.live.count() == 0;
+            if dead {
+                queue::remove_segment(&dir, k);
+            } else if let Some(d) = self.lock().get_mut(q.as_str()) {
+                d.segs.insert(k, seg);
+            }
+            if !entries.is_empty() {
+                f(&entries)?;
+            }
+        }
+        Ok(())
+    }
+
     fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         self.sled.close();
     }
 
@@ -363,7 +474,7 @@ impl Store for FileStore {
         limit: usize,
     ) -> StoreResult<Vec<Entry>> {
         Ok(self
-            .read_range_with(q, from, to, limit, false)?
+            .read_range_with(q, from, to, limit, u64::MAX, false)?
             .into_iter()
             .map(|(e, _)| e)
             .collect())
@@ -375,8 +486,9 @@ impl Store for FileStore {
         from: u64,
         to: u64,
         limit: usize,
+        max_bytes: u64,
     ) -> StoreResult<Vec<(Entry, Option<Vec<u8>>)>> {
-        self.read_range_with(q, from, to, limit, true)
+        self.read_range_with(q, from, to, limit, max_bytes, true)
     }
 
     fn read_record(&self, id: u64) -> StoreResult<Option<Vec<u8>>> {
@@ -393,17 +505,20 @@ impl Store for FileStore {
 }
 
 impl FileStore {
+    #[allow(clippy::too_many_arguments)]
     fn read_range_with(
         &self,
         q: &QueueKey,
         from: u64,
         to: u64,
         limit: usize,
+        max_bytes: u64,
         records: bool,
     ) -> StoreResult<Vec<(Entry, Option<Vec<u8>>)>> {
         let mut out = Vec::new();
+        let mut bytes = 0u64;
         let mut k = from / SEG;
-        while out.len() < limit && k <= to / SEG {
+        while out.len() < limit && (bytes < max_bytes || out.is_empty()) && k <= to / SEG {
             // One segment at a time: its durable length and live positions, then its file.
             let next = {
                 let queues = self.lock();
@@ -419,16 +534,24 @@ impl FileStore {
                 break;
             };
             let path = queue::seg_path(&dir, sk);
-            let buf = match queue::read_prefix(&path, len) {
-                Ok(b) => b,
+            let found = queue::live_entries(
+                &path,
+                len,
+                &live,
+                from,
+                to,
+                limit - out.len(),
+                max_bytes.saturating_sub(bytes),
+                records,
+            );
+            let found = match found {
+                Ok(f) => f,
                 // Deleted since: nothing in it was live any more.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                 Err(e) => return Err(io_err(&dir, "cannot read a queue segment", e)),
             };
-            for item in queue::live_entries(&buf, &live, from, to, records) {
-                if out.len() == limit {
-                    break;
-                }
+            for item in found {
+                bytes += u64::from(item.0.meta.map_or(0, |m| m.size));
                 out.push(item);
             }
             k = sk + 1;

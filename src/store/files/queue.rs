@@ -8,7 +8,7 @@ use super::format::{self, Bits, SEG};
 use crate::store::Entry;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ pub struct Seg {
 pub struct QueueDir {
     pub dir: PathBuf,
     pub segs: BTreeMap<u64, Seg>,
+    /// Segments found at boot and not replayed yet (`FileStore::replay_entries`).
+    pub unreplayed: Vec<u64>,
 }
 
 pub fn seg_path(dir: &Path, k: u64) -> PathBuf {
@@ -55,75 +57,144 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Read `len` bytes of `path` from its start (what the last commit made durable).
-pub fn read_prefix(path: &Path, len: u64) -> io::Result<Vec<u8>> {
-    let f = File::open(path)?;
-    let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
-    f.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
+/// Reads a segment file's entries in file order, their headers only unless asked for more.
+pub struct Scan {
+    r: BufReader<File>,
+    /// Where the next entry starts: after a `None`, the length of the good part.
+    pub pos: u64,
+    end: u64,
+    header: [u8; format::HEADER],
 }
 
-/// The live entries of one segment's bytes with positions in `from..=to`, in position order
-/// (a position written twice: the later entry), with their records when `records`.
+impl Scan {
+    /// Entries in the first `end` bytes of `path` (u64::MAX: to the end of the file).
+    pub fn open(path: &Path, end: u64) -> io::Result<Scan> {
+        Ok(Scan {
+            r: BufReader::with_capacity(256 * 1024, File::open(path)?),
+            pos: 0,
+            end,
+            header: [0; format::HEADER],
+        })
+    }
+
+    /// The next entry, with its record when `record`; its crc is checked when `record` or
+    /// `verify`. None at the end or at a damaged or cut-short entry.
+    pub fn next(&mut self, record: bool, verify: bool) -> io::Result<Option<(Entry, Vec<u8>)>> {
+        if self.pos + format::HEADER as u64 > self.end {
+            return Ok(None);
+        }
+        match self.r.read_exact(&mut self.header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let Some((entry, crc, rlen)) = format::parse_header(&self.header, self.pos) else {
+            return Ok(None);
+        };
+        let size = (format::HEADER + rlen) as u64;
+        if self.pos + size > self.end {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        if record || verify {
+            body.resize(rlen, 0);
+            match self.r.read_exact(&mut body) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            if !format::check(&self.header, &body, crc) {
+                return Ok(None);
+            }
+            if !record {
+                body = Vec::new();
+            }
+        } else {
+            self.r.seek_relative(rlen as i64)?;
+        }
+        self.pos += size;
+        Ok(Some((entry, body)))
+    }
+}
+
+/// Of several entries at one position, the one written last; sorted by position.
+fn latest(mut v: Vec<Entry>) -> Vec<Entry> {
+    v.sort_by_key(|e| (e.seq, e.loc));
+    let mut out: Vec<Entry> = Vec::with_capacity(v.len());
+    for e in v {
+        match out.last_mut() {
+            Some(last) if last.seq == e.seq => *last = e,
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+/// The live entries of a segment (its first `len` bytes) with positions in `from..=to`, in
+/// position order: at most `limit`, and no more once their records reach `max_bytes`. Headers
+/// are read first; then only the records wanted, when `records`.
+#[allow(clippy::too_many_arguments)]
 pub fn live_entries(
-    buf: &[u8],
+    path: &Path,
+    len: u64,
     live: &Bits,
     from: u64,
     to: u64,
+    limit: usize,
+    max_bytes: u64,
     records: bool,
-) -> Vec<(Entry, Option<Vec<u8>>)> {
-    let mut out: Vec<(Entry, Option<Vec<u8>>)> = Vec::new();
-    let mut pos = 0usize;
-    while let Some((e, rec)) = buf
-        .get(pos..)
-        .and_then(|b| format::parse_entry(b, pos as u64))
-    {
-        let size = rec.end;
+) -> io::Result<Vec<(Entry, Option<Vec<u8>>)>> {
+    let mut scan = Scan::open(path, len)?;
+    let mut found = Vec::new();
+    while let Some((e, _)) = scan.next(false, false)? {
         if e.seq >= from && e.seq <= to && live.get(e.seq) {
-            let record = records.then(|| buf[pos + rec.start..pos + rec.end].to_vec());
-            out.push((e, record));
-        }
-        pos += size;
-    }
-    // Stable: of two entries at one position the later (written again) comes last and wins.
-    out.sort_by_key(|(e, _)| e.seq);
-    let mut kept: Vec<(Entry, Option<Vec<u8>>)> = Vec::with_capacity(out.len());
-    for item in out {
-        match kept.last_mut() {
-            Some(last) if last.0.seq == item.0.seq => *last = item,
-            _ => kept.push(item),
+            found.push(e);
         }
     }
-    kept
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    let file = if records {
+        Some(File::open(path)?)
+    } else {
+        None
+    };
+    for e in latest(found) {
+        if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
+            break;
+        }
+        bytes += u64::from(e.meta.map_or(0, |m| m.size));
+        let record = match &file {
+            Some(f) => read_at(f, &e)?,
+            None => None,
+        };
+        out.push((e, record));
+    }
+    Ok(out)
+}
+
+fn read_at(f: &File, e: &Entry) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; format::HEADER];
+    f.read_exact_at(&mut header, e.loc)?;
+    let Some((found, crc, rlen)) = format::parse_header(&header, e.loc) else {
+        return Ok(None);
+    };
+    let mut record = vec![0u8; rlen];
+    f.read_exact_at(&mut record, e.loc + format::HEADER as u64)?;
+    Ok((found.seq == e.seq && format::check(&header, &record, crc)).then_some(record))
 }
 
 /// Read the record of entry `e` at its place in the segment file.
 pub fn read_one(dir: &Path, e: &Entry) -> io::Result<Option<Vec<u8>>> {
-    let f = match File::open(seg_path(dir, e.seq / SEG)) {
-        Ok(f) => f,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    let mut prefix = [0u8; format::PREFIX];
-    f.read_exact_at(&mut prefix, e.loc)?;
-    let Some(size) = format::entry_size(&prefix) else {
-        return Ok(None);
-    };
-    let mut buf = vec![0u8; size];
-    f.read_exact_at(&mut buf, e.loc)?;
-    Ok(match format::parse_entry(&buf, e.loc) {
-        Some((found, rec)) if found.seq == e.seq => {
-            buf.truncate(rec.end);
-            buf.drain(..rec.start);
-            Some(buf)
-        }
-        _ => None,
-    })
+    match File::open(seg_path(dir, e.seq / SEG)) {
+        Ok(f) => read_at(&f, e),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
-/// Recover one queue's directory: cut torn tails, replay acks, delete segments with nothing
-/// live. Returns the queue's name and its live entries in position order.
-pub fn recover(dir: &Path, sync: bool) -> io::Result<Option<(String, QueueDir, Vec<Entry>)>> {
+/// A queue's directory at boot: its name and the segments still to replay (None: the
+/// directory was never named, and is removed).
+pub fn open_dir(dir: &Path) -> io::Result<Option<(String, Vec<u64>)>> {
     let name = match fs::read(dir.join(NAME_FILE)) {
         Ok(n) => String::from_utf8(n).map_err(io::Error::other)?,
         // Created, then a crash before it was named: it holds nothing durable.
@@ -133,100 +204,82 @@ pub fn recover(dir: &Path, sync: bool) -> io::Result<Option<(String, QueueDir, V
         }
         Err(e) => return Err(e),
     };
-    let mut ks: Vec<(u64, bool)> = Vec::new();
+    let mut segs = Vec::new();
     for f in fs::read_dir(dir)? {
         let f = f?.file_name();
         let f = f.to_string_lossy();
-        let parsed = |ext: &str| {
-            f.strip_suffix(ext)
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-        };
-        if let Some(k) = parsed(".seg") {
-            ks.push((k, true));
-        } else if let Some(k) = parsed(".ack") {
-            ks.push((k, false));
-        }
-    }
-    // A segment before its acks (which it reads itself); acks with no segment are left over.
-    ks.sort_unstable_by_key(|&(k, is_seg)| (k, !is_seg));
-    let mut q = QueueDir {
-        dir: dir.to_path_buf(),
-        segs: BTreeMap::new(),
-    };
-    let mut entries = Vec::new();
-    for (k, is_seg) in ks {
-        if !is_seg {
-            if !q.segs.contains_key(&k) {
+        if let Some(k) = f
+            .strip_suffix(".seg")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
+            segs.push(k);
+        } else if let Some(k) = f
+            .strip_suffix(".ack")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
+            if !dir.join(format!("{k:016x}.seg")).exists() {
                 // Acks of a segment already gone.
                 let _ = fs::remove_file(ack_path(dir, k));
             }
-            continue;
         }
-        let path = seg_path(dir, k);
-        let buf = fs::read(&path)?;
-        let mut seg = Seg::default();
-        let mut good = 0usize;
-        // Where each position's latest entry starts (acks name entries by it).
-        let mut latest = vec![u64::MAX; SEG as usize];
-        while let Some((e, rec)) = buf
-            .get(good..)
-            .and_then(|b| format::parse_entry(b, good as u64))
-        {
-            if e.seq / SEG == k {
-                seg.live.set(e.seq);
-                latest[(e.seq % SEG) as usize] = good as u64;
-            }
-            good += rec.end;
-        }
-        if good < buf.len() {
-            tracing::warn!(path = %path.display(), kept = good, dropped = buf.len() - good,
-                "queue segment has a torn tail; cut");
-            let f = OpenOptions::new().write(true).open(&path)?;
-            f.set_len(good as u64)?;
-            if sync {
-                f.sync_data()?;
-            }
-        }
-        seg.len = good as u64;
-        let apath = ack_path(dir, k);
-        match fs::read(&apath) {
-            Ok(acks) => {
-                let (seqs, ok) = format::parse_acks(&acks);
-                for (s, before) in seqs {
-                    if s / SEG == k && latest[(s % SEG) as usize] < before {
-                        seg.live.clear(s);
-                    }
-                }
-                if ok < acks.len() {
-                    let f = OpenOptions::new().write(true).open(&apath)?;
-                    f.set_len(ok as u64)?;
-                }
-                seg.ack_len = ok as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let all = u64::MAX;
-        entries.extend(
-            live_entries(&buf[..good], &seg.live, 0, all, false)
-                .into_iter()
-                .map(|(e, _)| e),
-        );
-        q.segs.insert(k, seg);
     }
-    // Segments with nothing live, except the newest (publishes may still land in it).
-    let newest = q.segs.keys().next_back().copied();
-    let dead: Vec<u64> = q
-        .segs
-        .iter()
-        .filter(|(k, s)| Some(**k) != newest && s.live.count() == 0)
-        .map(|(k, _)| *k)
+    segs.sort_unstable();
+    Ok(Some((name, segs)))
+}
+
+/// Replay one segment at boot: check every entry's crc and cut a torn tail, apply the acks,
+/// and return the segment with its live entries in position order.
+pub fn replay(dir: &Path, k: u64, sync: bool) -> io::Result<(Seg, Vec<Entry>)> {
+    let path = seg_path(dir, k);
+    let mut scan = Scan::open(&path, u64::MAX)?;
+    let mut seg = Seg::default();
+    let mut all = Vec::new();
+    while let Some((e, _)) = scan.next(false, true)? {
+        if e.seq / SEG == k {
+            seg.live.set(e.seq);
+            all.push(e);
+        }
+    }
+    let good = scan.pos;
+    let size = fs::metadata(&path)?.len();
+    if good < size {
+        tracing::warn!(path = %path.display(), kept = good, dropped = size - good,
+            "queue segment has a torn tail; cut");
+        let f = OpenOptions::new().write(true).open(&path)?;
+        f.set_len(good)?;
+        if sync {
+            f.sync_data()?;
+        }
+    }
+    seg.len = good;
+    let entries = latest(all);
+    let apath = ack_path(dir, k);
+    match fs::read(&apath) {
+        Ok(acks) => {
+            let (seqs, ok) = format::parse_acks(&acks);
+            for (s, before) in seqs {
+                // An ack names the entry of its position that starts before `before`.
+                let acked = entries
+                    .binary_search_by_key(&s, |e| e.seq)
+                    .is_ok_and(|i| entries[i].loc < before);
+                if acked {
+                    seg.live.clear(s);
+                }
+            }
+            if ok < acks.len() {
+                let f = OpenOptions::new().write(true).open(&apath)?;
+                f.set_len(ok as u64)?;
+            }
+            seg.ack_len = ok as u64;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let live: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| seg.live.get(e.seq))
         .collect();
-    for k in dead {
-        q.segs.remove(&k);
-        remove_segment(dir, k);
-    }
-    Ok(Some((name, q, entries)))
+    Ok((seg, live))
 }
 
 /// Delete a segment's files (nothing in them is live).

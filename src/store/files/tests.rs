@@ -7,6 +7,23 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Recover, and replay every queue's entries into the lists.
+fn recovered(s: &FileStore) -> Recovered {
+    let mut rec = s.recover().expect("recover");
+    assert!(rec.lazy);
+    let keys: Vec<QueueKey> = rec.queues.keys().cloned().collect();
+    for q in keys {
+        let mut all = Vec::new();
+        s.replay_entries(&q, &mut |b| {
+            all.extend_from_slice(b);
+            Ok(())
+        })
+        .expect("replay");
+        rec.queues.insert(q, all);
+    }
+    rec
+}
+
 fn key() -> QueueKey {
     QueueKey::from("/\0q")
 }
@@ -62,14 +79,14 @@ fn entries_and_records_come_back_after_a_reopen() {
         s.recover().expect("recover");
         s.commit(&puts(0..10)).expect("commit");
         s.commit(&acks([3, 4])).expect("commit");
-        let got = s.read_range(&key(), 2, 6, 10).expect("read");
+        let got = s.read_range(&key(), 2, 6, 10, u64::MAX).expect("read");
         let seqs: Vec<u64> = got.iter().map(|(e, _)| e.seq).collect();
         assert_eq!(seqs, vec![2, 5, 6]);
         assert_eq!(got[1].1.as_deref(), Some(&b"m5"[..]));
         s.close();
     }
     let s = FileStore::open(&dir, true).expect("open again");
-    let rec = s.recover().expect("recover");
+    let rec = recovered(&s);
     let entries = &rec.queues[&key()];
     assert_eq!(
         seq_set(entries),
@@ -106,7 +123,7 @@ fn a_segment_goes_once_every_position_in_it_is_acked() {
     assert_eq!(segment_files(&dir), 1);
     s.close();
     let s = FileStore::open(&dir, false).expect("open again");
-    assert!(s.recover().expect("recover").queues.is_empty());
+    assert!(recovered(&s).queues[&key()].is_empty());
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
@@ -126,7 +143,7 @@ fn recovery_cuts_a_torn_tail_and_keeps_what_came_before() {
     bytes.extend_from_slice(&half[..half.len() / 2]);
     fs::write(&seg, &bytes).expect("tear");
     let s = FileStore::open(&dir, true).expect("open again");
-    let rec = s.recover().expect("recover");
+    let rec = recovered(&s);
     assert_eq!(seq_set(&rec.queues[&key()]), (0..5).collect());
     assert_eq!(fs::metadata(&seg).expect("stat").len() as usize, whole);
     // Appends continue after the cut.
@@ -152,10 +169,7 @@ fn a_dropped_queue_loses_its_files_and_a_namesake_starts_afresh() {
     );
     s.close();
     let s = FileStore::open(&dir, false).expect("open again");
-    assert_eq!(
-        seq_set(&s.recover().expect("recover").queues[&key()]),
-        [7].into()
-    );
+    assert_eq!(seq_set(&recovered(&s).queues[&key()]), [7].into());
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
@@ -170,7 +184,7 @@ fn a_requeue_to_the_back_writes_the_record_again() {
     b.index_puts.insert((key(), 1), 1000);
     b.rewrites.insert(1000, b"m0".to_vec());
     s.commit(&b).expect("move");
-    let got = s.read_range(&key(), 0, 10, 10).expect("read");
+    let got = s.read_range(&key(), 0, 10, 10, u64::MAX).expect("read");
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].0.seq, got[0].1.as_deref()), (1, Some(&b"m0"[..])));
     s.close();
@@ -196,7 +210,7 @@ fn a_sled_directory_is_migrated_to_files() {
         old.close();
     }
     let s = FileStore::open(&dir, false).expect("open");
-    let rec = s.recover().expect("recover");
+    let rec = recovered(&s);
     let entries = &rec.queues[&key()];
     assert_eq!(seq_set(entries), [0, 1, 2, 3, 9].into());
     let e9 = entries.iter().find(|e| e.seq == 9).expect("9");
@@ -212,7 +226,7 @@ fn a_sled_directory_is_migrated_to_files() {
     assert!(old.recover().expect("recover").queues.is_empty());
     old.close();
     let s = FileStore::open(&dir, false).expect("open again");
-    assert_eq!(s.recover().expect("recover").queues[&key()].len(), 5);
+    assert_eq!(recovered(&s).queues[&key()].len(), 5);
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
@@ -232,7 +246,7 @@ fn a_position_acked_then_written_again_stays_live_across_a_restart() {
     s.commit(&again).expect("write again");
     s.close();
     let s = FileStore::open(&dir, false).expect("open again");
-    let rec = s.recover().expect("recover");
+    let rec = recovered(&s);
     let entries = &rec.queues[&key()];
     assert_eq!(seq_set(entries), (0..5).collect());
     let e4 = entries.iter().find(|e| e.seq == 4).expect("4");
@@ -243,10 +257,7 @@ fn a_position_acked_then_written_again_stays_live_across_a_restart() {
     s.commit(&acks([4])).expect("ack the new one");
     s.close();
     let s = FileStore::open(&dir, false).expect("open a third time");
-    assert_eq!(
-        seq_set(&s.recover().expect("recover").queues[&key()]),
-        (0..4).collect()
-    );
+    assert_eq!(seq_set(&recovered(&s).queues[&key()]), (0..4).collect());
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
@@ -265,10 +276,63 @@ fn what_a_failed_write_left_is_cut_before_the_next() {
     s.commit(&puts(3..6)).expect("commit after");
     s.close();
     let s = FileStore::open(&dir, false).expect("open again");
+    assert_eq!(seq_set(&recovered(&s).queues[&key()]), (0..6).collect());
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_closed_store_refuses_commits() {
+    // A stopped embedded broker's committer must not write into a directory another broker
+    // opened since.
+    let dir = temp_dir("closed");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.close();
+    let e = s.commit(&puts([0])).expect_err("closed");
+    assert_eq!(e.kind, Kind::Closed);
+    assert_eq!(segment_files(&dir), 0);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_purge_deletes_whole_segments_without_writing_their_acks() {
+    let dir = temp_dir("purge");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..SEG * 3)).expect("commit");
+    s.commit(&acks(0..SEG * 3)).expect("purge");
+    assert_eq!(segment_files(&dir), 1, "the newest stays");
+    let q = dir.join("queues").join(dir_name(key().as_str()));
+    let ack_bytes: u64 = fs::read_dir(&q)
+        .expect("list")
+        .filter_map(|f| f.ok())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".ack"))
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum();
     assert_eq!(
-        seq_set(&s.recover().expect("recover").queues[&key()]),
-        (0..6).collect()
+        ack_bytes,
+        SEG * format::ACK as u64,
+        "acks only for the newest segment"
     );
+    // A position of a deleted segment written again lands in a fresh file.
+    s.commit(&puts([5])).expect("write again");
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    assert_eq!(seq_set(&recovered(&s).queues[&key()]), [5].into());
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_read_back_stops_at_its_byte_budget() {
+    let dir = temp_dir("budget");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..100)).expect("commit");
+    // Each entry's metadata says 2 bytes: a budget of 10 bytes gives 5, and at least one.
+    assert_eq!(s.read_range(&key(), 0, 99, 100, 10).expect("read").len(), 5);
+    assert_eq!(s.read_range(&key(), 0, 99, 100, 0).expect("read").len(), 1);
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
