@@ -207,6 +207,7 @@ impl Queue {
         let pager = match (&config.page_to, &config.store_key, &dedup) {
             (Some(to), Some(key), None) if config.log.is_none() => Some(Pager {
                 store: to.store.clone(),
+                own_records: !to.store.shares_records(),
                 key: key.clone(),
                 paging: Paging {
                     ram_messages: config

@@ -10,7 +10,8 @@
 //!
 //! What may leave memory: a message whose record is durable (`store::committer::DURABLE`: a read
 //! finds it), that no other queue holds (`store_refs` 1: a message read back is a new `Message`,
-//! and reference counts must stay in one place) and that was not returned unacknowledged before
+//! and reference counts must stay in one place; with the file store, which writes a copy of the
+//! record with each queue's entry, shared ones too) and that was not returned unacknowledged before
 //! (the flags that would be lost). Its expiry, if any, is in its index entry and comes back with
 //! it (TTL is checked at the head). Anything else stops paging at that point until it has left
 //! the tail.
@@ -71,6 +72,10 @@ pub struct PageTo {
 #[derive(Debug, Clone)]
 pub struct Pager {
     pub store: Arc<dyn Store>,
+    /// The store keeps a record with each queue's entry (`Store::shares_records` is false):
+    /// a message other queues hold too may page out, since what this queue reads back is its
+    /// own copy.
+    pub own_records: bool,
     pub key: QueueKey,
     pub paging: Paging,
 }
@@ -115,12 +120,13 @@ impl LevelFilter {
 }
 
 /// Whether `e` may leave memory (see the module's comment). `restored_below`: positions below
-/// it were restored at boot, and a read-back marks them redelivered again.
-pub(super) fn pageable(e: &QueuedMessage, restored_below: u64) -> bool {
+/// it were restored at boot, and a read-back marks them redelivered again. `own_records`: see
+/// `Pager::own_records`.
+pub(super) fn pageable(e: &QueuedMessage, restored_below: u64, own_records: bool) -> bool {
     let m = &e.message;
     m.store_id != 0
         && m.store_state.load(Ordering::Relaxed) == DURABLE
-        && m.store_refs.load(Ordering::Relaxed) == 1
+        && (own_records || m.store_refs.load(Ordering::Relaxed) == 1)
         && e.delivery_count == 0
         && e.redelivered == (e.seq < restored_below)
 }

@@ -161,6 +161,7 @@ impl Ready {
             return;
         };
         let p = pager.paging;
+        let own = pager.own_records;
         let restored_below = self.restored_below;
         let lv = &mut self.levels[l];
         if lv.ram_len() <= p.ram_messages && lv.ram_bytes <= p.ram_bytes {
@@ -181,7 +182,7 @@ impl Ready {
         while lv.tail.len() > p.tail_messages() || (lv.ram_bytes > p.ram_bytes && lv.tail.len() > 1)
         {
             match lv.tail.front() {
-                Some(e) if pageable(e, restored_below) => {}
+                Some(e) if pageable(e, restored_below, own) => {}
                 _ => break,
             }
             if let Some(e) = lv.tail.pop_front() {

@@ -469,6 +469,77 @@ async fn a_queue_over_several_segment_files_frees_them_as_it_drains_and_keeps_th
 }
 
 #[tokio::test]
+async fn a_message_routed_to_several_durable_queues_pages_out_of_each() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("deep-fanout");
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        ch.exchange_declare(
+            "fan".into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+        for q in ["fan-a", "fan-b"] {
+            durable(&ch, q, FieldTable::default()).await;
+            ch.queue_bind(
+                q.into(),
+                "fan".into(),
+                "".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        }
+        for (body, props) in numbered(300) {
+            ch.basic_publish(
+                "fan".into(),
+                "".into(),
+                Default::default(),
+                body.as_bytes(),
+                props.with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        }
+        for q in ["fan-a", "fan-b"] {
+            let q = b.broker().vhost("/").and_then(|vh| vh.queue(q)).expect("q");
+            q.catch_up_paging();
+            let ((ram, _), (paged, _)) = q.residence();
+            assert!(
+                paged >= 250 && ram + paged == 300,
+                "ram {ram}, paged {paged}"
+            );
+        }
+        // One queue drains; the other keeps its own copies.
+        assert_eq!(drain(&ch, "fan-a").await, names(0..300));
+    }
+    b.stop().await.expect("stopped");
+    let b = start_on(&dir).await;
+    {
+        let (_c, ch) = channel_at(&b.url()).await;
+        assert_eq!(message_count(&ch, "fan-a").await, 0);
+        assert_eq!(drain(&ch, "fan-b").await, names(0..300));
+    }
+    b.stop().await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn paged_messages_survive_a_restart_and_purged_ones_stay_gone() {
     if external() {
         return;
