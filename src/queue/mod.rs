@@ -209,15 +209,7 @@ impl Queue {
                 store: to.store.clone(),
                 own_records: !to.store.shares_records(),
                 key: key.clone(),
-                paging: Paging {
-                    ram_messages: config
-                        .args
-                        .ram_messages
-                        .map_or(to.paging.ram_messages, |n| {
-                            usize::try_from(n).unwrap_or(usize::MAX)
-                        }),
-                    ram_bytes: config.args.ram_bytes.unwrap_or(to.paging.ram_bytes),
-                },
+                paging: to.paging.for_args(&config.args),
             }),
             _ => None,
         };
@@ -385,6 +377,10 @@ impl Queue {
         }
         if let Some(log) = &self.config.log {
             log.set_limits(stream::limits(&args));
+        }
+        if let Some(to) = &self.config.page_to {
+            // A policy's queue-mode or max-in-memory-* changes the window at once.
+            st.ready.set_paging(to.paging.for_args(&args));
         }
         st.args = Arc::new(args);
         self.enforce_max_length(&mut st, fx);

@@ -41,6 +41,17 @@ impl Default for Paging {
 }
 
 impl Paging {
+    /// The window of a queue with `args` (its in-memory limits, or lazy mode), this being the
+    /// broker's default.
+    pub fn for_args(&self, args: &super::args::QueueArgs) -> Paging {
+        Paging {
+            ram_messages: args.ram_messages.map_or(self.ram_messages, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            ram_bytes: args.ram_bytes.unwrap_or(self.ram_bytes),
+        }
+    }
+
     /// The head keeps about half the window; the tail a quarter before it pages out.
     pub(super) fn head_messages(&self) -> usize {
         (self.ram_messages / 2).max(1)

@@ -146,6 +146,15 @@ impl Ready {
         true
     }
 
+    /// A new window (a policy changed it): what is over it pages out now.
+    pub fn set_paging(&mut self, paging: super::paged::Paging) {
+        match &mut self.pager {
+            Some(p) if p.paging != paging => p.paging = paging,
+            _ => return,
+        }
+        self.page_out_all();
+    }
+
     /// Page out every level (what became durable since it was published).
     pub fn page_out_all(&mut self) {
         if self.pager.is_some() {

@@ -49,7 +49,8 @@ const NUMERIC: [&str; 5] = [
     "delivery-limit",
 ];
 
-/// Keys accepted but with no effect on a single node (mirroring, federation, paging).
+/// Keys accepted without a check of their value here: most have no effect on a single node
+/// (mirroring, federation); max-in-memory-* set a queue's paging window (`QueueArgs`).
 const ACCEPTED_ONLY: [&str; 15] = [
     "ha-mode",
     "ha-params",
@@ -214,6 +215,15 @@ fn for_queue(all: &[Arc<Policy>], q: &Queue) -> (QueueArgs, AppliedPolicy) {
     }
     let mut table: FieldTable = q.config.arguments.clone();
     for (k, v) in &shown {
+        // As in RabbitMQ: queue-mode is a classic queue's, max-in-memory-* a quorum queue's.
+        let other_type = match q.config.args.queue_type {
+            crate::queue::args::QueueType::Classic => k.starts_with("max-in-memory-"),
+            crate::queue::args::QueueType::Quorum => k == "queue-mode",
+            crate::queue::args::QueueType::Stream => false,
+        };
+        if other_type {
+            continue;
+        }
         let arg = format!("x-{k}");
         let declared = table.inner().get(arg.as_str()).cloned();
         let value = match (NUMERIC.contains(&k.as_str()), declared, v) {

@@ -883,3 +883,53 @@ async fn in_memory_limits_and_lazy_mode_set_a_queues_window() {
         cleanup(&ch, &[&q]).await;
     }
 }
+
+#[tokio::test]
+async fn queue_mode_and_in_memory_policies_set_the_window_at_once() {
+    let Some(mgmt) = mgmt_addr() else { return };
+    if external() {
+        return;
+    }
+    let (_c, ch) = channel().await;
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    let lazy = durable(&ch, &uniq("deep-policy-lazy"), FieldTable::default()).await;
+    let quorum = durable(
+        &ch,
+        &uniq("deep-policy-quorum"),
+        table(&[("x-queue-type", s("quorum"))]),
+    )
+    .await;
+    assert_eq!(publish_all(&ch, &lazy, &numbered(1000)).await, 1000);
+    assert_eq!(publish_all(&ch, &quorum, &numbered(300)).await, 300);
+    // Under the broker's window (8192): all in memory, until a policy says otherwise.
+    let cases = [
+        (
+            &lazy,
+            serde_json::json!({"queue-mode": "lazy"}),
+            1000,
+            2 * warren::queue::args::LAZY_RAM_MESSAGES,
+        ),
+        (
+            &quorum,
+            serde_json::json!({"max-in-memory-length": 10}),
+            300,
+            20,
+        ),
+    ];
+    for (q, definition, n, most_in_ram) in cases {
+        let path = format!("/api/policies/%2f/{q}");
+        let body = serde_json::json!({"pattern": format!("^{q}$"), "definition": definition, "apply-to": "queues"});
+        let (status, reply) = http_at(&mgmt, Some("guest:guest"), "PUT", &path, Some(body)).await;
+        assert_eq!(status, 201, "{reply}");
+        let (ram, paged) = ram_and_paged(q, most_in_ram).await.expect("residence");
+        assert!(
+            ram <= most_in_ram && ram + paged == n as u64,
+            "{q}: {ram} in memory, {paged} paged out"
+        );
+        assert_eq!(drain(&ch, q).await, names(0..n), "{q}");
+        http_at(&mgmt, Some("guest:guest"), "DELETE", &path, None).await;
+    }
+    cleanup(&ch, &[&lazy, &quorum]).await;
+}
