@@ -643,12 +643,21 @@ impl Queue {
             }
             return u32::try_from(s.next - s.first).unwrap_or(u32::MAX);
         }
-        let (all, paged) = st.ready.drain();
+        let (all, paged) = st.ready.drain(false);
         for e in &all {
             self.forget(e, false, fx);
         }
-        let n = all.len() + paged.len();
-        self.forget_paged(paged, false, fx);
+        let n = all.len() + paged.count;
+        if let Some(key) = &self.config.store_key {
+            for (from, to) in paged.ranges {
+                fx.ops.push(Op::ForgetRange {
+                    queue: key.clone(),
+                    from,
+                    to,
+                });
+            }
+        }
+        self.forget_paged(paged.entries, false, fx);
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
@@ -676,9 +685,9 @@ impl Queue {
         if let Some(log) = &self.config.log {
             log.delete();
         }
-        let (all, paged) = st.ready.drain();
-        let n = all.len() + paged.len();
-        self.forget_paged(paged, true, fx);
+        let (all, paged) = st.ready.drain(true);
+        let n = all.len() + paged.count;
+        self.forget_paged(paged.entries, true, fx);
         if let Some(key) = &self.config.store_key {
             fx.ops.push(Op::DropQueue(key.clone()));
         }

@@ -347,21 +347,33 @@ impl Ready {
         out
     }
 
-    /// Empty the queue: the messages in memory, and the (position, message id) of those paged
-    /// out (the caller lets go of their records).
-    pub fn drain(&mut self) -> (Vec<QueuedMessage>, Vec<(u64, u64)>) {
+    /// Empty the queue: the messages in memory, and what was paged out. `deleting`: the whole
+    /// index goes with the queue.
+    pub fn drain(&mut self, deleting: bool) -> (Vec<QueuedMessage>, PagedOut) {
         let filters: Vec<_> = (0..self.levels.len()).map(|l| self.filter(l)).collect();
         self.len = 0;
         self.bytes = 0;
         let mut ram = Vec::new();
-        let mut paged = Vec::new();
+        let mut paged = PagedOut::default();
         for (l, lv) in self.levels.iter_mut().enumerate() {
             ram.extend(lv.head.drain(..));
             if let (Some(pager), false) = (&self.pager, lv.paged.is_empty()) {
-                match pager.entries(&lv.paged, filters[l]) {
-                    Ok(e) => paged.extend(e),
-                    Err(e) => {
-                        tracing::error!(queue = ?pager.key, error = %e, "cannot read paged messages to remove them")
+                if pager.own_records && (deleting || filters[l].is_none()) {
+                    // Records live with their entries: nothing to read or list. A deletion
+                    // drops the files; a purge removes the range.
+                    paged.count += lv.paged.count;
+                    if !deleting {
+                        paged.ranges.push((lv.paged.first, lv.paged.last));
+                    }
+                } else {
+                    match pager.entries(&lv.paged, filters[l]) {
+                        Ok(e) => {
+                            paged.count += e.len();
+                            paged.entries.extend(e);
+                        }
+                        Err(e) => {
+                            tracing::error!(queue = ?pager.key, error = %e, "cannot read paged messages to remove them")
+                        }
                     }
                 }
             }
@@ -371,4 +383,14 @@ impl Ready {
         }
         (ram, paged)
     }
+}
+
+/// What a drained queue had paged out.
+#[derive(Debug, Default)]
+pub struct PagedOut {
+    pub count: usize,
+    /// (position, message id) of each, when the store needs them named.
+    pub entries: Vec<(u64, u64)>,
+    /// Ranges of positions whose entries all go (`store::Op::ForgetRange`).
+    pub ranges: Vec<(u64, u64)>,
 }

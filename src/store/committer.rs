@@ -68,6 +68,13 @@ pub enum Op {
         entries: Vec<(u64, u64)>,
     },
     DropQueue(QueueKey),
+    /// Every entry of the queue at a position in `from..=to` goes (a purge of a paged-out
+    /// stretch; only for stores that do not share records, so no record needs deleting).
+    ForgetRange {
+        queue: QueueKey,
+        from: u64,
+        to: u64,
+    },
     /// A stream's log has records appended (this many bytes): write and sync them with the
     /// batch.
     StreamFlush(Arc<super::log::Log>, u64),
@@ -370,12 +377,18 @@ impl Pending {
                     }
                 }
             }
+            Op::ForgetRange { queue, from, to } => {
+                if !queue.is_dropped() {
+                    b.range_removes.push((queue, from, to));
+                }
+            }
             Op::DropQueue(q) => {
                 q.mark_dropped();
                 // Entries queued for the dropped queue belong to it; a namesake's can only
                 // come after this op (deletion is submitted under the topology lock).
                 b.index_puts.retain(|(k, _), _| *k != q);
                 b.index_removes.retain(|(k, _)| *k != q);
+                b.range_removes.retain(|(k, _, _)| *k != q);
                 b.dropped_queues.push(q);
             }
             Op::StreamFlush(log, _) => {

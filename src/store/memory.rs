@@ -55,6 +55,11 @@ impl Store for MemoryStore {
                 entries.remove(seq);
             }
         }
+        for (q, from, to) in &batch.range_removes {
+            if let Some(entries) = s.queues.get_mut(q) {
+                entries.retain(|seq, _| seq < from || seq > to);
+            }
+        }
         for id in &batch.message_deletes {
             s.messages.remove(id);
         }

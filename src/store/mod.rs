@@ -393,6 +393,9 @@ pub struct Batch {
     /// The expiry of index entries that have one.
     pub expiry: BTreeMap<(QueueKey, u64), u64>,
     pub index_removes: Vec<(QueueKey, u64)>,
+    /// Every index entry of a queue with a position in `from..=to` goes (a purge of a
+    /// paged-out stretch, sent only to stores that do not share records).
+    pub range_removes: Vec<(QueueKey, u64, u64)>,
     pub message_deletes: Vec<u64>,
     pub dropped_queues: Vec<QueueKey>,
 }
@@ -403,6 +406,7 @@ impl Batch {
             && self.definitions.is_empty()
             && self.index_puts.is_empty()
             && self.index_removes.is_empty()
+            && self.range_removes.is_empty()
             && self.message_deletes.is_empty()
             && self.dropped_queues.is_empty()
     }

@@ -363,6 +363,13 @@ impl Db {
                 .remove(seq.to_be_bytes())
                 .map_err(|e| self.err("write failed", e))?;
         }
+        for (q, from, to) in &batch.range_removes {
+            let tree = self.queue_tree(q)?;
+            for kv in tree.range(from.to_be_bytes()..=to.to_be_bytes()) {
+                let (k, _) = kv.map_err(|e| self.err("cannot read queue index", e))?;
+                tree.remove(k).map_err(|e| self.err("write failed", e))?;
+            }
+        }
         for id in &batch.message_deletes {
             self.delete_message(*id)?;
         }

@@ -1,5 +1,5 @@
 //! Model test: random batches of puts (with records), requeues to the back (records written
-//! again), acks and queue drops on the file store, with reopens in the middle, against a plain
+//! again), acks, purges of ranges and queue drops on the file store, with reopens in the middle, against a plain
 //! map of what each queue holds. Every recovered entry must carry its own record and expiry.
 
 // QueueKey's interior flag is not part of its order.
@@ -88,6 +88,13 @@ fn step(rng: &mut StdRng, next_id: &mut u64, queues: &[QueueKey], model: &mut Mo
                 }
                 b.index_removes.push((q.clone(), target));
                 model.remove(&(q, target));
+            }
+            9 if rng.gen_ratio(1, 2) && b.index_puts.is_empty() => {
+                // A purge of a stretch: everything of this queue in a range of positions.
+                let from = rng.gen_range(0..12_000);
+                let to = from + rng.gen_range(0..9_000);
+                b.range_removes.push((q.clone(), from, to));
+                model.retain(|(k, seq), _| *k != q || *seq < from || *seq > to);
             }
             9 if rng.gen_ratio(1, 8) && b.index_puts.is_empty() && b.index_removes.is_empty() => {
                 b.dropped_queues.push(q.clone());

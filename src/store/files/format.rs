@@ -164,6 +164,15 @@ impl Bits {
         self.0[w] & b != 0
     }
 
+    /// The live positions of segment `k`.
+    pub fn positions(&self, k: u64) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().enumerate().flat_map(move |(w, bits)| {
+            (0..64u64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| k * SEG + w as u64 * 64 + b)
+        })
+    }
+
     pub fn count(&self) -> u32 {
         self.0.iter().map(|w| w.count_ones()).sum()
     }

@@ -182,6 +182,34 @@ impl FileStore {
                     w.removes.push(*seq);
                 }
             }
+            // A purged stretch: its whole segments are deleted without a look inside (unless
+            // it is a queue's newest, or gets writes in this commit), its ends acked.
+            for (q, from, to) in &batch.range_removes {
+                let Some(d) = queues.get(q.as_str()) else {
+                    continue;
+                };
+                let newest = d.segs.keys().next_back().copied();
+                for (k, s) in d.segs.range(from / SEG..=to / SEG) {
+                    let k = *k;
+                    let whole = k * SEG >= *from && (k + 1) * SEG - 1 <= *to;
+                    let w = plan.entry(q.as_str()).or_default().entry(k).or_default();
+                    if whole && Some(k) != newest && w.puts.is_empty() {
+                        w.drop = true;
+                        continue;
+                    }
+                    let bits = left
+                        .entry((q.as_str(), k))
+                        .or_insert_with(|| s.live.clone());
+                    let gone: Vec<u64> = bits
+                        .positions(k)
+                        .filter(|seq| seq >= from && seq <= to)
+                        .collect();
+                    for seq in gone {
+                        bits.clear(seq);
+                        w.removes.push(seq);
+                    }
+                }
+            }
             for (q, segs) in plan.iter_mut() {
                 let d = queues.get(*q);
                 if d.is_none() {
@@ -199,9 +227,10 @@ impl FileStore {
                     }
                     // A segment this commit empties (a purge, the last acks of a drained
                     // stretch) is deleted instead of acked entry by entry.
-                    w.drop = w.puts.is_empty()
-                        && Some(*k) != newest
-                        && left.get(&(*q, *k)).is_some_and(|b| b.count() == 0);
+                    w.drop = w.drop
+                        || (w.puts.is_empty()
+                            && Some(*k) != newest
+                            && left.get(&(*q, *k)).is_some_and(|b| b.count() == 0));
                     if w.drop {
                         continue;
                     }

@@ -336,3 +336,35 @@ fn a_read_back_stops_at_its_byte_budget() {
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_range_removal_deletes_whole_segments_and_acks_its_ends() {
+    let dir = temp_dir("range");
+    let s = FileStore::open(&dir, false).expect("open");
+    s.recover().expect("recover");
+    s.commit(&puts(0..SEG * 3 + 10)).expect("commit");
+    let purge = Batch {
+        range_removes: vec![(key(), 5, SEG * 2 + 3)],
+        ..Batch::default()
+    };
+    s.commit(&purge).expect("purge");
+    assert_eq!(segment_files(&dir), 3, "the middle one went whole");
+    let q = dir.join("queues").join(dir_name(key().as_str()));
+    assert!(
+        !queue::ack_path(&q, 1).exists(),
+        "no acks for a deleted segment"
+    );
+    let expected: BTreeSet<u64> = (0..5).chain(SEG * 2 + 4..SEG * 3 + 10).collect();
+    assert_eq!(
+        seq_set(
+            &s.index_range(&key(), 0, u64::MAX, usize::MAX)
+                .expect("read")
+        ),
+        expected
+    );
+    s.close();
+    let s = FileStore::open(&dir, false).expect("open again");
+    assert_eq!(seq_set(&recovered(&s).queues[&key()]), expected);
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
