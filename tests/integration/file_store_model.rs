@@ -13,10 +13,10 @@ use warren::store::{queue_key, Batch, MessageMeta, QueueKey, Store};
 /// (queue, position) → (message id, record, expiry).
 type Model = BTreeMap<(QueueKey, u64), (u64, Vec<u8>, Option<u64>)>;
 
-fn reopen(dir: &std::path::Path) -> FileStore {
+fn reopen(dir: &std::path::Path, sync: bool) -> FileStore {
     // sled (which keeps the definitions) lets go of its lock a tick after the last handle.
     for _ in 0..60 {
-        match FileStore::open(dir, true) {
+        match FileStore::open(dir, sync) {
             Ok(s) => return s,
             Err(e) if e.to_string().contains("cannot lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(50))
@@ -24,7 +24,7 @@ fn reopen(dir: &std::path::Path) -> FileStore {
             Err(e) => panic!("reopen: {e}"),
         }
     }
-    FileStore::open(dir, true).expect("reopen")
+    FileStore::open(dir, sync).expect("reopen")
 }
 
 fn step(rng: &mut StdRng, next_id: &mut u64, queues: &[QueueKey], model: &mut Model) -> Batch {
@@ -148,14 +148,14 @@ fn file_store_keeps_what_the_model_keeps_across_reopens() {
         let _ = std::fs::remove_dir_all(&dir);
         let mut rng = StdRng::seed_from_u64(seed);
         let mut model = Model::new();
-        let mut store = FileStore::open(&dir, false).expect("open");
+        let mut store = reopen(&dir, false);
         store.recover().expect("recover");
         let mut next_id = 0;
         for n in 0..400 {
             if n % 100 == 99 {
                 store.close();
                 drop(store);
-                store = reopen(&dir);
+                store = reopen(&dir, true);
                 check(&store, &model, &format!("seed {seed}, step {n}"));
             }
             let batch = step(&mut rng, &mut next_id, &queues, &mut model);

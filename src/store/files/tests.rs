@@ -1,6 +1,28 @@
 use super::*;
 use std::collections::BTreeSet;
 
+/// Open (again) in this process: sled lets go of its lock a tick after the last handle drops,
+/// so a reopen right away can find it still held (a new process never does).
+fn retry<T>(mut f: impl FnMut() -> StoreResult<T>) -> T {
+    for _ in 0..100 {
+        match f() {
+            Err(e) if e.kind == Kind::Locked => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            r => return r.expect("open"),
+        }
+    }
+    f().expect("open")
+}
+
+fn open(dir: &Path, sync: bool) -> FileStore {
+    retry(|| FileStore::open(dir, sync))
+}
+
+fn open_sled(dir: &Path, sync: bool) -> SledStore {
+    retry(|| SledStore::open(dir, sync))
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warren-files-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
@@ -75,7 +97,7 @@ fn segment_files(dir: &Path) -> usize {
 fn entries_and_records_come_back_after_a_reopen() {
     let dir = temp_dir("reopen");
     {
-        let s = FileStore::open(&dir, true).expect("open");
+        let s = open(&dir, true);
         s.recover().expect("recover");
         s.commit(&puts(0..10)).expect("commit");
         s.commit(&acks([3, 4])).expect("commit");
@@ -85,7 +107,7 @@ fn entries_and_records_come_back_after_a_reopen() {
         assert_eq!(got[1].1.as_deref(), Some(&b"m5"[..]));
         s.close();
     }
-    let s = FileStore::open(&dir, true).expect("open again");
+    let s = open(&dir, true);
     let rec = recovered(&s);
     let entries = &rec.queues[&key()];
     assert_eq!(
@@ -106,7 +128,7 @@ fn entries_and_records_come_back_after_a_reopen() {
 #[test]
 fn a_segment_goes_once_every_position_in_it_is_acked() {
     let dir = temp_dir("reclaim");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..SEG * 2 + 5)).expect("commit");
     assert_eq!(segment_files(&dir), 3);
@@ -122,7 +144,7 @@ fn a_segment_goes_once_every_position_in_it_is_acked() {
     s.commit(&acks(SEG..SEG * 2 + 5)).expect("ack");
     assert_eq!(segment_files(&dir), 1);
     s.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     assert!(recovered(&s).queues[&key()].is_empty());
     s.close();
     let _ = fs::remove_dir_all(&dir);
@@ -131,7 +153,7 @@ fn a_segment_goes_once_every_position_in_it_is_acked() {
 #[test]
 fn recovery_cuts_a_torn_tail_and_keeps_what_came_before() {
     let dir = temp_dir("torn");
-    let s = FileStore::open(&dir, true).expect("open");
+    let s = open(&dir, true);
     s.recover().expect("recover");
     s.commit(&puts(0..5)).expect("commit");
     s.close();
@@ -142,7 +164,7 @@ fn recovery_cuts_a_torn_tail_and_keeps_what_came_before() {
     format::encode_entry(&mut half, 5, 1005, &MessageMeta::default(), None, b"torn");
     bytes.extend_from_slice(&half[..half.len() / 2]);
     fs::write(&seg, &bytes).expect("tear");
-    let s = FileStore::open(&dir, true).expect("open again");
+    let s = open(&dir, true);
     let rec = recovered(&s);
     assert_eq!(seq_set(&rec.queues[&key()]), (0..5).collect());
     assert_eq!(fs::metadata(&seg).expect("stat").len() as usize, whole);
@@ -157,7 +179,7 @@ fn recovery_cuts_a_torn_tail_and_keeps_what_came_before() {
 #[test]
 fn a_dropped_queue_loses_its_files_and_a_namesake_starts_afresh() {
     let dir = temp_dir("drop");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..3)).expect("commit");
     let mut b = puts([7]);
@@ -168,7 +190,7 @@ fn a_dropped_queue_loses_its_files_and_a_namesake_starts_afresh() {
         [7].into()
     );
     s.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     assert_eq!(seq_set(&recovered(&s).queues[&key()]), [7].into());
     s.close();
     let _ = fs::remove_dir_all(&dir);
@@ -177,7 +199,7 @@ fn a_dropped_queue_loses_its_files_and_a_namesake_starts_afresh() {
 #[test]
 fn a_requeue_to_the_back_writes_the_record_again() {
     let dir = temp_dir("rewrite");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts([0])).expect("commit");
     let mut b = acks([0]);
@@ -195,7 +217,7 @@ fn a_requeue_to_the_back_writes_the_record_again() {
 fn a_sled_directory_is_migrated_to_files() {
     let dir = temp_dir("migrate");
     {
-        let old = SledStore::open(&dir, false).expect("sled");
+        let old = open_sled(&dir, false);
         let mut b = puts(0..4);
         // An entry from before metadata: its record tells its size and priority.
         let legacy = crate::message::Message::new(
@@ -209,7 +231,7 @@ fn a_sled_directory_is_migrated_to_files() {
         old.commit(&b).expect("commit");
         old.close();
     }
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     let rec = recovered(&s);
     let entries = &rec.queues[&key()];
     assert_eq!(seq_set(entries), [0, 1, 2, 3, 9].into());
@@ -222,10 +244,10 @@ fn a_sled_directory_is_migrated_to_files() {
     );
     s.close();
     // Sled let go of them: a second boot finds them in files only, once.
-    let old = SledStore::open(&dir, false).expect("sled");
+    let old = open_sled(&dir, false);
     assert!(old.recover().expect("recover").queues.is_empty());
     old.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     assert_eq!(recovered(&s).queues[&key()].len(), 5);
     s.close();
     let _ = fs::remove_dir_all(&dir);
@@ -235,7 +257,7 @@ fn a_sled_directory_is_migrated_to_files() {
 fn a_position_acked_then_written_again_stays_live_across_a_restart() {
     // A queue whose newest positions were acked before a restart hands them out again.
     let dir = temp_dir("reuse");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..5)).expect("commit");
     s.commit(&acks([3, 4])).expect("ack");
@@ -245,7 +267,7 @@ fn a_position_acked_then_written_again_stays_live_across_a_restart() {
     }
     s.commit(&again).expect("write again");
     s.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     let rec = recovered(&s);
     let entries = &rec.queues[&key()];
     assert_eq!(seq_set(entries), (0..5).collect());
@@ -256,7 +278,7 @@ fn a_position_acked_then_written_again_stays_live_across_a_restart() {
     );
     s.commit(&acks([4])).expect("ack the new one");
     s.close();
-    let s = FileStore::open(&dir, false).expect("open a third time");
+    let s = open(&dir, false);
     assert_eq!(seq_set(&recovered(&s).queues[&key()]), (0..4).collect());
     s.close();
     let _ = fs::remove_dir_all(&dir);
@@ -265,7 +287,7 @@ fn a_position_acked_then_written_again_stays_live_across_a_restart() {
 #[test]
 fn what_a_failed_write_left_is_cut_before_the_next() {
     let dir = temp_dir("failed");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..3)).expect("commit");
     // A write that failed half-way (disk full) left bytes past the durable length.
@@ -275,7 +297,7 @@ fn what_a_failed_write_left_is_cut_before_the_next() {
     fs::write(&seg, &bytes).expect("garbage");
     s.commit(&puts(3..6)).expect("commit after");
     s.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     assert_eq!(seq_set(&recovered(&s).queues[&key()]), (0..6).collect());
     s.close();
     let _ = fs::remove_dir_all(&dir);
@@ -286,7 +308,7 @@ fn a_closed_store_refuses_commits() {
     // A stopped embedded broker's committer must not write into a directory another broker
     // opened since.
     let dir = temp_dir("closed");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.close();
     let e = s.commit(&puts([0])).expect_err("closed");
@@ -298,7 +320,7 @@ fn a_closed_store_refuses_commits() {
 #[test]
 fn a_purge_deletes_whole_segments_without_writing_their_acks() {
     let dir = temp_dir("purge");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..SEG * 3)).expect("commit");
     s.commit(&acks(0..SEG * 3)).expect("purge");
@@ -318,7 +340,7 @@ fn a_purge_deletes_whole_segments_without_writing_their_acks() {
     // A position of a deleted segment written again lands in a fresh file.
     s.commit(&puts([5])).expect("write again");
     s.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     assert_eq!(seq_set(&recovered(&s).queues[&key()]), [5].into());
     s.close();
     let _ = fs::remove_dir_all(&dir);
@@ -327,7 +349,7 @@ fn a_purge_deletes_whole_segments_without_writing_their_acks() {
 #[test]
 fn a_read_back_stops_at_its_byte_budget() {
     let dir = temp_dir("budget");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..100)).expect("commit");
     // Each entry's metadata says 2 bytes: a budget of 10 bytes gives 5, and at least one.
@@ -340,7 +362,7 @@ fn a_read_back_stops_at_its_byte_budget() {
 #[test]
 fn a_range_removal_deletes_whole_segments_and_acks_its_ends() {
     let dir = temp_dir("range");
-    let s = FileStore::open(&dir, false).expect("open");
+    let s = open(&dir, false);
     s.recover().expect("recover");
     s.commit(&puts(0..SEG * 3 + 10)).expect("commit");
     let purge = Batch {
@@ -363,7 +385,7 @@ fn a_range_removal_deletes_whole_segments_and_acks_its_ends() {
         expected
     );
     s.close();
-    let s = FileStore::open(&dir, false).expect("open again");
+    let s = open(&dir, false);
     assert_eq!(seq_set(&recovered(&s).queues[&key()]), expected);
     s.close();
     let _ = fs::remove_dir_all(&dir);
