@@ -118,21 +118,25 @@ impl Scan {
 }
 
 /// Of several entries at one position, the one written last; sorted by position.
-fn latest(mut v: Vec<Entry>) -> Vec<Entry> {
-    v.sort_by_key(|e| (e.seq, e.loc));
-    let mut out: Vec<Entry> = Vec::with_capacity(v.len());
-    for e in v {
+fn latest<T>(mut v: Vec<T>, entry: impl Fn(&T) -> &Entry) -> Vec<T> {
+    v.sort_by_key(|t| (entry(t).seq, entry(t).loc));
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for t in v {
         match out.last_mut() {
-            Some(last) if last.seq == e.seq => *last = e,
-            _ => out.push(e),
+            Some(last) if entry(last).seq == entry(&t).seq => *last = t,
+            _ => out.push(t),
         }
     }
     out
 }
 
+/// A segment at most this long is read whole for a read-back (one read instead of two per
+/// record); a longer one (large messages) is scanned and its records read one by one.
+const READ_WHOLE: u64 = 8 << 20;
+
 /// The live entries of a segment (its first `len` bytes) with positions in `from..=to`, in
-/// position order: at most `limit`, and no more once their records reach `max_bytes`. Headers
-/// are read first; then only the records wanted, when `records`.
+/// position order: at most `limit`, and no more once their records reach `max_bytes`, with
+/// their records when `records`.
 #[allow(clippy::too_many_arguments)]
 pub fn live_entries(
     path: &Path,
@@ -144,28 +148,58 @@ pub fn live_entries(
     max_bytes: u64,
     records: bool,
 ) -> io::Result<Vec<(Entry, Option<Vec<u8>>)>> {
-    let mut scan = Scan::open(path, len)?;
-    let mut found = Vec::new();
-    while let Some((e, _)) = scan.next(false, false)? {
-        if e.seq >= from && e.seq <= to && live.get(e.seq) {
-            found.push(e);
+    let wanted = |e: &Entry| e.seq >= from && e.seq <= to && live.get(e.seq);
+    // Each wanted entry with where it ends.
+    let mut found: Vec<(Entry, usize)> = Vec::new();
+    let whole = if records && len <= READ_WHOLE {
+        let f = File::open(path)?;
+        let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+        f.read_exact_at(&mut buf, 0)?;
+        let mut pos = 0usize;
+        while let Some((e, _, rlen)) = buf
+            .get(pos..)
+            .and_then(|b| format::parse_header(b, pos as u64))
+        {
+            let end = pos + format::HEADER + rlen;
+            if end > buf.len() {
+                break;
+            }
+            if wanted(&e) {
+                found.push((e, end));
+            }
+            pos = end;
         }
-    }
-    let mut out = Vec::new();
-    let mut bytes = 0u64;
-    let file = if records {
+        Some(buf)
+    } else {
+        let mut scan = Scan::open(path, len)?;
+        while let Some((e, _)) = scan.next(false, false)? {
+            if wanted(&e) {
+                found.push((e, scan.pos as usize));
+            }
+        }
+        None
+    };
+    let file = if records && whole.is_none() {
         Some(File::open(path)?)
     } else {
         None
     };
-    for e in latest(found) {
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    for (e, end) in latest(found, |(e, _)| e) {
         if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
             break;
         }
         bytes += u64::from(e.meta.map_or(0, |m| m.size));
-        let record = match &file {
-            Some(f) => read_at(f, &e)?,
-            None => None,
+        let record = match (&whole, &file) {
+            (Some(buf), _) => {
+                let at = e.loc as usize;
+                buf.get(at..end)
+                    .and_then(|b| format::parse_entry(b, e.loc))
+                    .map(|(_, r)| buf[at + r.start..at + r.end].to_vec())
+            }
+            (None, Some(f)) => read_at(f, &e)?,
+            (None, None) => None,
         };
         out.push((e, record));
     }
@@ -252,7 +286,7 @@ pub fn replay(dir: &Path, k: u64, sync: bool) -> io::Result<(Seg, Vec<Entry>)> {
         }
     }
     seg.len = good;
-    let entries = latest(all);
+    let entries = latest(all, |e| e);
     let apath = ack_path(dir, k);
     match fs::read(&apath) {
         Ok(acks) => {
