@@ -85,9 +85,9 @@ fn random_definition(rng: &mut StdRng) -> Definition {
 /// Reopen in the same process. sled's flusher thread lets go of the directory lock on its next
 /// tick after the last handle drops, so a reopen right away can find it still held; a new
 /// process (a restart) never does. Retry for up to 3 s, then fail with the real error.
-fn reopen(dir: &std::path::Path) -> SledStore {
+fn reopen(dir: &std::path::Path, sync: bool) -> SledStore {
     for _ in 0..60 {
-        match SledStore::open(dir, true) {
+        match SledStore::open(dir, sync) {
             Ok(s) => return s,
             Err(e) if e.to_string().contains("cannot lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(50))
@@ -95,7 +95,7 @@ fn reopen(dir: &std::path::Path) -> SledStore {
             Err(e) => panic!("reopen sled: {e}"),
         }
     }
-    SledStore::open(dir, true).expect("reopen sled")
+    SledStore::open(dir, sync).expect("reopen sled")
 }
 
 #[test]
@@ -106,12 +106,13 @@ fn sled_and_memory_stores_agree_across_reopen() {
         let _ = std::fs::remove_dir_all(&dir);
         let mut rng = StdRng::seed_from_u64(seed);
         let memory = MemoryStore::default();
-        let mut sled = SledStore::open(&dir, false).expect("open sled");
+        // The previous seed's store may still hold the lock for a tick.
+        let mut sled = reopen(&dir, false);
         let mut next_id = 0;
         for step in 0..120 {
             if step == 60 {
                 drop(sled);
-                sled = reopen(&dir);
+                sled = reopen(&dir, true);
                 assert_eq!(
                     sled.recover().expect("sled"),
                     memory.recover().expect("memory"),
