@@ -677,3 +677,19 @@ pub mod setup {
         got
     }
 }
+
+/// Open a store on a directory this process had open a moment ago: sled's flusher thread lets
+/// go of the directory lock on its next tick after the last handle drops, so an open right
+/// away can find it still held (a new process never does). Retries for up to 3 s, then fails
+/// with the real error.
+pub fn reopen_in_process<T>(mut open: impl FnMut() -> warren::store::StoreResult<T>) -> T {
+    for _ in 0..60 {
+        match open() {
+            Err(e) if e.kind == warren::store::StoreErrorKind::Locked => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            r => return r.expect("open the store"),
+        }
+    }
+    open().expect("open the store")
+}

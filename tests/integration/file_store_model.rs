@@ -5,6 +5,7 @@
 // QueueKey's interior flag is not part of its order.
 #![allow(clippy::mutable_key_type)]
 
+use crate::common::reopen_in_process;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use warren::store::files::FileStore;
@@ -14,17 +15,7 @@ use warren::store::{queue_key, Batch, MessageMeta, QueueKey, Store};
 type Model = BTreeMap<(QueueKey, u64), (u64, Vec<u8>, Option<u64>)>;
 
 fn reopen(dir: &std::path::Path, sync: bool) -> FileStore {
-    // sled (which keeps the definitions) lets go of its lock a tick after the last handle.
-    for _ in 0..60 {
-        match FileStore::open(dir, sync) {
-            Ok(s) => return s,
-            Err(e) if e.to_string().contains("cannot lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-    FileStore::open(dir, sync).expect("reopen")
+    reopen_in_process(|| FileStore::open(dir, sync))
 }
 
 fn step(rng: &mut StdRng, next_id: &mut u64, queues: &[QueueKey], model: &mut Model) -> Batch {

@@ -1,6 +1,7 @@
 //! Model test: the same random store operations on SledStore and MemoryStore, with a reopen of
 //! the sled store in the middle, leave the same recovered state.
 
+use crate::common::reopen_in_process;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use warren::store::memory::MemoryStore;
 use warren::store::sled::SledStore;
@@ -82,20 +83,9 @@ fn random_definition(rng: &mut StdRng) -> Definition {
     }
 }
 
-/// Reopen in the same process. sled's flusher thread lets go of the directory lock on its next
-/// tick after the last handle drops, so a reopen right away can find it still held; a new
-/// process (a restart) never does. Retry for up to 3 s, then fail with the real error.
+/// Reopen in the same process (see `reopen_in_process`).
 fn reopen(dir: &std::path::Path, sync: bool) -> SledStore {
-    for _ in 0..60 {
-        match SledStore::open(dir, sync) {
-            Ok(s) => return s,
-            Err(e) if e.to_string().contains("cannot lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            Err(e) => panic!("reopen sled: {e}"),
-        }
-    }
-    SledStore::open(dir, sync).expect("reopen sled")
+    reopen_in_process(|| SledStore::open(dir, sync))
 }
 
 #[test]

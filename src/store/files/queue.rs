@@ -69,8 +69,11 @@ pub struct Scan {
 impl Scan {
     /// Entries in the first `end` bytes of `path` (u64::MAX: to the end of the file).
     pub fn open(path: &Path, end: u64) -> io::Result<Scan> {
+        let f = File::open(path)?;
+        // Never past the file's end: a damaged length must not size a buffer beyond it.
+        let end = end.min(f.metadata()?.len());
         Ok(Scan {
-            r: BufReader::with_capacity(256 * 1024, File::open(path)?),
+            r: BufReader::with_capacity(256 * 1024, f),
             pos: 0,
             end,
             header: [0; format::HEADER],
@@ -212,6 +215,10 @@ fn read_at(f: &File, e: &Entry) -> io::Result<Option<Vec<u8>>> {
     let Some((found, crc, rlen)) = format::parse_header(&header, e.loc) else {
         return Ok(None);
     };
+    // A damaged length must not size a buffer beyond the file.
+    if e.loc + (format::HEADER + rlen) as u64 > f.metadata()?.len() {
+        return Ok(None);
+    }
     let mut record = vec![0u8; rlen];
     f.read_exact_at(&mut record, e.loc + format::HEADER as u64)?;
     Ok((found.seq == e.seq && format::check(&header, &record, crc)).then_some(record))
@@ -226,11 +233,21 @@ pub fn read_one(dir: &Path, e: &Entry) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// A queue's storage key (names are short: a file over 64 KiB is damage, not read whole).
+fn read_name(path: &Path) -> io::Result<String> {
+    let mut n = Vec::new();
+    File::open(path)?.take(65_537).read_to_end(&mut n)?;
+    if n.len() > 65_536 {
+        return Err(io::Error::other("queue name file is too long"));
+    }
+    String::from_utf8(n).map_err(io::Error::other)
+}
+
 /// A queue's directory at boot: its name and the segments still to replay (None: the
 /// directory was never named, and is removed).
 pub fn open_dir(dir: &Path) -> io::Result<Option<(String, Vec<u64>)>> {
-    let name = match fs::read(dir.join(NAME_FILE)) {
-        Ok(n) => String::from_utf8(n).map_err(io::Error::other)?,
+    let name = match read_name(&dir.join(NAME_FILE)) {
+        Ok(n) => n,
         // Created, then a crash before it was named: it holds nothing durable.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::remove_dir_all(dir)?;

@@ -390,3 +390,26 @@ fn a_range_removal_deletes_whole_segments_and_acks_its_ends() {
     s.close();
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_damaged_length_is_cut_without_sizing_a_buffer_by_it() {
+    let dir = temp_dir("damaged");
+    let s = open(&dir, true);
+    s.recover().expect("recover");
+    s.commit(&puts(0..3)).expect("commit");
+    s.close();
+    let seg = queue::seg_path(&dir.join("queues").join(dir_name(key().as_str())), 0);
+    let mut bytes = fs::read(&seg).expect("read");
+    let whole = bytes.len();
+    // A header that claims a record of almost 1 GiB, followed by a few bytes.
+    let mut bad = Vec::new();
+    format::encode_entry(&mut bad, 3, 1003, &MessageMeta::default(), None, b"x");
+    bad[..4].copy_from_slice(&((1u32 << 30) - 1).to_be_bytes());
+    bytes.extend_from_slice(&bad);
+    fs::write(&seg, &bytes).expect("damage");
+    let s = open(&dir, true);
+    assert_eq!(seq_set(&recovered(&s).queues[&key()]), (0..3).collect());
+    assert_eq!(fs::metadata(&seg).expect("stat").len() as usize, whole);
+    s.close();
+    let _ = fs::remove_dir_all(&dir);
+}
