@@ -1,11 +1,13 @@
 //! Memory and disk alarms, RabbitMQ style: a monitor samples the process's resident memory and
 //! the data directory's free space once a second; while either is past its limit, connections
 //! that publish are blocked (see `connection`), consumers go on, so the alarm can clear.
+//! Before that, past the paging ratio of the memory limit, queues spill what they cannot page
+//! to the store (`queue::spill`), as RabbitMQ pages at vm_memory_high_watermark_paging_ratio.
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -73,6 +75,10 @@ pub struct Alarms {
     memory_limit: AtomicU64,
     /// Free bytes below which the disk alarm is set.
     pub disk_free_limit: u64,
+    /// Memory is past `paging_ratio` of the limit: queues spill (`queue::SpillTo`).
+    pub pressure: Arc<AtomicBool>,
+    /// RabbitMQ's vm_memory_high_watermark_paging_ratio (0.5); above 1, never.
+    paging_ratio: f64,
     /// Last samples, for the management API.
     pub memory_used: AtomicU64,
     pub disk_free: AtomicU64,
@@ -80,9 +86,11 @@ pub struct Alarms {
 }
 
 impl Alarms {
-    pub fn new(watermark: Watermark, disk_free_limit: u64) -> Self {
+    pub fn new(watermark: Watermark, disk_free_limit: u64, paging_ratio: f64) -> Self {
         let a = Alarms {
             state: watch::Sender::new(0),
+            pressure: Default::default(),
+            paging_ratio,
             memory_limit: AtomicU64::new(0),
             disk_free_limit,
             memory_used: AtomicU64::new(0),
@@ -120,6 +128,15 @@ impl Alarms {
         let used = resident_memory();
         self.memory_used.store(used, Ordering::Relaxed);
         let mut on = 0;
+        let pressure = used as f64 >= self.memory_limit() as f64 * self.paging_ratio;
+        if self.pressure.swap(pressure, Ordering::Relaxed) != pressure {
+            tracing::info!(
+                memory_used = used,
+                memory_limit = self.memory_limit(),
+                "queues {} spilling messages to disk",
+                if pressure { "start" } else { "stop" }
+            );
+        }
         if used > self.memory_limit() {
             on |= MEMORY;
         }

@@ -34,6 +34,9 @@ pub struct Config {
     pub metrics_public: bool,
     /// Memory alarm threshold (RabbitMQ's vm_memory_high_watermark).
     pub vm_memory_high_watermark: crate::alarm::Watermark,
+    /// Past this fraction of the memory limit, queues spill the messages they cannot page to
+    /// the store (RabbitMQ's vm_memory_high_watermark_paging_ratio, 0.5; above 1, never).
+    pub paging_ratio: f64,
     /// Disk alarm threshold: free bytes on the data directory's filesystem (RabbitMQ: 50 MB).
     pub disk_free_limit: u64,
     /// RabbitMQ's consumer_timeout (ms): a delivery unacknowledged for longer closes its
@@ -93,6 +96,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
 /// The RabbitMQ release whose behaviour Warren follows (and is checked against).
 pub const DEFAULT_RABBITMQ_VERSION: &str = "3.10.8";
 
+/// RabbitMQ's default vm_memory_high_watermark_paging_ratio.
+pub const DEFAULT_PAGING_RATIO: f64 = 0.5;
+
 /// Default of `Config::store_backlog_bytes`.
 pub const DEFAULT_STORE_BACKLOG_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -124,6 +130,7 @@ impl Default for Config {
             rabbitmq_version: DEFAULT_RABBITMQ_VERSION.to_string(),
             consumer_timeout_ms: Some(1_800_000),
             vm_memory_high_watermark: Default::default(),
+            paging_ratio: DEFAULT_PAGING_RATIO,
             disk_free_limit: 50_000_000,
             metrics_public: false,
             default_user: "guest".into(),
@@ -150,11 +157,21 @@ impl Config {
             .map(|d| d.join("streams"))
     }
 
+    /// Where queues spill messages under memory pressure (emptied at boot).
+    pub fn spill_dir(&self) -> Option<PathBuf> {
+        let on_disk = !self.in_memory && self.store.is_none();
+        self.data_dir
+            .as_ref()
+            .filter(|_| on_disk)
+            .map(|d| d.join("spill"))
+    }
+
     /// The paging window of durable queues.
     pub fn paging(&self) -> crate::queue::Paging {
         crate::queue::Paging {
             ram_messages: self.queue_ram_messages.max(1),
             ram_bytes: self.queue_ram_bytes.max(1),
+            explicit: false,
         }
     }
 }

@@ -69,6 +69,12 @@ struct Args {
     /// such as 256MiB. Past it, publishing connections are blocked (RabbitMQ's default: 0.4).
     #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK", default_value = "0.4")]
     vm_memory_high_watermark: warren::alarm::Watermark,
+    /// Past this fraction of the memory watermark, queues write the messages they hold in
+    /// memory and cannot page to the store (transient ones) to scratch files under the data
+    /// directory, dropped at restart (RabbitMQ's vm_memory_high_watermark_paging_ratio; above
+    /// 1, never).
+    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK_PAGING_RATIO", default_value_t = warren::config::DEFAULT_PAGING_RATIO)]
+    vm_memory_high_watermark_paging_ratio: f64,
     /// Disk alarm: free space on the data directory's filesystem below which publishing
     /// connections are blocked (50MB, 1GiB, bytes; RabbitMQ's default: 50MB).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = warren::alarm::parse_size)]
@@ -193,6 +199,7 @@ fn main() -> std::process::ExitCode {
         store_backlog_bytes: args.store_backlog_bytes,
         metrics_public: args.metrics_public,
         vm_memory_high_watermark: args.vm_memory_high_watermark,
+        paging_ratio: args.vm_memory_high_watermark_paging_ratio,
         disk_free_limit: args.disk_free_limit,
         consumer_timeout_ms: (args.consumer_timeout != 0).then_some(args.consumer_timeout),
         rabbitmq_version: args.rabbitmq_version,

@@ -137,6 +137,7 @@ impl Broker {
                     clock: &self.clock,
                     paging: self.config.paging(),
                     streams_dir: self.config.streams_dir(),
+                    spill: self.spill.clone(),
                 },
             )
         });

@@ -34,6 +34,8 @@ pub struct Broker {
     /// What timers read: the system clock, or a test clock (`advance_clock`).
     pub clock: Arc<crate::clock::Clock>,
     pub alarms: Arc<crate::alarm::Alarms>,
+    /// Where queues spill under memory pressure (new vhosts' queues too).
+    spill: Option<crate::queue::SpillTo>,
     /// Listening sockets: (protocol as RabbitMQ names it, port).
     listeners: Mutex<Vec<(&'static str, u16)>>,
     /// Global runtime parameters (cluster_name, internal_cluster_id, ...), durable.
@@ -88,8 +90,27 @@ impl Broker {
         } else {
             crate::clock::Clock::system()
         });
+        let alarms = Arc::new(crate::alarm::Alarms::new(
+            config.vm_memory_high_watermark,
+            config.disk_free_limit,
+            config.paging_ratio,
+        ));
+        let spill = match config.spill_dir() {
+            Some(dir) => {
+                // Spilled messages are scratch: a restart starts without them.
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                Some(crate::queue::SpillTo {
+                    dir: dir.into(),
+                    pressure: alarms.pressure.clone(),
+                })
+            }
+            None => None,
+        };
         let (vhosts, globals, params, report) =
-            recover::recover(&config, &store, &committer, &users, &clock)?;
+            recover::recover(&config, &store, &committer, &users, &clock, spill.as_ref())?;
         if report.definitions + report.messages > 0 {
             tracing::info!(
                 definitions = report.definitions,
@@ -98,10 +119,6 @@ impl Broker {
                 "recovered from the store"
             );
         }
-        let alarms = Arc::new(crate::alarm::Alarms::new(
-            config.vm_memory_high_watermark,
-            config.disk_free_limit,
-        ));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes.max(1)));
         Ok(Arc::new_cyclic(|me| Broker {
             me: me.clone(),
@@ -111,6 +128,7 @@ impl Broker {
             shovels: Default::default(),
             amqp_port: Default::default(),
             alarms,
+            spill,
             handshakes,
             config,
             users,

@@ -27,6 +27,8 @@ pub(super) struct Parts<'a> {
     pub paging: crate::queue::Paging,
     /// Where stream queues keep their logs.
     pub streams_dir: Option<std::path::PathBuf>,
+    /// Where queues spill under memory pressure.
+    pub spill: Option<crate::queue::SpillTo>,
 }
 
 pub(super) fn new_vhost(name: &str, parts: &Parts<'_>) -> Arc<VHost> {
@@ -37,6 +39,7 @@ pub(super) fn new_vhost(name: &str, parts: &Parts<'_>) -> Arc<VHost> {
         parts.clock.clone(),
         parts.paging,
         parts.streams_dir.clone(),
+        parts.spill.clone(),
     )
 }
 
@@ -223,6 +226,7 @@ pub(super) fn recover(
     committer: &Arc<Committer>,
     users: &Users,
     clock: &Arc<crate::clock::Clock>,
+    spill: Option<&crate::queue::SpillTo>,
 ) -> io::Result<(VHosts, Globals, Params, RecoveryReport)> {
     let rec = store.recover()?;
     let mut report = RecoveryReport {
@@ -237,6 +241,7 @@ pub(super) fn recover(
         clock,
         paging: config.paging(),
         streams_dir: config.streams_dir(),
+        spill: spill.cloned(),
     };
     let seeded = rec.definitions.contains(&Definition::Seeded);
     let mut ops = Vec::new();

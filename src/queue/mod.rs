@@ -16,6 +16,7 @@ mod dispatch;
 pub mod paged;
 mod ready;
 mod settle;
+pub mod spill;
 pub mod stream;
 mod timer;
 
@@ -24,6 +25,7 @@ pub use consumers::{Consumer, Credit};
 pub use dead_letter::{DeadLetter, Reason};
 pub use delivery::{Delivery, Outbound, Outbox};
 pub use paged::{PageTo, Pager, Paging};
+pub use spill::SpillTo;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
@@ -204,18 +206,24 @@ impl Queue {
         .then(dedup::Dedup::default);
         // A deduplicating queue keeps its messages in memory: releasing a value needs the
         // message's headers.
-        let pager = match (&config.page_to, &config.store_key, &dedup) {
-            (Some(to), Some(key), None) if config.log.is_none() => Some(Pager {
-                store: to.store.clone(),
-                own_records: !to.store.shares_records(),
-                key: key.clone(),
-                paging: to.paging.for_args(&config.args),
-            }),
-            _ => None,
-        };
+        let paging = config
+            .page_to
+            .as_ref()
+            .map_or_else(Paging::default, |to| to.paging.for_args(&config.args));
+        let (mut pager, mut spill) = (None, None);
+        if let (Some(to), None, None) = (&config.page_to, &dedup, &config.log) {
+            if let (Some(store), Some(key)) = (&to.store, &config.store_key) {
+                pager = Some(Pager {
+                    store: store.clone(),
+                    own_records: !store.shares_records(),
+                    key: key.clone(),
+                });
+            }
+            spill = to.spill.clone();
+        }
         let q = Arc::new(Queue {
             state: Mutex::new(State {
-                ready: Ready::new(config.args.max_priority, pager),
+                ready: Ready::new(config.args.max_priority, paging, pager, spill),
                 next_seq: 0,
                 consumers: Vec::new(),
                 cursor: 0,
@@ -354,7 +362,7 @@ impl Queue {
     /// The first `count` ready messages in delivery order, left in place (and not marked
     /// redelivered): for tests that look without touching.
     pub fn peek(&self, count: usize) -> Vec<(Arc<Message>, bool)> {
-        let st = self.lock();
+        let mut st = self.lock();
         st.ready
             .peek(count)
             .into_iter()

@@ -14,7 +14,7 @@
 //! record with each queue's entry, shared ones too) and that was not returned unacknowledged before
 //! (the flags that would be lost). Its expiry, if any, is in its index entry and comes back with
 //! it (TTL is checked at the head). Anything else stops paging at that point until it has left
-//! the tail.
+//! the tail, unless it may spill (`spill`).
 
 use super::QueuedMessage;
 use crate::message::Message;
@@ -29,6 +29,9 @@ pub struct Paging {
     pub ram_messages: usize,
     /// Body bytes kept in memory before the middle of the queue pages out.
     pub ram_bytes: u64,
+    /// The queue asked for this window (lazy mode, x-max-in-memory-*): what has no record
+    /// spills to scratch files even without memory pressure (`spill`).
+    pub explicit: bool,
 }
 
 impl Default for Paging {
@@ -36,6 +39,7 @@ impl Default for Paging {
         Paging {
             ram_messages: 8192,
             ram_bytes: 16 * 1024 * 1024,
+            explicit: false,
         }
     }
 }
@@ -49,6 +53,7 @@ impl Paging {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
             ram_bytes: args.ram_bytes.unwrap_or(self.ram_bytes),
+            explicit: args.ram_messages.is_some() || args.ram_bytes.is_some(),
         }
     }
 
@@ -59,6 +64,11 @@ impl Paging {
 
     pub(super) fn tail_messages(&self) -> usize {
         (self.ram_messages / 4).max(1)
+    }
+
+    /// Body bytes read back at once.
+    pub(super) fn read_bytes(&self) -> u64 {
+        (self.ram_bytes / 4).max(1)
     }
 
     /// Messages read back at once (one sequential pass over the index).
@@ -72,14 +82,17 @@ impl Paging {
     }
 }
 
-/// Where durable queues page to, and their window (a queue adds its own index key).
+/// Where queues page to, and their window (a queue adds its own index key).
 #[derive(Debug, Clone)]
 pub struct PageTo {
-    pub store: Arc<dyn Store>,
+    /// The store, for a queue whose persistent messages are stored (durable).
+    pub store: Option<Arc<dyn Store>>,
     pub paging: Paging,
+    /// Scratch files for what has no record (None: nothing on disk).
+    pub spill: Option<super::spill::SpillTo>,
 }
 
-/// Where a queue pages to: its store, its index there, and its window.
+/// Where a queue pages its persistent messages to: its store and its index there.
 #[derive(Debug, Clone)]
 pub struct Pager {
     pub store: Arc<dyn Store>,
@@ -88,7 +101,6 @@ pub struct Pager {
     /// own copy.
     pub own_records: bool,
     pub key: QueueKey,
-    pub paging: Paging,
 }
 
 /// The paged-out messages of one priority level: every index entry of this queue with a
@@ -102,10 +114,6 @@ pub(super) struct Region {
 }
 
 impl Region {
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     pub fn add(&mut self, seq: u64, bytes: u64) {
         if self.count == 0 {
             self.first = seq;
@@ -161,12 +169,12 @@ impl Pager {
         want: usize,
         level: Option<LevelFilter>,
         restored_below: u64,
+        cap: u64,
     ) -> crate::store::StoreResult<ReadBack> {
         let mut out = Vec::new();
         let mut missing = 0;
         let mut from = region.first;
-        // Bounded by bytes too: a batch of large messages must not fill memory.
-        let cap = (self.paging.ram_bytes / 4).max(1);
+        // Bounded by bytes (`cap`) too: a batch of large messages must not fill memory.
         let mut bytes = 0u64;
         while out.len() < want && bytes < cap && from <= region.last {
             let entries = self.store.read_range(

@@ -139,7 +139,7 @@ impl VHost {
                         arguments: arguments.clone(),
                         args,
                         store_key: Some(crate::store::queue_key(&self.name, name)),
-                        page_to: self.page_to(),
+                        page_to: self.page_to(true),
                         clock: self.clock.clone(),
                         log,
                     },

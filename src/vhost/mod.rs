@@ -136,6 +136,8 @@ pub struct VHost {
     paging: crate::queue::Paging,
     /// Where stream queues keep their logs (None: in memory).
     streams_dir: Option<std::path::PathBuf>,
+    /// Where queues spill what has no record under memory pressure (None: nothing on disk).
+    spill: Option<crate::queue::SpillTo>,
     /// queue.declare calls (not passive), queues created and deleted, since boot (Prometheus'
     /// rabbitmq_queues_declared_total and friends).
     pub queue_counts: [std::sync::atomic::AtomicU64; 3],
@@ -149,11 +151,13 @@ impl VHost {
         clock: Arc<crate::clock::Clock>,
         paging: crate::queue::Paging,
         streams_dir: Option<std::path::PathBuf>,
+        spill: Option<crate::queue::SpillTo>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| VHost {
             clock,
             paging,
             streams_dir,
+            spill,
             queue_counts: Default::default(),
             default_exchange_stats: Default::default(),
             me: me.clone(),
@@ -171,12 +175,14 @@ impl VHost {
         })
     }
 
-    /// Where durable queues page their messages: the store.
-    pub(crate) fn page_to(&self) -> Option<crate::queue::PageTo> {
-        let store = self.store.as_ref()?;
-        Some(crate::queue::PageTo {
-            store: store.clone(),
+    /// Where a queue pages: the store for its persistent messages (`stored`: a durable
+    /// queue), scratch files for the rest.
+    pub(crate) fn page_to(&self, stored: bool) -> Option<crate::queue::PageTo> {
+        let store = self.store.clone().filter(|_| stored);
+        (store.is_some() || self.spill.is_some()).then(|| crate::queue::PageTo {
+            store,
             paging: self.paging,
+            spill: self.spill.clone(),
         })
     }
 

@@ -326,7 +326,7 @@ impl VHost {
                 arguments: d.arguments.clone(),
                 args,
                 store_key: stored.then(|| crate::store::queue_key(&self.name, &d.name)),
-                page_to: stored.then(|| self.page_to()).flatten(),
+                page_to: self.page_to(stored),
                 clock: self.clock.clone(),
                 log,
             },

@@ -42,6 +42,7 @@ mod quorum;
 mod routing;
 mod routing_model;
 mod shovels;
+mod spill;
 mod store_model;
 mod streams;
 mod test_clock;
