@@ -154,7 +154,11 @@ impl Ready {
 
     /// Ready messages (and their body bytes) paged out to the store or spilled.
     pub fn paged(&self) -> (usize, u64) {
-        let regions = || self.levels.iter().flat_map(|l| l.middle.iter().map(Chunk::region));
+        let regions = || {
+            self.levels
+                .iter()
+                .flat_map(|l| l.middle.iter().map(Chunk::region))
+        };
         (
             regions().map(|r| r.count).sum(),
             regions().map(|r| r.bytes).sum(),
@@ -270,7 +274,9 @@ impl Ready {
             } else if spilling && (!stored || e.message.store_id == 0) {
                 // A stored message holds this queue's reference to its record: it waits to
                 // become durable and page to the store instead.
-                let Some(spill) = self.spill.as_mut() else { break };
+                let Some(spill) = self.spill.as_mut() else {
+                    break;
+                };
                 match spill.append(l, e) {
                     Ok(at) => Some(at),
                     Err(err) => {
@@ -294,13 +300,18 @@ impl Ready {
         match chunk {
             Chunk::Store(region) => {
                 let Some(pager) = &self.pager else {
-                    return Back { messages: Vec::new(), rest: None };
+                    return Back {
+                        messages: Vec::new(),
+                        rest: None,
+                    };
                 };
                 match pager.read(&region, want, filter, self.restored_below, cap) {
                     Ok(back) => {
                         let mut rest = region;
                         rest.first = back.next;
-                        rest.count = rest.count.saturating_sub(back.messages.len() + back.missing);
+                        rest.count = rest
+                            .count
+                            .saturating_sub(back.messages.len() + back.missing);
                         rest.bytes = rest
                             .bytes
                             .saturating_sub(back.messages.iter().map(size).sum());
@@ -312,13 +323,19 @@ impl Ready {
                     }
                     Err(e) => {
                         tracing::error!(queue = ?pager.key, error = %e, "cannot read paged messages");
-                        Back { messages: Vec::new(), rest: Some(chunk) }
+                        Back {
+                            messages: Vec::new(),
+                            rest: Some(chunk),
+                        }
                     }
                 }
             }
             Chunk::Spill(region, at) => {
                 let Some(spill) = self.spill.as_mut() else {
-                    return Back { messages: Vec::new(), rest: None };
+                    return Back {
+                        messages: Vec::new(),
+                        rest: None,
+                    };
                 };
                 match spill.read(l, at, want.min(region.count), cap) {
                     Ok(back) => {
@@ -341,7 +358,10 @@ impl Ready {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read spilled messages");
-                        Back { messages: Vec::new(), rest: Some(chunk) }
+                        Back {
+                            messages: Vec::new(),
+                            rest: Some(chunk),
+                        }
                     }
                 }
             }

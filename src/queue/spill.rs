@@ -97,7 +97,9 @@ impl Spill {
 
     fn path(&self, level: usize, seg: u64) -> PathBuf {
         let name = format!("{level}-{seg:08}.spill");
-        self.dir.as_ref().map_or_else(|| name.clone().into(), |d| d.join(&name))
+        self.dir
+            .as_ref()
+            .map_or_else(|| name.clone().into(), |d| d.join(&name))
     }
 
     /// Append `e` to `level`'s files; where it starts.
@@ -288,7 +290,9 @@ impl Drop for Spill {
 }
 
 fn decode(rest: &[u8]) -> Option<QueuedMessage> {
-    let u64_at = |i: usize| -> Option<u64> { Some(u64::from_be_bytes(rest.get(i..i + 8)?.try_into().ok()?)) };
+    let u64_at = |i: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(rest.get(i..i + 8)?.try_into().ok()?))
+    };
     let seq = u64_at(0)?;
     let expires = u64_at(8)?;
     let delivery_count = u32::from_be_bytes(rest.get(16..20)?.try_into().ok()?);
@@ -314,8 +318,8 @@ mod tests {
         QueuedMessage {
             seq,
             message: Arc::new(m),
-            redelivered: seq % 2 == 0,
-            expires_at: (seq % 3 == 0).then_some(seq * 10),
+            redelivered: seq.is_multiple_of(2),
+            expires_at: seq.is_multiple_of(3).then_some(seq * 10),
             delivery_count: (seq % 5) as u32,
         }
     }
@@ -351,7 +355,11 @@ mod tests {
                 assert_eq!(e.redelivered, want.redelivered);
                 assert_eq!(e.expires_at, want.expires_at);
                 assert_eq!(e.delivery_count, want.delivery_count);
-                let len = if seen == 0 { body.len() } else { (seen as usize * 997) % body.len() };
+                let len = if seen == 0 {
+                    body.len()
+                } else {
+                    (seen as usize * 997) % body.len()
+                };
                 assert_eq!(e.message.body.len(), len);
                 seen += 1;
             }

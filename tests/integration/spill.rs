@@ -154,14 +154,23 @@ async fn transient_messages_spill_under_memory_pressure_and_come_back_in_order()
     declare(&ch, "spill-fifo").await;
     publish_range(&ch, "spill-fifo", 0..3000, |_| BasicProperties::default()).await;
     let (ram, paged) = ram_and_paged(&b, "spill-fifo", WINDOW as u64).await;
-    assert!(ram <= WINDOW as u64 && paged >= 2900, "ram {ram}, paged {paged}");
-    assert!(spilled_bytes(&b.dir) >= 2900 * 1024, "the bodies are on disk");
+    assert!(
+        ram <= WINDOW as u64 && paged >= 2900,
+        "ram {ram}, paged {paged}"
+    );
+    assert!(
+        spilled_bytes(&b.dir) >= 2900 * 1024,
+        "the bodies are on disk"
+    );
     assert_eq!(message_count(&ch, "spill-fifo").await, 3000);
 
     let got = consume_all(&ch, "spill-fifo", 3000).await;
     let names: Vec<String> = got.iter().map(|(l, _)| l.clone()).collect();
     assert_eq!(names, labels(0..3000), "FIFO order through the spill files");
-    assert!(got.iter().all(|(_, r)| !r), "never delivered before: not redelivered");
+    assert!(
+        got.iter().all(|(_, r)| !r),
+        "never delivered before: not redelivered"
+    );
     ch.queue_delete("spill-fifo".into(), Default::default())
         .await
         .expect("delete");
@@ -194,8 +203,14 @@ async fn a_durable_queue_pages_persistent_messages_and_spills_transient_ones_bet
     })
     .await;
     let (ram, paged) = ram_and_paged(&b, "spill-mixed", WINDOW as u64).await;
-    assert!(ram <= WINDOW as u64 && paged >= 1300, "ram {ram}, paged {paged}");
-    assert!(spilled_bytes(&b.dir) >= 600 * 1024, "the transient half is spilled");
+    assert!(
+        ram <= WINDOW as u64 && paged >= 1300,
+        "ram {ram}, paged {paged}"
+    );
+    assert!(
+        spilled_bytes(&b.dir) >= 600 * 1024,
+        "the transient half is spilled"
+    );
     let got = consume_all(&ch, "spill-mixed", 1400).await;
     let names: Vec<String> = got.iter().map(|(l, _)| l.clone()).collect();
     assert_eq!(names, labels(0..1400));
@@ -260,7 +275,10 @@ async fn purge_counts_spilled_messages_and_the_queue_goes_on() {
         .expect("purge");
     assert_eq!(purged, 1000);
     assert_eq!(spilled_bytes(&b.dir), 0, "a purge drops the files");
-    publish_range(&ch, "spill-purge", 1000..1500, |_| BasicProperties::default()).await;
+    publish_range(&ch, "spill-purge", 1000..1500, |_| {
+        BasicProperties::default()
+    })
+    .await;
     let got = consume_all(&ch, "spill-purge", 500).await;
     let names: Vec<String> = got.iter().map(|(l, _)| l.clone()).collect();
     assert_eq!(names, labels(1000..1500));
@@ -284,7 +302,11 @@ async fn without_memory_pressure_only_lazy_queues_spill() {
     assert!(paged > 0, "a lazy queue spills");
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (ram, paged) = ram_and_paged(&b, "spill-plain", 0).await;
-    assert_eq!((ram, paged), (500, 0), "a plain queue keeps its messages in memory");
+    assert_eq!(
+        (ram, paged),
+        (500, 0),
+        "a plain queue keeps its messages in memory"
+    );
     let got = consume_all(&ch, "spill-lazy", 500).await;
     let names: Vec<String> = got.iter().map(|(l, _)| l.clone()).collect();
     assert_eq!(names, labels(0..500));
@@ -355,7 +377,10 @@ async fn a_spilled_backlog_keeps_memory_flat_and_is_gone_after_a_restart() {
     assert_eq!(message_count(&ch, "spill-restart").await, 40_200);
     let rss = rss_of(w.child.id());
     assert!(rss < 100 << 20, "RSS {} MiB with 160 MB queued", rss >> 20);
-    assert!(spilled_bytes(&dir) >= 150_000_000, "the transient bodies are on disk");
+    assert!(
+        spilled_bytes(&dir) >= 150_000_000,
+        "the transient bodies are on disk"
+    );
     c.close(200, "bye".into()).await.expect("close");
 
     w.stop().await;
