@@ -36,6 +36,9 @@ struct Args {
     drain_only: bool,
     #[arg(long, default_value = "deep-bench")]
     queue: String,
+    /// Publish transient messages (delivery mode 1): what a broker spills under memory pressure.
+    #[arg(long)]
+    transient: bool,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -66,7 +69,7 @@ async fn main() -> Res<()> {
     }
     ch.confirm_select(Default::default()).await?;
     let body = vec![b'x'; a.size];
-    let props = BasicProperties::default().with_delivery_mode(2);
+    let props = BasicProperties::default().with_delivery_mode(if a.transient { 1 } else { 2 });
     let tenth = (a.messages / 10).max(1);
     let (start, mut t) = (Instant::now(), Instant::now());
     let mut inflight = VecDeque::new();
