@@ -28,6 +28,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod exchange;
+pub mod federation;
 pub mod message;
 pub mod meta;
 pub mod mgmt;
@@ -148,6 +149,7 @@ impl BrokerHandle {
     /// `shutdown`, telling whether the last writes were made durable (Err: the store failed).
     pub async fn stop(mut self) -> store::StoreResult<()> {
         self.broker.shovels.stop_all();
+        self.broker.federation.stop_all();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

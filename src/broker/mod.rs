@@ -3,6 +3,7 @@
 //! (`recover`); users, vhosts and permissions change durably through `access`.
 
 mod access;
+pub mod federation;
 pub mod rates;
 mod recover;
 mod reset;
@@ -44,6 +45,10 @@ pub struct Broker {
     params: RwLock<recover::Params>,
     /// The shovels running (`broker::shovels` starts and stops them).
     pub shovels: crate::shovel::Registry,
+    /// The federation links running (`broker::federation` starts and stops them).
+    pub federation: crate::federation::Registry,
+    /// One reconciliation of federation links at a time.
+    federation_lock: Mutex<()>,
     /// This broker, weakly (what a shovel's task holds to remove itself when done).
     me: std::sync::Weak<Broker>,
     /// The AMQP port, once listening: what a shovel's "amqp://" (this broker) connects to.
@@ -126,6 +131,8 @@ impl Broker {
             globals: RwLock::new(globals),
             params: RwLock::new(params),
             shovels: Default::default(),
+            federation: Default::default(),
+            federation_lock: Mutex::new(()),
             amqp_port: Default::default(),
             alarms,
             spill,

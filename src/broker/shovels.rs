@@ -11,8 +11,13 @@ use std::sync::Arc;
 const COMPONENT: &str = "shovel";
 
 fn param_def(vhost: &str, name: &str, value: &Value) -> Definition {
+    component_def(COMPONENT, vhost, name, value)
+}
+
+/// A runtime parameter as stored.
+pub(super) fn component_def(component: &str, vhost: &str, name: &str, value: &Value) -> Definition {
     Definition::Parameter {
-        component: COMPONENT.into(),
+        component: component.into(),
         vhost: vhost.into(),
         name: name.into(),
         value: value.to_string(),
@@ -36,6 +41,7 @@ impl Broker {
     /// The broker listens on `port`: start the stored shovels.
     pub fn start_shovels(&self, port: u16) {
         self.amqp_port.store(port, Ordering::Relaxed);
+        self.start_federation();
         for (vhost, name, value) in self.shovel_parameters() {
             match crate::shovel::Definition::parse(&value, &name) {
                 Ok(def) => self.run_shovel(&vhost, &name, def),
@@ -124,23 +130,30 @@ impl Broker {
         }
     }
 
-    fn run_shovel(&self, vhost: &str, name: &str, def: crate::shovel::Definition) {
+    /// This broker as an AMQP URI in `vhost`, as the default user (RabbitMQ's shovels and
+    /// federation links use a direct connection); None until it listens.
+    pub(super) fn local_uri(&self, vhost: &str) -> Option<String> {
         let port = self.amqp_port.load(Ordering::Relaxed);
         if port == 0 {
-            return; // not listening yet: `start_shovels` starts it
+            return None;
         }
         let host = match self.config.bind.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
             h if h.contains(':') => format!("[{h}]"),
             h => h.to_string(),
         };
-        // "amqp://" is this broker, as the default user (RabbitMQ uses a direct connection).
-        let local = format!(
+        Some(format!(
             "amqp://{}:{}@{host}:{port}/{}",
             encode(&self.config.default_user),
             encode(&self.config.default_pass),
             encode(vhost)
-        );
+        ))
+    }
+
+    fn run_shovel(&self, vhost: &str, name: &str, def: crate::shovel::Definition) {
+        let Some(local) = self.local_uri(vhost) else {
+            return; // not listening yet: `start_shovels` starts it
+        };
         let weak = self.me.clone();
         let done: crate::shovel::OnDone = Arc::new(move |v: &str, n: &str| {
             if let Some(b) = weak.upgrade() {

@@ -3,6 +3,7 @@
 pub mod consistent_hash;
 pub mod dedup;
 pub mod delayed;
+pub mod federation_upstream;
 pub mod headers;
 pub mod topic;
 
@@ -22,6 +23,9 @@ pub enum ExchangeKind {
     ConsistentHash,
     /// x-message-deduplication: a fanout that drops repeats (see `dedup`).
     Deduplication,
+    /// x-federation-upstream: a fanout that drops what has crossed enough links (see
+    /// `federation_upstream`).
+    FederationUpstream,
 }
 
 impl ExchangeKind {
@@ -33,6 +37,7 @@ impl ExchangeKind {
             "headers" => Some(Self::Headers),
             "x-consistent-hash" => Some(Self::ConsistentHash),
             dedup::TYPE => Some(Self::Deduplication),
+            federation_upstream::TYPE => Some(Self::FederationUpstream),
             _ => None,
         }
     }
@@ -45,6 +50,7 @@ impl ExchangeKind {
             Self::Headers => "headers",
             Self::ConsistentHash => "x-consistent-hash",
             Self::Deduplication => dedup::TYPE,
+            Self::FederationUpstream => federation_upstream::TYPE,
         }
     }
 }
@@ -383,6 +389,11 @@ impl Exchange {
             }
             ExchangeKind::Fanout | ExchangeKind::Deduplication => {
                 b.list.iter().for_each(|x| f(&x.destination))
+            }
+            ExchangeKind::FederationUpstream => {
+                if federation_upstream::forwards(&self.arguments, headers) {
+                    b.list.iter().for_each(|x| f(&x.destination))
+                }
             }
             ExchangeKind::Topic => b.topic.matches(routing_key, &mut |x| f(&x.destination)),
             ExchangeKind::Headers => b

@@ -59,7 +59,8 @@ pub fn authorize(
     if admin_only && !is_admin(user) {
         return Err(not_authorised("Not administrator user"));
     }
-    if let ["api", "policies" | "parameters" | "shovels", ..] = seg.as_slice() {
+    if let ["api", "policies" | "parameters" | "shovels" | "federation-links", ..] = seg.as_slice()
+    {
         if method != "GET" && !is_admin(user) && !user.has_tag("policymaker") {
             return Err(not_authorised("User not authorised to access object"));
         }
@@ -68,7 +69,7 @@ pub fn authorize(
         ["api", "queues" | "exchanges" | "bindings" | "consumers" | "aliveness-test" | "policies"
         | "operator-policies" | "vhost-limits", v, ..]
         | ["api", "parameters", _, v, ..]
-        | ["api", "shovels", "vhost", v, ..]
+        | ["api", "shovels" | "federation-links", "vhost", v, ..]
         | ["api", "vhosts", v, "connections" | "channels"] => Some(*v),
         _ => None,
     };

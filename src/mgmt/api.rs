@@ -471,7 +471,9 @@ fn definitions(broker: &Broker) -> Value {
         }).collect::<Vec<_>>(),
         "permissions": super::users::permissions_json(broker, |_, _| true),
         "topic_permissions": super::users::topic_permissions_json(broker, |_, _| true),
-        "parameters": super::parameters::parameters(broker, |c, _| c == "vhost-limits" || c == "shovel"),
+        "parameters": super::parameters::parameters(broker, |c, _| {
+            matches!(c, "vhost-limits" | "shovel" | "federation-upstream" | "federation-upstream-set")
+        }),
         "global_parameters": broker.global_parameters().into_iter()
             .map(|(name, value)| json!({"name": name, "value": value})).collect::<Vec<_>>(),
         "policies": super::policies::list(broker, false, |_| true),

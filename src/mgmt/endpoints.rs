@@ -53,6 +53,21 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "/api/exchanges/{vhost}/{name}/publish",
         "publish a message",
     ),
+    (
+        "GET",
+        "/api/federation-links",
+        "exchange federation links and their state",
+    ),
+    (
+        "GET",
+        "/api/federation-links/{vhost}",
+        "the federation links of a vhost",
+    ),
+    (
+        "DELETE",
+        "/api/federation-links/vhost/{vhost}/{id}/{node}/restart",
+        "restart a federation link",
+    ),
     ("GET", "/api/shovels", "dynamic shovels and their state"),
     ("GET", "/api/shovels/{vhost}", "the shovels of a vhost"),
     (

@@ -11,10 +11,19 @@ use crate::broker::Broker;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-const COMPONENTS: [&str; 3] = ["vhost-limits", "operator_policy", "shovel"];
+const COMPONENTS: [&str; 5] = [
+    "vhost-limits",
+    "operator_policy",
+    "shovel",
+    crate::broker::federation::UPSTREAM,
+    crate::broker::federation::UPSTREAM_SET,
+];
 
 pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
     if let Some(r) = shovel_status(broker, req, seg) {
+        return Some(r);
+    }
+    if let Some(r) = federation_status(broker, req, seg) {
         return Some(r);
     }
     let visible = |v: &str| {
@@ -58,6 +67,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                 "shovel" => {
                     broker.clear_shovel(v, name);
                 }
+                "federation-upstream" | "federation-upstream-set" => {
+                    broker.clear_federation_parameter(c, v, name);
+                }
                 "vhost-limits" => {
                     for limit in ["max-connections", "max-queues"] {
                         broker.set_vhost_limit(v, limit, None);
@@ -98,6 +110,55 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
         ("GET", ["api", "feature-flags"]) => ok(feature_flags()),
         // One node: nothing to move, answered as RabbitMQ answers it.
         ("POST", ["api", "rebalance", "queues"]) => Response::empty(204),
+        _ => return None,
+    })
+}
+
+/// `GET /api/federation-links[/{vhost}]` (RabbitMQ's rabbitmq_federation_management, with
+/// `state/down`) and `DELETE /api/federation-links/vhost/{vhost}/{id}/{node}/restart`.
+fn federation_status(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Response> {
+    let visible = |v: &Value| {
+        let vhost = v["vhost"].as_str().unwrap_or_default();
+        req.user
+            .as_ref()
+            .is_none_or(|u| super::access::may_access_vhost(broker, u, vhost))
+    };
+    let down = |v: &Value| !matches!(v["status"].as_str(), Some("running" | "starting"));
+    let all = || -> Vec<Value> {
+        broker
+            .federation
+            .statuses(crate::broker::NODE_NAME)
+            .into_iter()
+            .filter(visible)
+            .collect()
+    };
+    let in_vhost = |v: &str| {
+        all()
+            .into_iter()
+            .filter(|s| s["vhost"] == *v)
+            .collect::<Vec<_>>()
+    };
+    Some(match (req.method.as_str(), seg) {
+        ("GET", ["api", "federation-links"]) => ok(Value::Array(all())),
+        ("GET", ["api", "federation-links", "state", "down"]) => {
+            ok(Value::Array(all().into_iter().filter(down).collect()))
+        }
+        ("GET", ["api", "federation-links", v]) => {
+            if broker.vhost(v).is_none() {
+                return Some(not_found());
+            }
+            ok(Value::Array(in_vhost(v)))
+        }
+        ("GET", ["api", "federation-links", v, "state", "down"]) => {
+            ok(Value::Array(in_vhost(v).into_iter().filter(down).collect()))
+        }
+        ("DELETE", ["api", "federation-links", "vhost", v, id, _node, "restart"]) => {
+            if broker.restart_federation_link(v, id) {
+                Response::empty(204)
+            } else {
+                not_found()
+            }
+        }
         _ => return None,
     })
 }
@@ -158,6 +219,12 @@ fn put_parameter(
         .iter()
         .any(|p| p["name"] == *name);
     let status = if existed { 204 } else { 201 };
+    if c == crate::broker::federation::UPSTREAM || c == crate::broker::federation::UPSTREAM_SET {
+        return match broker.put_federation_parameter(c, v, name, value) {
+            Ok(_) => Response::empty(status),
+            Err(e) => Response::error(400, "bad_request", e),
+        };
+    }
     if c == "shovel" {
         return match broker.put_shovel(v, name, value) {
             Ok(_) => Response::empty(status),
@@ -216,6 +283,18 @@ pub fn parameters(broker: &Broker, pick: impl Fn(&str, &str) -> bool) -> Vec<Val
                 json!({"value": limits, "vhost": vh.name, "component": "vhost-limits",
                             "name": "limits"}),
             );
+        }
+        for c in [
+            crate::broker::federation::UPSTREAM,
+            crate::broker::federation::UPSTREAM_SET,
+        ] {
+            if pick(c, &vh.name) {
+                for (v, name, value) in broker.component_parameters(c) {
+                    if v == vh.name {
+                        out.push(json!({"value": value, "vhost": v, "component": c, "name": name}));
+                    }
+                }
+            }
         }
         if pick("shovel", &vh.name) {
             for (v, name, value) in broker.shovel_parameters() {

@@ -10,6 +10,8 @@
 
 mod run;
 
+pub(crate) use run::settle;
+
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -296,7 +296,10 @@ fn properties(
 
 /// Wait for the outstanding confirms, in order, and settle their sources: acked up to the
 /// last one confirmed; a nacked one goes back to the source queue.
-async fn settle(ch: &Channel, pending: &mut VecDeque<(u64, lapin::PublisherConfirm)>) -> Res<()> {
+pub(crate) async fn settle(
+    ch: &Channel,
+    pending: &mut VecDeque<(u64, lapin::PublisherConfirm)>,
+) -> Res<()> {
     let mut acked: Option<u64> = None;
     while let Some((tag, confirm)) = pending.pop_front() {
         let c = confirm.await.map_err(err)?;

@@ -51,7 +51,7 @@ const NUMERIC: [&str; 5] = [
 
 /// Keys accepted without a check of their value here: most have no effect on a single node
 /// (mirroring, federation); max-in-memory-* set a queue's paging window (`QueueArgs`).
-const ACCEPTED_ONLY: [&str; 15] = [
+const ACCEPTED_ONLY: [&str; 13] = [
     "ha-mode",
     "ha-params",
     "ha-sync-mode",
@@ -63,10 +63,15 @@ const ACCEPTED_ONLY: [&str; 15] = [
     "queue-version",
     "max-in-memory-length",
     "max-in-memory-bytes",
-    "federation-upstream",
-    "federation-upstream-set",
     "dead-letter-strategy",
     "initial-cluster-size",
+];
+
+/// The keys that federate what a policy applies to (one at most).
+pub const FEDERATION_KEYS: [&str; 3] = [
+    "federation-upstream",
+    "federation-upstream-set",
+    "federation-upstream-pattern",
 ];
 
 fn validation(e: impl std::fmt::Display) -> String {
@@ -119,6 +124,24 @@ fn check_key(key: &str, v: &Value, operator: bool) -> Result<(), String> {
             None => Err(format!("{} is not a valid max age", erl(v))),
         },
         "stream-max-segment-size-bytes" => non_negative("segment size"),
+        // The federation plugin's checks (rabbit_federation_parameters:validate_policy).
+        "federation-upstream" => v
+            .is_string()
+            .then_some(())
+            .ok_or_else(|| format!("{} is not a valid federation upstream name", erl(v))),
+        "federation-upstream-set" => v
+            .is_string()
+            .then_some(())
+            .ok_or_else(|| format!("{} is not a valid federation upstream set name", erl(v))),
+        "federation-upstream-pattern" => match v.as_str() {
+            Some(s) => regex::Regex::new(s).map(|_| ()).map_err(|e| {
+                format!("could not compile pattern {s} to a regular expression. Error: {e}")
+            }),
+            None => Err(format!(
+                "{} is not a valid federation upstream pattern name",
+                erl(v)
+            )),
+        },
         "queue-mode" => match v.as_str() {
             Some("default" | "lazy") => Ok(()),
             _ => Err(format!("{} is not a valid queue-mode value", erl(v))),
@@ -161,6 +184,13 @@ impl Policy {
         }
         for (k, v) in definition {
             check_key(k, v, operator).map_err(validation)?;
+        }
+        let federation = FEDERATION_KEYS
+            .iter()
+            .filter(|k| definition.contains_key(**k))
+            .count();
+        if federation > 1 {
+            return Err(validation("cannot specify federation-upstream, federation-upstream-set or federation-upstream-pattern together"));
         }
         Ok(Policy {
             name: name.to_string(),
@@ -334,6 +364,17 @@ impl VHost {
         }
         let (args, applied) = for_queue(&all, q);
         q.apply_args(args, applied, fx);
+    }
+
+    /// The federation key and value of the policy that applies to exchange `name`, if it
+    /// federates it.
+    pub fn federation_policy(&self, name: &str) -> Option<(String, String)> {
+        let all = self.policies();
+        let p = pick(&all, false, false, name)?;
+        FEDERATION_KEYS.iter().find_map(|k| {
+            let v = p.definition.get(*k)?.as_str()?;
+            Some((k.to_string(), v.to_string()))
+        })
     }
 
     /// Apply the policies to one new exchange.

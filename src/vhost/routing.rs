@@ -72,7 +72,7 @@ impl VHost {
         extra_keys: &[String],
     ) -> Routed {
         let mut routed = Routed::default();
-        // Headers are parsed only if a headers exchange is on the way.
+        // Headers are parsed only if a headers (or federation upstream) exchange is on the way.
         let mut headers: Option<Option<amq_protocol::types::FieldTable>> = None;
         let mut visited: Vec<*const Exchange> = Vec::new();
         let mut pending = vec![first];
@@ -85,7 +85,12 @@ impl VHost {
             // A repeat is dropped before any routing, as if nothing matched.
             let duplicate = x.kind == crate::exchange::ExchangeKind::Deduplication
                 && x.is_duplicate(message, self.clock.now_ms());
-            let h = if x.kind == crate::exchange::ExchangeKind::Headers {
+            let wants_headers = matches!(
+                x.kind,
+                crate::exchange::ExchangeKind::Headers
+                    | crate::exchange::ExchangeKind::FederationUpstream
+            );
+            let h = if wants_headers {
                 headers.get_or_insert_with(|| message.headers()).as_ref()
             } else {
                 None

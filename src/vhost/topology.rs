@@ -95,6 +95,9 @@ impl VHost {
         if kind == ExchangeKind::Deduplication {
             crate::exchange::dedup::settings(&d.arguments)?;
         }
+        if kind == ExchangeKind::FederationUpstream {
+            crate::exchange::federation_upstream::validate(&d.arguments)?;
+        }
         self.changing(fx, |fx| self.create_exchange(d, kind, delayed, fx))
     }
 

@@ -21,6 +21,7 @@ mod delayed;
 mod durability;
 mod errors;
 mod exchanges;
+mod federation;
 mod file_store_model;
 mod firehose;
 mod handshake;

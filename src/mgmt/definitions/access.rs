@@ -22,6 +22,8 @@ pub struct Access {
     globals: Vec<(String, Value)>,
     /// (vhost, name, value) of `shovel` parameters.
     shovels: Vec<(String, String, Value)>,
+    /// federation-upstream and federation-upstream-set parameters: (component, vhost, name, value).
+    federation: Vec<(String, String, String, Value)>,
 }
 
 fn list<'a>(defs: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
@@ -103,6 +105,23 @@ impl Access {
                 a.shovels.push((vhost, name, value));
                 continue;
             }
+            if component == crate::broker::federation::UPSTREAM
+                || component == crate::broker::federation::UPSTREAM_SET
+            {
+                let (vhost, name) = (text(p, "vhost"), text(p, "name"));
+                if broker.vhost(&vhost).is_none() && !a.has_vhost(&vhost) {
+                    return Err(format!("{component} '{name}': no such vhost '{vhost}'"));
+                }
+                let value = p.get("value").cloned().unwrap_or(Value::Null);
+                let checked = if component == crate::broker::federation::UPSTREAM {
+                    crate::federation::Upstream::parse(&value, &name).map(|_| ())
+                } else {
+                    crate::federation::validate_set(&value, &name)
+                };
+                checked.map_err(|e| format!("{component} '{name}' in '{vhost}': {e}"))?;
+                a.federation.push((component, vhost, name, value));
+                continue;
+            }
             if component != "vhost-limits" {
                 tracing::warn!(parameter = %p, "definitions import: parameter not supported, ignored");
                 continue;
@@ -181,6 +200,9 @@ impl Access {
         // until they exist.
         for (v, name, value) in self.shovels {
             let _ = broker.put_shovel(&v, &name, &value);
+        }
+        for (c, v, name, value) in self.federation {
+            let _ = broker.put_federation_parameter(&c, &v, &name, &value);
         }
         done
     }
