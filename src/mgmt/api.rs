@@ -198,6 +198,7 @@ fn overview(broker: &Broker) -> Value {
         "topic",
         "x-consistent-hash",
         "x-delayed-message",
+        "x-federation-upstream",
         "x-message-deduplication",
     ]
     .iter()

@@ -244,6 +244,9 @@ pub fn run(a: &Args, verb: &str, rest: &[&str]) -> Option<Res<String>> {
         ("shovel_status", _) => request(a, "GET", "shovels", None).map(|r| {
             render(a, &r, &["name", "vhost", "type", "state", "src_uri", "dest_uri", "messages_transferred"])
         }),
+        ("federation_status", _) => request(a, "GET", "federation-links", None).map(|r| {
+            render(a, &r, &["type", "exchange", "upstream_exchange", "vhost", "upstream", "status", "uri", "timestamp", "error"])
+        }),
         ("restart_shovel", [name]) => {
             let path = format!("shovels/vhost/{v}/{}/restart", enc(name));
             request(a, "DELETE", &path, None).map(|_| format!("Restarting dynamic Shovel {name} in virtual host {vhost}"))

@@ -55,7 +55,7 @@ Warren's test helpers: clock show | advance 90m | set 2030-01-01T00:00:00Z (with
   clear_policy [-p V] NAME, list_policies [-p V], set_operator_policy (as set_policy),
   clear_operator_policy [-p V] NAME, list_operator_policies [-p V],
   set_parameter [-p V] COMPONENT NAME JSON, clear_parameter [-p V] COMPONENT NAME,
-  list_parameters [-p V], shovel_status, restart_shovel [-p V] NAME"
+  list_parameters [-p V], shovel_status, restart_shovel [-p V] NAME, federation_status"
 )]
 struct Args {
     #[arg(
