@@ -143,11 +143,23 @@ impl Broker {
     /// The links the policies ask for now.
     fn wanted_links(&self) -> BTreeMap<LinkKey, LinkSpec> {
         let mut out = BTreeMap::new();
+        // The common case, no federation at all, costs one look at the parameters.
+        if self.component_parameters(UPSTREAM).is_empty() {
+            return out;
+        }
         let cluster_name = self.cluster_name();
         for vh in self.vhosts() {
             let Some(local_uri) = self.local_uri(&vh.name) else {
                 return out;
             };
+            let federating = vh.policies().iter().any(|p| {
+                crate::vhost::policy::FEDERATION_KEYS
+                    .iter()
+                    .any(|k| p.definition.contains_key(*k))
+            });
+            if !federating {
+                continue;
+            }
             for x in vh.exchanges() {
                 if x.name.is_empty() || x.internal {
                     continue;

@@ -5,7 +5,7 @@
 
 mod definitions;
 mod delayed;
-mod policy;
+pub mod policy;
 mod publish;
 mod routing;
 mod topology;
