@@ -87,8 +87,9 @@ pub struct Ready {
     paging: Paging,
     /// Where persistent messages page (durable queues).
     pager: Option<Pager>,
-    /// Where everything else spills under memory pressure (`spill`).
-    spill: Option<Spill>,
+    /// Where everything else spills under memory pressure (`spill`); boxed, as most queues
+    /// never spill and an empty queue's size counts (100,000 of them, BENCHMARKS.md).
+    spill: Option<Box<Spill>>,
     /// Positions below this were restored at boot: read back, they are redelivered again.
     restored_below: u64,
 }
@@ -118,7 +119,7 @@ impl Ready {
             bytes: 0,
             paging,
             pager,
-            spill: spill.map(Spill::new),
+            spill: spill.map(|to| Box::new(Spill::new(to))),
             restored_below: 0,
         }
     }
