@@ -6,7 +6,7 @@
 //! parameters from definitions come and go). `crate::federation` runs the links.
 
 use super::Broker;
-use crate::federation::{LinkKey, LinkSpec, Upstream};
+use crate::federation::{Kind, LinkKey, LinkSpec, Upstream};
 use crate::store::Op;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -164,7 +164,7 @@ impl Broker {
                 if x.name.is_empty() || x.internal {
                     continue;
                 }
-                let Some((key, value)) = vh.federation_policy(&x.name) else {
+                let Some((key, value)) = vh.federation_policy(false, &x.name) else {
                     continue;
                 };
                 let weak = Arc::downgrade(&vh);
@@ -180,8 +180,9 @@ impl Broker {
                 });
                 for (upstream_name, upstream) in self.upstreams_for(&vh.name, &key, &value) {
                     let spec = LinkSpec {
+                        kind: Kind::Exchange,
                         vhost: vh.name.clone(),
-                        exchange: x.name.clone(),
+                        name: x.name.clone(),
                         upstream_name: upstream_name.clone(),
                         upstream,
                         local_uri: local_uri.clone(),
@@ -192,8 +193,48 @@ impl Broker {
                         internal: x.internal,
                         arguments: x.arguments.clone(),
                         bindings: bindings.clone(),
+                        queue_state: None,
                     };
-                    out.insert((vh.name.clone(), x.name.clone(), upstream_name), spec);
+                    out.insert(spec.key(), spec);
+                }
+            }
+            for q in vh.queues() {
+                let internal = q
+                    .config
+                    .arguments
+                    .inner()
+                    .contains_key("x-internal-purpose");
+                if internal || q.config.log.is_some() {
+                    continue;
+                }
+                let Some((key, value)) = vh.federation_policy(true, q.name()) else {
+                    continue;
+                };
+                // By name: a queue deleted and declared again is the same link's.
+                let (weak, name) = (Arc::downgrade(&vh), q.name().to_string());
+                let state: crate::federation::QueueStateOf = Arc::new(move || {
+                    let q = weak.upgrade()?.queue(&name)?;
+                    let consumed = q.consumers().iter().any(|c| c.priority >= 0);
+                    Some((q.message_count(), consumed))
+                });
+                for (upstream_name, upstream) in self.upstreams_for(&vh.name, &key, &value) {
+                    let spec = LinkSpec {
+                        kind: Kind::Queue,
+                        vhost: vh.name.clone(),
+                        name: q.name().to_string(),
+                        upstream_name,
+                        upstream,
+                        local_uri: local_uri.clone(),
+                        cluster_name: cluster_name.clone(),
+                        exchange_type: String::new(),
+                        durable: q.config.durable,
+                        auto_delete: q.config.auto_delete,
+                        internal: false,
+                        arguments: q.config.arguments.clone(),
+                        bindings: Arc::new(|| None),
+                        queue_state: Some(state.clone()),
+                    };
+                    out.insert(spec.key(), spec);
                 }
             }
         }

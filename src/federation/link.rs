@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 type Res<T> = Result<T, String>;
 
-fn err(e: impl std::fmt::Display) -> String {
+pub(super) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -38,7 +38,7 @@ pub(super) async fn run(spec: LinkSpec, status: Arc<Status>, mut stopped: watch:
         match session(&spec, &status, attempt, suffix, &mut stopped).await {
             Ok(()) => return,
             Err(why) => {
-                tracing::warn!(vhost = %spec.vhost, exchange = %spec.exchange, upstream = %spec.upstream_name, error = %why, "federation link failed; reconnecting");
+                tracing::warn!(vhost = %spec.vhost, exchange = %spec.name, upstream = %spec.upstream_name, error = %why, "federation link failed; reconnecting");
                 status.set("error", Some(why));
             }
         }
@@ -89,7 +89,7 @@ fn encode(s: &str) -> String {
 }
 
 /// The upstream vhost (the URI's path, else the downstream's) and the URI to connect with.
-fn upstream_target(uri: &str, downstream_vhost: &str) -> (String, String) {
+pub(super) fn upstream_target(uri: &str, downstream_vhost: &str) -> (String, String) {
     let (base, query) = match uri.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (uri, None),
@@ -111,26 +111,26 @@ fn upstream_target(uri: &str, downstream_vhost: &str) -> (String, String) {
 /// RabbitMQ's `upstream_queue_name`: "federation: X -> cluster[:vhost]:[exchange]".
 fn queue_name(spec: &LinkSpec, upstream_x: &str, upstream_vhost: &str) -> String {
     let down = if spec.vhost == upstream_vhost {
-        if spec.exchange == upstream_x {
+        if spec.name == upstream_x {
             String::new()
         } else {
-            format!(":{}", spec.exchange)
+            format!(":{}", spec.name)
         }
     } else {
-        format!(":{}:{}", spec.vhost, spec.exchange)
+        format!(":{}:{}", spec.vhost, spec.name)
     };
     format!("federation: {upstream_x} -> {}{down}", spec.cluster_name)
 }
 
-fn props(name: &str) -> ConnectionProperties {
+pub(super) fn props(name: &str) -> ConnectionProperties {
     ConnectionProperties::default().with_connection_name(name.into())
 }
 
-fn text(s: &str) -> AMQPValue {
+pub(super) fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
-fn code(e: &lapin::Error) -> Option<u16> {
+pub(super) fn code(e: &lapin::Error) -> Option<u16> {
     match e.kind() {
         lapin::ErrorKind::ProtocolError(err) => Some(err.get_id()),
         _ => None,
@@ -161,7 +161,7 @@ async fn session(
         .await
         .map_err(|e| format!("upstream: {e}"))?;
     let ch = up.create_channel().await.map_err(err)?;
-    let upstream_x = u.exchange.clone().unwrap_or_else(|| spec.exchange.clone());
+    let upstream_x = u.exchange.clone().unwrap_or_else(|| spec.name.clone());
     let queue = queue_name(spec, &upstream_x, &upstream_vhost);
     let internal = format!("{queue} {suffix}");
     let old_internal = format!("{queue} {}", if suffix == 'A' { 'B' } else { 'A' });
@@ -198,7 +198,7 @@ async fn session(
     .await
     .map_err(err)?;
     let mut mirrored = BTreeMap::new();
-    let here = format!("{}:{} {suffix}", spec.vhost, spec.exchange);
+    let here = format!("{}:{} {suffix}", spec.vhost, spec.name);
     sync_bindings(spec, &ch, &upstream_x, &internal, &here, &mut mirrored).await?;
     if let Ok(one_off) = up.create_channel().await {
         let _ = one_off
@@ -239,7 +239,7 @@ async fn session(
                 let props = forwarded(spec, d.properties.clone(), &safe, &upstream_vhost, d.redelivered);
                 let confirm = dch
                     .basic_publish(
-                        spec.exchange.as_str().into(),
+                        spec.name.as_str().into(),
                         d.routing_key.clone(),
                         BasicPublishOptions::default(),
                         &d.data,
@@ -493,7 +493,7 @@ fn forwarded(
     }
     let mut hop = FieldTable::default();
     hop.insert("uri".into(), text(uri));
-    hop.insert("exchange".into(), text(&spec.exchange));
+    hop.insert("exchange".into(), text(&spec.name));
     hop.insert("redelivered".into(), AMQPValue::Boolean(redelivered));
     hop.insert("vhost".into(), text(upstream_vhost));
     let mut list = vec![AMQPValue::FieldTable(hop)];

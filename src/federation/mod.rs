@@ -1,16 +1,21 @@
-//! Exchange federation, as RabbitMQ's federation plugin does it: a policy with
-//! `federation-upstream` or `federation-upstream-set` on an exchange starts one link per
-//! upstream (`federation-upstream` runtime parameters, RabbitMQ's keys and validation texts).
-//! A link (`link`) declares on the upstream broker a queue and an internal exchange of type
-//! `x-federation-upstream`, binds that exchange to the upstream exchange with the downstream
-//! exchange's binding keys (kept in step as they change), and republishes what arrives into
-//! the downstream exchange, adding an `x-received-from` hop, acking upstream once the local
-//! publish is confirmed.
+//! Federation, as RabbitMQ's federation plugin does it: a policy with `federation-upstream`,
+//! `federation-upstream-set` or `federation-upstream-pattern` on an exchange or a queue starts
+//! one link per upstream (`federation-upstream` runtime parameters, RabbitMQ's keys and
+//! validation texts).
+//!
+//! An exchange link (`link`) declares on the upstream broker a queue and an internal exchange
+//! of type `x-federation-upstream`, binds that exchange to the upstream exchange with the
+//! downstream exchange's binding keys (kept in step as they change), and republishes what
+//! arrives into the downstream exchange, adding an `x-received-from` hop, acking upstream once
+//! the local publish is confirmed. A queue link (`queue_link`) consumes from the upstream
+//! queue of the same name, at priority -1, only while the downstream queue is empty and has a
+//! consumer, and republishes into it.
 //!
 //! This module knows nothing of the broker it runs in: the broker keeps the parameters, works
 //! out which links policies ask for (`broker::federation`) and hands each one here.
 
 mod link;
+mod queue_link;
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -25,6 +30,10 @@ pub struct Upstream {
     pub uris: Vec<String>,
     /// The upstream exchange (default: the downstream exchange's name).
     pub exchange: Option<String>,
+    /// The upstream queue (default: the downstream queue's name).
+    pub queue: Option<String>,
+    /// A queue link's consumer tag (default: "federation-link-" and the upstream's name).
+    pub consumer_tag: Option<String>,
     pub prefetch: u16,
     pub reconnect_delay_ms: u64,
     pub max_hops: i64,
@@ -148,6 +157,8 @@ impl Upstream {
         let mut u = Upstream {
             uris,
             exchange: None,
+            queue: None,
+            consumer_tag: None,
             prefetch: 1000,
             reconnect_delay_ms: 5000,
             max_hops: 1,
@@ -166,6 +177,12 @@ impl Upstream {
         let int = |k: &str| m.get(k).and_then(Value::as_f64).map(|f| f as i64);
         if let Some(x) = m.get("exchange").and_then(Value::as_str) {
             self.exchange = Some(x.to_string());
+        }
+        if let Some(q) = m.get("queue").and_then(Value::as_str) {
+            self.queue = Some(q.to_string());
+        }
+        if let Some(t) = m.get("consumer-tag").and_then(Value::as_str) {
+            self.consumer_tag = Some(t.to_string());
         }
         if let Some(n) = int("prefetch-count") {
             self.prefetch = u16::try_from(n.max(1)).unwrap_or(u16::MAX);
@@ -237,18 +254,32 @@ pub fn validate_set(v: &Value, name: &str) -> Result<(), String> {
 pub type BindingsOf =
     Arc<dyn Fn() -> Option<Vec<(String, amq_protocol::types::FieldTable)>> + Send + Sync>;
 
+/// A queue's state as a queue link reads it: (ready messages, whether it has a consumer of
+/// priority 0 or more); None once it is gone.
+pub type QueueStateOf = Arc<dyn Fn() -> Option<(u32, bool)> + Send + Sync>;
+
+/// What is federated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Exchange,
+    Queue,
+}
+
 /// What a link needs from the broker it runs in.
 #[derive(Clone)]
 pub struct LinkSpec {
+    pub kind: Kind,
     pub vhost: String,
-    pub exchange: String,
+    /// The downstream exchange or queue.
+    pub name: String,
     pub upstream_name: String,
     pub upstream: Upstream,
     /// This broker as an AMQP URI, in the link's vhost.
     pub local_uri: String,
     /// This broker's cluster_name (names the upstream queue; stops cycles).
     pub cluster_name: String,
-    /// The downstream exchange's type, flags and arguments (to declare it upstream if missing).
+    /// The downstream exchange's (or queue's) type, flags and arguments, to declare it
+    /// upstream if missing.
     pub exchange_type: String,
     pub durable: bool,
     pub auto_delete: bool,
@@ -256,6 +287,8 @@ pub struct LinkSpec {
     pub arguments: amq_protocol::types::FieldTable,
     /// The downstream exchange's bindings now: (routing key, arguments); None once it is gone.
     pub bindings: BindingsOf,
+    /// A queue link's view of its downstream queue.
+    pub queue_state: Option<QueueStateOf>,
 }
 
 impl std::fmt::Debug for LinkSpec {
@@ -263,13 +296,30 @@ impl std::fmt::Debug for LinkSpec {
         write!(
             f,
             "LinkSpec({}/{} <- {})",
-            self.vhost, self.exchange, self.upstream_name
+            self.vhost, self.name, self.upstream_name
         )
     }
 }
 
-/// (vhost, exchange, upstream name).
-pub type LinkKey = (String, String, String);
+/// A link's identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LinkKey {
+    pub vhost: String,
+    pub kind: Kind,
+    pub name: String,
+    pub upstream: String,
+}
+
+impl LinkSpec {
+    pub fn key(&self) -> LinkKey {
+        LinkKey {
+            vhost: self.vhost.clone(),
+            kind: self.kind,
+            name: self.name.clone(),
+            upstream: self.upstream_name.clone(),
+        }
+    }
+}
 
 /// A link's state as the status API shows it.
 #[derive(Debug, Default)]
@@ -331,16 +381,16 @@ impl Registry {
 
     /// Start a link (replacing one with the same key).
     pub fn start(&self, spec: LinkSpec) {
-        let key = (
-            spec.vhost.clone(),
-            spec.exchange.clone(),
-            spec.upstream_name.clone(),
-        );
+        let key = spec.key();
         let status = Arc::new(Status::default());
         status.set("starting", None);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let upstream = spec.upstream.clone();
-        let task = tokio::spawn(link::run(spec, status.clone(), stopped)).abort_handle();
+        let task = match spec.kind {
+            Kind::Exchange => tokio::spawn(link::run(spec, status.clone(), stopped)),
+            Kind::Queue => tokio::spawn(queue_link::run(spec, status.clone(), stopped)),
+        }
+        .abort_handle();
         let old = self.lock().insert(
             key,
             Running {
@@ -375,11 +425,12 @@ impl Registry {
         }
     }
 
-    /// `GET /api/federation-links`: RabbitMQ's fields for exchange links.
+    /// `GET /api/federation-links`: RabbitMQ's fields for exchange and queue links.
     pub fn statuses(&self, node: &str) -> Vec<Value> {
         self.lock()
             .iter()
-            .map(|((vhost, exchange, upstream), r)| {
+            .map(|(key, r)| {
+                let (vhost, name, upstream) = (&key.vhost, &key.name, &key.upstream);
                 let (state, error) = r
                     .status
                     .state
@@ -392,17 +443,26 @@ impl Registry {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                let upstream_exchange = r
-                    .upstream
-                    .exchange
-                    .clone()
-                    .unwrap_or_else(|| exchange.clone());
-                let mut v = json!({
-                    "node": node, "exchange": exchange, "upstream_exchange": upstream_exchange,
-                    "type": "exchange", "vhost": vhost, "upstream": upstream,
-                    "id": link_id(vhost, exchange, upstream),
-                    "status": state, "uri": uri, "timestamp": r.status.timestamp(),
-                });
+                let u = &r.upstream;
+                let mut v = match key.kind {
+                    Kind::Exchange => json!({
+                        "node": node, "exchange": name,
+                        "upstream_exchange": u.exchange.clone().unwrap_or_else(|| name.clone()),
+                        "type": "exchange",
+                    }),
+                    Kind::Queue => json!({
+                        "node": node, "queue": name,
+                        "upstream_queue": u.queue.clone().unwrap_or_else(|| name.clone()),
+                        "consumer_tag": queue_link::consumer_tag(upstream, u),
+                        "type": "queue",
+                    }),
+                };
+                v["vhost"] = Value::from(vhost.as_str());
+                v["upstream"] = Value::from(upstream.as_str());
+                v["id"] = Value::from(link_id(key));
+                v["status"] = Value::from(state);
+                v["uri"] = Value::from(uri);
+                v["timestamp"] = Value::from(r.status.timestamp());
                 if state == "running" {
                     v["local_connection"] = Value::from(link::connection_name(upstream));
                 }
@@ -424,7 +484,7 @@ impl Registry {
         let key = self
             .lock()
             .keys()
-            .find(|(v, x, u)| v == vhost && link_id(v, x, u) == id)
+            .find(|k| k.vhost == vhost && link_id(k) == id)
             .cloned();
         match key.and_then(|k| spec(&k)) {
             Some(s) => {
@@ -438,9 +498,10 @@ impl Registry {
 
 /// A link's id in the status API: 8 hex digits of a hash of its identity (RabbitMQ hashes
 /// the same identity with Erlang's phash2, which this does not reproduce).
-fn link_id(vhost: &str, exchange: &str, upstream: &str) -> String {
+fn link_id(k: &LinkKey) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{vhost}\0{exchange}\0{upstream}").as_bytes());
+    let what = format!("{}\0{:?}\0{}\0{}", k.vhost, k.kind, k.name, k.upstream);
+    let h = sha2::Sha256::digest(what.as_bytes());
     h.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 

@@ -366,11 +366,11 @@ impl VHost {
         q.apply_args(args, applied, fx);
     }
 
-    /// The federation key and value of the policy that applies to exchange `name`, if it
-    /// federates it.
-    pub fn federation_policy(&self, name: &str) -> Option<(String, String)> {
+    /// The federation key and value of the policy that applies to the exchange (or queue:
+    /// `to_queue`) `name`, if it federates it.
+    pub fn federation_policy(&self, to_queue: bool, name: &str) -> Option<(String, String)> {
         let all = self.policies();
-        let p = pick(&all, false, false, name)?;
+        let p = pick(&all, false, to_queue, name)?;
         FEDERATION_KEYS.iter().find_map(|k| {
             let v = p.definition.get(*k)?.as_str()?;
             Some((k.to_string(), v.to_string()))

@@ -359,3 +359,88 @@ async fn the_federation_upstream_exchange_type_forwards_within_its_hops() {
         .await
         .expect("delete");
 }
+
+#[tokio::test]
+async fn a_queue_link_pulls_from_upstream_only_while_the_local_queue_has_a_consumer_and_nothing_ready(
+) {
+    if external() {
+        return;
+    }
+    let upstream = broker().await;
+    let downstream = broker().await;
+    let (_uc, uch) = channel_at(&upstream.url()).await;
+    let (_dc, dch) = channel_at(&downstream.url()).await;
+    declare(&uch, "fed.jobs").await;
+    declare(&dch, "fed.jobs").await;
+    for i in 0..5 {
+        publish(&uch, "", "fed.jobs", format!("job {i}").as_bytes()).await;
+    }
+    let uri = upstream.url();
+    let value = json!({"value": {"uri": uri, "reconnect-delay": 0.2, "prefetch-count": 10}});
+    let path = "/api/parameters/federation-upstream/%2f/up";
+    assert_eq!(api(&downstream, "PUT", path, Some(value)).await.0, 201);
+    let policy = json!({"pattern": "^fed\\.", "apply-to": "queues",
+                        "definition": {"federation-upstream": "up"}});
+    let (status, _) = api(&downstream, "PUT", "/api/policies/%2f/fed", Some(policy)).await;
+    assert_eq!(status, 201);
+    let links = links_when(&downstream, |l| l[0]["status"] == "running").await;
+    assert_eq!(links[0]["type"], "queue", "{links}");
+    assert_eq!(links[0]["queue"], "fed.jobs");
+    assert_eq!(links[0]["upstream_queue"], "fed.jobs");
+    assert_eq!(links[0]["consumer_tag"], "federation-link-up");
+
+    // No consumer downstream: nothing moves.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(message_count(&uch, "fed.jobs").await, 5);
+    assert_eq!(message_count(&dch, "fed.jobs").await, 0);
+
+    // A consumer downstream: the upstream's messages come, in order, with their hop.
+    let mut c = consume(&dch, "fed.jobs", "local", false).await;
+    for i in 0..5 {
+        let d = tokio::time::timeout(Duration::from_secs(5), next(&mut c))
+            .await
+            .expect("federated in time");
+        assert_eq!(d.data, format!("job {i}").as_bytes());
+        let headers = d.properties.headers().clone().unwrap_or_default();
+        let Some(AMQPValue::FieldArray(hops)) = headers.inner().get("x-received-from") else {
+            panic!("x-received-from: {headers:?}");
+        };
+        let Some(AMQPValue::FieldTable(hop)) = hops.as_slice().first() else {
+            panic!("a hop: {hops:?}");
+        };
+        assert_eq!(str_of(hop, "queue"), "fed.jobs");
+        assert_eq!(count_of_key(hop, "visit-count"), 1);
+        assert_eq!(str_of(&headers, "x-original-routing-key"), "fed.jobs");
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let mut drained = false;
+    for _ in 0..50 {
+        if message_count(&uch, "fed.jobs").await == 0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(drained, "acked upstream once confirmed downstream");
+
+    // The consumer goes: the link stops pulling.
+    dch.basic_cancel("local".into(), Default::default())
+        .await
+        .expect("cancel");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 5..8 {
+        publish(&uch, "", "fed.jobs", format!("job {i}").as_bytes()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(message_count(&uch, "fed.jobs").await, 3, "left upstream");
+    upstream.stop().await.expect("stop");
+    downstream.stop().await.expect("stop");
+}
+
+fn count_of_key(t: &FieldTable, k: &str) -> i64 {
+    match t.inner().get(k) {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => i64::from(*n),
+        other => panic!("{k}: {other:?}"),
+    }
+}
