@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exchange federation between Warren and RabbitMQ 3.10.8, both directions (issue 17).
+"""Exchange and queue federation between Warren and RabbitMQ 3.10.8, both directions (issue 17).
 
 Starts a throw-away RabbitMQ node with rabbitmq_federation and rabbitmq_management
 (conformance/rabbitmq-local.sh) and a `warren` binary. Then:
@@ -11,6 +11,9 @@ Starts a throw-away RabbitMQ node with rabbitmq_federation and rabbitmq_manageme
   edge -> core: RabbitMQ federates its exchange `core.events` from Warren's (the same
   parameter and policy on RabbitMQ: its federation plugin declares an `x-federation-upstream`
   exchange on Warren). Messages published to Warren's `core.events` arrive in RabbitMQ's queue.
+
+  Queue federation, both ways: a queue `jobs.edge` on Warren pulls from RabbitMQ's queue of
+  the same name while a consumer waits on Warren, and `jobs.core` on RabbitMQ from Warren's.
 
 Each direction publishes --messages persistent messages with confirms, counts what arrives
 (each must arrive once; duplicates are reported) and checks that an unbound key does not
@@ -74,11 +77,11 @@ def topology(port, exchange, queue, key):
     conn.close()
 
 
-def federate(mgmt, upstream_uri, pattern):
+def federate(mgmt, upstream_uri, pattern, apply_to="exchanges", policy="federate"):
     must(http(mgmt, "PUT", "/api/parameters/federation-upstream/%2F/peer",
               {"value": {"uri": upstream_uri, "reconnect-delay": 1}}), "upstream")
-    must(http(mgmt, "PUT", "/api/policies/%2F/federate",
-              {"pattern": pattern, "apply-to": "exchanges",
+    must(http(mgmt, "PUT", f"/api/policies/%2F/{policy}",
+              {"pattern": pattern, "apply-to": apply_to,
                "definition": {"federation-upstream-set": "all"}}), "policy")
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -98,6 +101,41 @@ def publish(port, exchange, key, n):
         ch.basic_publish(exchange, key, str(i).encode(), props)
     ch.basic_publish(exchange, "unbound.key", b"must not cross", props)
     conn.close()
+
+
+def publish_to_queue(port, queue, n):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True)
+    ch.confirm_delivery()
+    props = pika.BasicProperties(delivery_mode=2)
+    for i in range(n):
+        ch.basic_publish("", queue, str(i).encode(), props)
+    conn.close()
+
+
+def consume_all(port, queue, n, quiet_secs=5):
+    """A consumer on `queue` (which pulls the upstream's messages through a queue link)."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True)
+    ch.basic_qos(prefetch_count=200)
+    seen, last, hopped = {}, time.time(), 0
+    for method, props, body in ch.consume(queue, inactivity_timeout=0.2):
+        if method is None:
+            if len(seen) >= n or time.time() - last > quiet_secs:
+                break
+            continue
+        last = time.time()
+        seen[body.decode()] = seen.get(body.decode(), 0) + 1
+        if (props.headers or {}).get("x-received-from"):
+            hopped += 1
+        ch.basic_ack(method.delivery_tag)
+    ch.cancel()
+    conn.close()
+    missing = sum(1 for i in range(n) if str(i) not in seen)
+    return {"arrived": len(seen), "missing": missing,
+            "duplicates": sum(c - 1 for c in seen.values()), "with_x_received_from": hopped}
 
 
 def collect(port, queue, n, quiet_secs=5):
@@ -180,8 +218,28 @@ def main():
         _, xs = http(wmgmt, "GET", "/api/exchanges/%2F")
         r["declared_on_warren"] = sorted(x["name"] for x in xs if x["name"].startswith("federation: "))
         results["warren_to_rabbitmq"] = r
+
+        # Queue federation, core -> edge: Warren's `jobs.edge` pulls from RabbitMQ's while a
+        # consumer on Warren waits.
+        publish_to_queue(rport, "jobs.edge", a.messages)
+        federate(wmgmt, f"amqp://guest:guest@127.0.0.1:{rport}", r"^jobs\.", "queues", "fq")
+        t = time.time()
+        r = consume_all(wport, "jobs.edge", a.messages)
+        r["seconds"] = round(time.time() - t, 2)
+        results["queue_rabbitmq_to_warren"] = r
+
+        # Queue federation, edge -> core: RabbitMQ's `jobs.core` pulls from Warren's.
+        publish_to_queue(wport, "jobs.core", a.messages)
+        federate(rmgmt, f"amqp://guest:guest@127.0.0.1:{wport}", r"^jobs\.", "queues", "fq")
+        t = time.time()
+        r = consume_all(rport, "jobs.core", a.messages)
+        r["seconds"] = round(time.time() - t, 2)
+        results["queue_warren_to_rabbitmq"] = r
+
         ok = all(results[d]["missing"] == 0 and results[d]["unbound_crossed"] == 0
                  for d in ("rabbitmq_to_warren", "warren_to_rabbitmq"))
+        ok = ok and all(results[d]["missing"] == 0
+                        for d in ("queue_rabbitmq_to_warren", "queue_warren_to_rabbitmq"))
     finally:
         warren.send_signal(signal.SIGTERM)
         warren.wait(30)
