@@ -36,6 +36,9 @@ pub enum DeleteAfter {
 /// One shovel's definition, as RabbitMQ's `shovel` parameter spells it.
 #[derive(Debug, Clone)]
 pub struct Definition {
+    /// `amqp091`, or `local` (this broker: the same client path to it, as "amqp://").
+    pub src_protocol: &'static str,
+    pub dest_protocol: &'static str,
     pub src_uris: Vec<String>,
     pub src_queue: Option<String>,
     pub src_queue_args: Map<String, Value>,
@@ -88,19 +91,37 @@ fn uris(v: Option<&Value>, key: &str, name: &str) -> Result<Vec<String>, String>
 
 impl Definition {
     /// Parse and check the value of the `shovel` parameter `name` (RabbitMQ's keys and
-    /// validation texts; `amqp091` only).
+    /// validation texts; `amqp091` and `local`).
     pub fn parse(v: &Value, name: &str) -> Result<Definition, String> {
         let Some(m) = v.as_object() else {
             return Err(invalid("the shovel must be a JSON object"));
         };
-        for side in ["src-protocol", "dest-protocol"] {
-            match m.get(side).and_then(Value::as_str) {
-                None | Some("amqp091") => {}
+        let mut protocols = ["amqp091"; 2];
+        for (i, side) in ["src-protocol", "dest-protocol"].iter().enumerate() {
+            protocols[i] = match m.get(*side).and_then(Value::as_str) {
+                None | Some("amqp091") => "amqp091",
+                Some("local") => "local",
                 Some(other) => {
                     return Err(invalid(format!(
-                        "{side} {other} is not supported by Warren (amqp091 only)"
+                        "{side} {other} is not supported by Warren (amqp091 and local only)"
                     )))
                 }
+            };
+        }
+        for (protocol, key) in [(protocols[0], "src-uri"), (protocols[1], "dest-uri")] {
+            let local = |u: &Value| {
+                u.as_str()
+                    .is_some_and(|u| u.starts_with("amqp:///") || u == "amqp://")
+            };
+            let all_local = match m.get(key) {
+                Some(Value::Array(a)) => a.iter().all(local),
+                Some(u) => local(u),
+                None => true,
+            };
+            if protocol == "local" && !all_local {
+                return Err(invalid(format!(
+                    "{key} of a local shovel must name this broker (amqp:// or amqp:///vhost)"
+                )));
             }
         }
         let string = |k: &str| m.get(k).and_then(Value::as_str).map(String::from);
@@ -167,6 +188,8 @@ impl Definition {
                 .ok_or_else(|| invalid(format!("reconnect-delay {v} is not valid")))?,
         };
         Ok(Definition {
+            src_protocol: protocols[0],
+            dest_protocol: protocols[1],
             src_uris,
             src_queue,
             src_queue_args: table("src-queue-args"),
@@ -305,7 +328,7 @@ impl Registry {
                 let mut v = serde_json::json!({
                     "name": name, "vhost": vhost, "type": "dynamic", "node": node,
                     "state": state, "timestamp": r.status.timestamp(),
-                    "src_protocol": "amqp091", "dest_protocol": "amqp091",
+                    "src_protocol": d.src_protocol, "dest_protocol": d.dest_protocol,
                     "src_uri": redact(&d.src_uris[0]), "dest_uri": redact(&d.dest_uris[0]),
                     "messages_transferred": r.status.transferred.load(std::sync::atomic::Ordering::Relaxed),
                 });

@@ -51,11 +51,15 @@ pub(super) async fn run(
     }
 }
 
-/// The URI to use this attempt ("amqp://" alone is the local broker).
+/// The URI to use this attempt: "amqp://" alone is the local broker in the shovel's vhost,
+/// "amqp:///vhost" the local broker in that vhost (RabbitMQ's direct connections).
 fn pick(uris: &[String], attempt: usize, local: &str) -> String {
     let u = &uris[attempt % uris.len()];
     if u == "amqp://" {
         local.to_string()
+    } else if let Some(vhost) = u.strip_prefix("amqp:///") {
+        let base = local.rsplit_once('/').map_or(local, |(b, _)| b);
+        format!("{base}/{vhost}")
     } else {
         u.clone()
     }

@@ -426,3 +426,47 @@ async fn only_policymakers_and_administrators_create_or_restart_shovels() {
     assert_eq!(as_user("viewer", "GET", "/api/shovels", None).await, 200);
     assert_eq!(as_user("pm", "DELETE", path, None).await, 204);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_shovel_moves_between_vhosts_of_the_same_broker() {
+    if external() {
+        return;
+    }
+    let a = broker(0, None).await;
+    let (status, _) = api(&a, "PUT", "/api/vhosts/other", Some(json!({}))).await;
+    assert_eq!(status, 201);
+    let (status, _) = api(
+        &a,
+        "PUT",
+        "/api/permissions/other/guest",
+        Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
+    )
+    .await;
+    assert!(status == 201 || status == 204);
+    let (_c, ch) = channel_at(&a.url()).await;
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    durable_queue(&ch, "local.src").await;
+    publish_n(&ch, "local.src", 0, 50).await;
+    let value = json!({"value": {
+        "src-protocol": "local", "src-uri": "amqp://", "src-queue": "local.src",
+        "dest-protocol": "local", "dest-uri": "amqp:///other", "dest-queue": "local.dst",
+        "reconnect-delay": 0.2
+    }});
+    let (status, body) = api(&a, "PUT", "/api/parameters/shovel/%2F/here", Some(value)).await;
+    assert_eq!(status, 201, "{body}");
+    let other = a.url().replace("/%2f", "/other");
+    assert_eq!(wait_depth(&other, "local.dst", 50, 20).await, 50);
+    let (_, shovels) = api(&a, "GET", "/api/shovels", None).await;
+    assert_eq!(shovels[0]["src_protocol"], "local", "{shovels}");
+    assert_eq!(shovels[0]["dest_protocol"], "local");
+    // A local shovel names this broker only.
+    let remote = json!({"value": {
+        "src-protocol": "local", "src-uri": "amqp://elsewhere:5672", "src-queue": "q",
+        "dest-uri": "amqp://", "dest-queue": "d"
+    }});
+    let (status, body) = api(&a, "PUT", "/api/parameters/shovel/%2F/bad", Some(remote)).await;
+    assert_eq!(status, 400, "{body}");
+    a.stop().await.expect("stop");
+}
