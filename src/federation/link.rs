@@ -150,14 +150,14 @@ async fn session(
     let (upstream_vhost, connect_uri) = upstream_target(uri, &spec.vhost);
     let name = connection_name(&spec.upstream_name);
     let props = || props(&name);
-    let local = Connection::connect(&spec.local_uri, props())
+    let local = crate::shovel::connect::connect(&spec.local_uri, props())
         .await
         .map_err(|e| format!("downstream: {e}"))?;
     let dch = local.create_channel().await.map_err(err)?;
     if u.ack_mode == AckMode::OnConfirm {
         dch.confirm_select(Default::default()).await.map_err(err)?;
     }
-    let up = Connection::connect(&connect_uri, props())
+    let up = crate::shovel::connect::connect(&connect_uri, props())
         .await
         .map_err(|e| format!("upstream: {e}"))?;
     let ch = up.create_channel().await.map_err(err)?;
@@ -351,7 +351,7 @@ async fn ensure_internal_exchange(
     args.insert("x-downstream-name".into(), text(&spec.cluster_name));
     args.insert("x-downstream-vhost".into(), text(&spec.vhost));
     args.insert("x-internal-purpose".into(), text("federation"));
-    let one_off = Connection::connect(uri, props(name)).await.map_err(err)?;
+    let one_off = crate::shovel::connect::connect(uri, props(name)).await?;
     let c = one_off.create_channel().await.map_err(err)?;
     let kind = lapin::ExchangeKind::Custom(crate::exchange::federation_upstream::TYPE.into());
     let declared = c

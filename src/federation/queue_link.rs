@@ -58,14 +58,14 @@ async fn session(
     *status.uri.lock().unwrap_or_else(|p| p.into_inner()) = super::safe_uri(uri);
     let (_, connect_uri) = upstream_target(uri, &spec.vhost);
     let name = connection_name(&spec.upstream_name);
-    let local = Connection::connect(&spec.local_uri, props(&name))
+    let local = crate::shovel::connect::connect(&spec.local_uri, props(&name))
         .await
         .map_err(|e| format!("downstream: {e}"))?;
     let dch = local.create_channel().await.map_err(err)?;
     if u.ack_mode == AckMode::OnConfirm {
         dch.confirm_select(Default::default()).await.map_err(err)?;
     }
-    let up = Connection::connect(&connect_uri, props(&name))
+    let up = crate::shovel::connect::connect(&connect_uri, props(&name))
         .await
         .map_err(|e| format!("upstream: {e}"))?;
     let ch = up.create_channel().await.map_err(err)?;

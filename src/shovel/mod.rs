@@ -8,6 +8,7 @@
 //! and hands each one here (`Registry::start`), with the URI that "amqp://" (the local broker)
 //! stands for.
 
+pub mod connect;
 mod run;
 
 pub(crate) use run::settle;

@@ -8,7 +8,7 @@ use super::{AckMode, Definition, DeleteAfter, Status};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, ConnectionProperties};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -76,8 +76,8 @@ async fn session(
     let props = ConnectionProperties::default;
     let src_uri = pick(&def.src_uris, attempt, local);
     let dest_uri = pick(&def.dest_uris, attempt, local);
-    let src = Connection::connect(&src_uri, props()).await.map_err(err)?;
-    let dst = Connection::connect(&dest_uri, props()).await.map_err(err)?;
+    let src = super::connect::connect(&src_uri, props()).await?;
+    let dst = super::connect::connect(&dest_uri, props()).await?;
     let sch = src.create_channel().await.map_err(err)?;
     let dch = dst.create_channel().await.map_err(err)?;
     if def.ack_mode == AckMode::OnConfirm {

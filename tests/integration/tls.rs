@@ -46,6 +46,8 @@ fn make_pki(client_cn: &str) -> Pki {
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
     std::fs::write(dir.join("server.pem"), server.pem()).expect("write");
     std::fs::write(dir.join("server.key"), server_key.serialize_pem()).expect("write");
+    std::fs::write(dir.join("client.pem"), client.pem()).expect("write");
+    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).expect("write");
     Pki {
         dir,
         ca: ca.der().clone(),
@@ -332,4 +334,118 @@ async fn tls_handshakes_count_against_the_handshake_limit() {
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     w.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// Percent-encode a path for a URI's query.
+fn enc(p: &std::path::Path) -> String {
+    p.display()
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shovel_reaches_an_amqps_destination_with_the_uris_tls_options() {
+    if external() {
+        return;
+    }
+    let pki = make_pki("shovel");
+    // The destination asks every client for a certificate.
+    let dest = broker(&pki, true, true).await;
+    let src = warren::start(warren::Config {
+        port: 0,
+        mgmt_port: Some(0),
+        in_memory: true,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let port = dest.tls_addr().expect("AMQPS address").port();
+    let (ca, cert, key) = (
+        enc(&pki.dir.join("ca.pem")),
+        enc(&pki.dir.join("client.pem")),
+        enc(&pki.dir.join("client.key")),
+    );
+    let uri = format!(
+        "amqps://guest:guest@127.0.0.1:{port}/%2f?cacertfile={ca}&certfile={cert}&keyfile={key}&verify=verify_peer"
+    );
+    let mgmt = src.mgmt_addr().expect("mgmt").to_string();
+    let shovel = |dest_uri: String, q: &str| {
+        json!({"value": {"src-uri": "amqp://", "src-queue": q, "dest-uri": dest_uri,
+                         "dest-queue": format!("{q}.in"), "reconnect-delay": 0.2}})
+    };
+    let (status, body) = http_at(
+        &mgmt,
+        Some("guest:guest"),
+        "PUT",
+        "/api/parameters/shovel/%2F/tls",
+        Some(shovel(uri, "tls.out")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_c, ch) = channel_at(&src.url()).await;
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("tls.out".into(), durable, Default::default())
+        .await
+        .expect("declare");
+    for i in 0..20 {
+        ops::publish(&ch, "", "tls.out", format!("m{i}").as_bytes()).await;
+    }
+    let (_d, dch) = channel_at(&dest.url()).await;
+    let mut n = 0;
+    for _ in 0..100 {
+        n = ops::passive(&dch, "tls.out.in")
+            .await
+            .map_or(0, |q| q.message_count());
+        if n == 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, all) = http_at(&mgmt, Some("guest:guest"), "GET", "/api/shovels", None).await;
+    assert_eq!(n, 20, "moved over TLS with a client certificate: {all}");
+
+    // Without the client certificate the destination refuses the handshake: the shovel says so.
+    let bare = format!("amqps://guest:guest@127.0.0.1:{port}/%2f?cacertfile={ca}");
+    let (status, _) = http_at(
+        &mgmt,
+        Some("guest:guest"),
+        "PUT",
+        "/api/parameters/shovel/%2F/bare",
+        Some(shovel(bare, "bare.out")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut reason = String::new();
+    for _ in 0..50 {
+        let (_, all) = http_at(&mgmt, Some("guest:guest"), "GET", "/api/shovels", None).await;
+        let s = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == "bare")
+            .cloned();
+        reason = s
+            .and_then(|s| s["reason"].as_str().map(String::from))
+            .unwrap_or_default();
+        if !reason.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !reason.is_empty(),
+        "a failed handshake shows as the shovel's reason"
+    );
+    src.stop().await.expect("stop");
+    dest.stop().await.expect("stop");
 }
