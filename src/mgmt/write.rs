@@ -348,10 +348,16 @@ fn get(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
     ok(Value::Array(out))
 }
 
-/// Warren's own: every ready message of a queue goes, in order, to the back of another queue
-/// of the vhost (RabbitMQ's UI moves messages with a shovel). Each message's removal and its
-/// new copy go to the store in one submission.
-fn move_messages(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
+/// Messages moved within the request; a longer move goes on in the background.
+const MOVE_NOW: u32 = 10_000;
+
+/// Warren's own: the messages ready in a queue when asked go, in order, to the back of another
+/// queue of the vhost (RabbitMQ's UI moves messages with a shovel). Bounded by that count, so
+/// publishers cannot make it endless. Up to `MOVE_NOW` are moved before the answer
+/// (`{"moved": n}`); more are moved by a task, a batch at a time between other work
+/// (202, `{"moving": n}`). Each message's removal and its new copy go to the store in one
+/// submission.
+fn move_messages(vh: &Arc<VHost>, name: &str, b: &Map<String, Value>) -> Response {
     let Some(dest) = b.get("destination").and_then(Value::as_str) else {
         return Response::error(400, "bad_request", "key_missing: destination");
     };
@@ -362,21 +368,55 @@ fn move_messages(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return amqp_error(e),
     };
-    if std::sync::Arc::ptr_eq(&src, &dst) {
+    if Arc::ptr_eq(&src, &dst) {
         return Response::error(
             400,
             "bad_request",
             "source and destination are the same queue",
         );
     }
+    let count = src.message_count();
+    if count <= MOVE_NOW {
+        return match move_some(vh, &src, &dst, count) {
+            Ok(moved) => ok(json!({ "moved": moved })),
+            Err(e) => amqp_error(e),
+        };
+    }
+    let vh = vh.clone();
+    tokio::spawn(async move {
+        let mut left = count;
+        while left > 0 {
+            match move_some(&vh, &src, &dst, left.min(1000)) {
+                Ok(0) => break,
+                Ok(n) => left -= n.min(left),
+                Err(e) => {
+                    tracing::warn!(queue = %src.name(), error = %e, "moving messages stopped");
+                    break;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut r = ok(json!({ "moving": count }));
+    r.status = 202;
+    r
+}
+
+/// Move up to `most` messages from `src` to the back of `dst`; how many went.
+fn move_some(
+    vh: &VHost,
+    src: &Arc<crate::queue::Queue>,
+    dst: &Arc<crate::queue::Queue>,
+    most: u32,
+) -> crate::error::AmqpResult<u32> {
     let mut fx = Effects::default();
-    let mut moved = 0u64;
-    loop {
+    let mut moved = 0u32;
+    while moved < most {
         match src.get(true, &mut fx) {
             Ok(Some((entry, _))) => {
                 let copy = entry.message.shallow_clone();
                 src.settle([entry], &mut fx);
-                vh.enqueue(copy, std::slice::from_ref(&dst), &mut fx);
+                vh.enqueue(copy, std::slice::from_ref(dst), &mut fx);
                 moved += 1;
                 if moved.is_multiple_of(1000) {
                     vh.submit(&mut fx);
@@ -385,12 +425,12 @@ fn move_messages(vh: &VHost, name: &str, b: &Map<String, Value>) -> Response {
             Ok(None) => break,
             Err(e) => {
                 vh.submit(&mut fx);
-                return amqp_error(e);
+                return Err(e);
             }
         }
     }
     vh.submit(&mut fx);
-    ok(json!({ "moved": moved }))
+    Ok(moved)
 }
 
 fn properties_from_json(v: Option<&Value>) -> Result<BasicProperties, String> {

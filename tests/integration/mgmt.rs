@@ -897,3 +897,48 @@ async fn move_takes_every_ready_message_to_another_queue_in_order() {
         let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
     }
 }
+
+#[tokio::test]
+async fn a_long_move_goes_on_in_the_background_and_stops_at_what_was_there() {
+    if skip() || external() {
+        return; // Warren's own endpoint
+    }
+    let (_c, ch) = channel().await;
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    let (from, to) = (uniq("move-long-from"), uniq("move-long-to"));
+    for q in [&from, &to] {
+        declare(&ch, q).await;
+    }
+    let n = 12_000;
+    let mut pending = Vec::new();
+    for i in 0..n {
+        pending.push(
+            ch.basic_publish(
+                "".into(),
+                from.as_str().into(),
+                Default::default(),
+                format!("m{i}").as_bytes(),
+                Default::default(),
+            )
+            .await
+            .expect("publish"),
+        );
+    }
+    for p in pending {
+        p.await.expect("confirm");
+    }
+    let path = format!("/api/queues/%2F/{from}/move");
+    let (status, v) = http("POST", &path, Some(json!({"destination": to}))).await;
+    assert_eq!((status, &v["moving"]), (202, &json!(n)), "{v}");
+    // Published after the request: not part of the move.
+    publish(&ch, "", &from, b"later").await;
+    let moved = queue_until(&to, |v| v["messages"] == n).await;
+    assert_eq!(moved["messages"], n, "{moved}");
+    assert_eq!(message_count(&ch, &from).await, 1, "what came later stays");
+    assert_eq!(get(&ch, &to).await.as_deref(), Some("m0"), "in order");
+    for q in [&from, &to] {
+        let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    }
+}

@@ -348,7 +348,9 @@ async function queue(view, vhost, name) {
   });
   onSubmit("move", async (v) => {
     const r = await api("POST", path + "/move", { destination: v.destination });
-    toast(`Moved ${r.moved} messages to ${v.destination}`);
+    toast(r.moved !== undefined
+      ? `Moved ${r.moved} messages to ${v.destination}`
+      : `Moving ${r.moving} messages to ${v.destination}`);
     route();
   });
   onClick("#purge", async () => {
