@@ -2,7 +2,7 @@
 //! the upstream broker of an exchange link: it routes as a fanout to the link's queue, but
 //! drops a message that has crossed `x-max-hops` links already or has been to the downstream
 //! (its `x-received-from` names the downstream's cluster and vhost). With it, a RabbitMQ node
-//! federates an exchange from Warren. Warren's own links (`crate::federation`) check the
+//! federates an exchange from Warren. Warren's own federation links check the
 //! same rule before republishing.
 
 use crate::error::{AmqpError, AmqpResult};
