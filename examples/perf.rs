@@ -74,6 +74,19 @@ struct Args {
     /// Extra bindings that never match (to measure routing cost as bindings grow).
     #[arg(long, default_value_t = 0)]
     extra_bindings: usize,
+    /// Stream queues (x-queue-type=stream, durable); consumers need --qos and manual acks.
+    #[arg(long)]
+    stream: bool,
+    /// Where stream consumers start (x-stream-offset: first, last, next or a number).
+    #[arg(long, default_value = "first")]
+    stream_offset: String,
+    /// Name the exchange and queues after this instead of a random id (a --keep run's
+    /// queues can then be consumed by a later run).
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Stop once this many messages were consumed (0 = run for --time).
+    #[arg(long, default_value_t = 0)]
+    cmessages: u64,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -381,6 +394,20 @@ async fn producer(
     Ok(())
 }
 
+/// A stream consumer's x-stream-offset.
+fn consume_args(args: &Args) -> FieldTable {
+    use amq_protocol::types::AMQPValue;
+    let mut t = FieldTable::default();
+    if args.stream {
+        let v = match args.stream_offset.parse::<i64>() {
+            Ok(n) => AMQPValue::LongLongInt(n),
+            Err(_) => AMQPValue::LongString(args.stream_offset.as_str().into()),
+        };
+        t.insert("x-stream-offset".into(), v);
+    }
+    t
+}
+
 async fn consumer(args: Args, queue: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> Res<()> {
     let mut raw = Raw::connect(&args.uri).await?;
     if args.qos > 0 {
@@ -403,7 +430,7 @@ async fn consumer(args: Args, queue: String, stats: Arc<Stats>, stop: Arc<Atomic
             no_ack: args.autoack,
             exclusive: false,
             nowait: false,
-            arguments: FieldTable::default(),
+            arguments: consume_args(&args),
         })),
     ))
     .await?;
@@ -508,7 +535,10 @@ async fn main() -> Res<()> {
         args.queues = args.fanout_queues;
         args.consumers = args.fanout_queues;
     }
-    let run_id = format!("{:x}", now_ns() & 0xffff_ffff);
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{:x}", now_ns() & 0xffff_ffff));
     let exchange = format!("perf-x-{run_id}");
     let queues: Vec<String> = (0..args.queues)
         .map(|i| format!("perf-q-{run_id}-{i}"))
@@ -531,13 +561,20 @@ async fn main() -> Res<()> {
     )
     .await?;
     for (i, q) in queues.iter().enumerate() {
+        let mut qargs = FieldTable::default();
+        if args.stream {
+            qargs.insert(
+                "x-queue-type".into(),
+                amq_protocol::types::AMQPValue::LongString("stream".into()),
+            );
+        }
         ch.queue_declare(
             q.as_str().into(),
             QueueDeclareOptions {
-                durable: args.persistent,
+                durable: args.persistent || args.stream,
                 ..Default::default()
             },
-            FieldTable::default(),
+            qargs,
         )
         .await?;
         ch.queue_bind(
@@ -616,18 +653,33 @@ async fn main() -> Res<()> {
     let t0 = Instant::now();
     let cpu0 = cpu_seconds();
     let (mut last_p, mut last_c) = (0, 0);
-    for s in 1..=args.time {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(t0 + Duration::from_secs(s))).await;
-        let (p, c) = (
-            stats.published.load(Ordering::Relaxed),
-            stats.consumed.load(Ordering::Relaxed),
-        );
-        eprintln!(
-            "time {s}s, sent {} msg/s, received {} msg/s",
-            p - last_p,
-            c - last_c
-        );
-        (last_p, last_c) = (p, c);
+    let mut next_report = 1;
+    // Ends at --time, or as soon as --pmessages are published (confirmed) with no consumers,
+    // or --cmessages consumed: the rates are then over the time that work took.
+    let done = || {
+        let published = if args.confirm > 0 {
+            stats.confirmed.load(Ordering::Relaxed)
+        } else {
+            stats.published.load(Ordering::Relaxed)
+        };
+        (args.pmessages > 0 && args.consumers == 0 && published >= args.pmessages)
+            || (args.cmessages > 0 && stats.consumed.load(Ordering::Relaxed) >= args.cmessages)
+    };
+    while t0.elapsed() < Duration::from_secs(args.time) && !done() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if t0.elapsed() >= Duration::from_secs(next_report) {
+            let (p, c) = (
+                stats.published.load(Ordering::Relaxed),
+                stats.consumed.load(Ordering::Relaxed),
+            );
+            eprintln!(
+                "time {next_report}s, sent {} msg/s, received {} msg/s",
+                p - last_p,
+                c - last_c
+            );
+            (last_p, last_c) = (p, c);
+            next_report += 1;
+        }
     }
     let elapsed = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
