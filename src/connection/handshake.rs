@@ -41,7 +41,8 @@ impl From<AmqpError> for Failed {
 
 /// What connection.start tells the client. `version` is the RabbitMQ version Warren matches
 /// (clients such as kombu pick their behaviour by it); Warren's own is `warren_version`.
-pub fn server_properties(rabbitmq_version: &str) -> FieldTable {
+/// `cluster_name` is the broker's (RabbitMQ's federation links record it in each hop).
+pub fn server_properties(rabbitmq_version: &str, cluster_name: &str) -> FieldTable {
     let mut caps = FieldTable::default();
     for c in [
         "publisher_confirms",
@@ -59,7 +60,7 @@ pub fn server_properties(rabbitmq_version: &str) -> FieldTable {
     let s = |v: &str| AMQPValue::LongString(v.into());
     let mut t = FieldTable::default();
     t.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    t.insert("cluster_name".into(), s("warren@localhost"));
+    t.insert("cluster_name".into(), s(cluster_name));
     t.insert("copyright".into(), s("Copyright (c) the Warren authors"));
     t.insert(
         "information".into(),
@@ -172,7 +173,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         conn::AMQPMethod::Start(conn::Start {
             version_major: 0,
             version_minor: 9,
-            server_properties: server_properties(&broker.config.rabbitmq_version),
+            server_properties: server_properties(
+                &broker.config.rabbitmq_version,
+                &broker.cluster_name(),
+            ),
             mechanisms: if external.is_some() {
                 "PLAIN AMQPLAIN EXTERNAL".into()
             } else {

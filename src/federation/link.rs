@@ -122,6 +122,52 @@ fn queue_name(spec: &LinkSpec, upstream_x: &str, upstream_vhost: &str) -> String
     format!("federation: {upstream_x} -> {}{down}", spec.cluster_name)
 }
 
+/// The upstream's `cluster_name` server property (RabbitMQ's UName, recorded in each hop so
+/// that a ring of links stops a message where it has been), read from the connection.start of
+/// a handshake of its own, since lapin does not expose server properties. None over TLS, or
+/// when the upstream does not say within 5 s or 64 KiB.
+pub(super) async fn upstream_cluster_name(uri: &str) -> Option<String> {
+    use amq_protocol::frame::AMQPFrame;
+    use amq_protocol::protocol::{connection, AMQPClass};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !uri.starts_with("amqp://") {
+        return None;
+    }
+    let u: amq_protocol::uri::AMQPUri = uri.parse().ok()?;
+    let peek = async {
+        let addr = (u.authority.host.as_str(), u.authority.port);
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"AMQP\x00\x00\x09\x01").await.ok()?;
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        while buf.len() < 64 * 1024 {
+            let n = s.read(&mut tmp).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+            if let Ok((_, frame)) = amq_protocol::frame::parse_frame(&buf[..]) {
+                let AMQPFrame::Method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Start(start)),
+                ) = frame
+                else {
+                    return None;
+                };
+                return start
+                    .server_properties
+                    .inner()
+                    .get("cluster_name")
+                    .and_then(crate::args::as_str);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(5), peek)
+        .await
+        .ok()?
+}
+
 pub(super) fn props(name: &str) -> ConnectionProperties {
     ConnectionProperties::default().with_connection_name(name.into())
 }
@@ -145,7 +191,7 @@ async fn session(
     stopped: &mut watch::Receiver<bool>,
 ) -> Res<()> {
     let u = &spec.upstream;
-    let uri = &u.uris[attempt % u.uris.len()];
+    let uri = &crate::shovel::connect::resolve(&u.uris[attempt % u.uris.len()], &spec.local_uri);
     *status.uri.lock().unwrap_or_else(|p| p.into_inner()) = super::safe_uri(uri);
     let (upstream_vhost, connect_uri) = upstream_target(uri, &spec.vhost);
     let name = connection_name(&spec.upstream_name);
@@ -161,6 +207,7 @@ async fn session(
         .await
         .map_err(|e| format!("upstream: {e}"))?;
     let ch = up.create_channel().await.map_err(err)?;
+    let upstream_name = upstream_cluster_name(&connect_uri).await;
     let upstream_x = u.exchange.clone().unwrap_or_else(|| spec.name.clone());
     let queue = queue_name(spec, &upstream_x, &upstream_vhost);
     let internal = format!("{queue} {suffix}");
@@ -199,7 +246,12 @@ async fn session(
     .map_err(err)?;
     let mut mirrored = BTreeMap::new();
     let here = format!("{}:{} {suffix}", spec.vhost, spec.name);
-    sync_bindings(spec, &ch, &upstream_x, &internal, &here, &mut mirrored).await?;
+    let origin = Origin {
+        here: &here,
+        upstream_name: upstream_name.as_deref(),
+        upstream_vhost: &upstream_vhost,
+    };
+    sync_bindings(spec, &ch, &upstream_x, &internal, &origin, &mut mirrored).await?;
     if let Ok(one_off) = up.create_channel().await {
         let _ = one_off
             .exchange_delete(old_internal.as_str().into(), Default::default())
@@ -236,7 +288,7 @@ async fn session(
                     }
                     continue;
                 }
-                let props = forwarded(spec, d.properties.clone(), &safe, &upstream_vhost, d.redelivered);
+                let props = forwarded(spec, d.properties.clone(), &safe, &origin, d.redelivered);
                 let confirm = dch
                     .basic_publish(
                         spec.name.as_str().into(),
@@ -263,7 +315,7 @@ async fn session(
                 crate::shovel::settle(&ch, &mut pending).await?;
             }
             _ = check.tick() => {
-                sync_bindings(spec, &ch, &upstream_x, &internal, &here, &mut mirrored).await?;
+                sync_bindings(spec, &ch, &upstream_x, &internal, &origin, &mut mirrored).await?;
             }
             _ = stopped.changed() => {
                 crate::shovel::settle(&ch, &mut pending).await.ok();
@@ -372,6 +424,14 @@ async fn ensure_internal_exchange(
     }
 }
 
+/// Where a link's hops come from: this link's exchange tag (`x-bound-from`), the upstream's
+/// cluster name when known, and the upstream vhost.
+struct Origin<'a> {
+    here: &'a str,
+    upstream_name: Option<&'a str>,
+    upstream_vhost: &'a str,
+}
+
 /// A binding key and arguments, as a map key (FieldTable has no order of its own).
 fn binding_key(key: &str, args: &FieldTable) -> String {
     format!("{key}\0{args:?}")
@@ -384,7 +444,7 @@ async fn sync_bindings(
     ch: &Channel,
     upstream_x: &str,
     internal: &str,
-    here: &str,
+    origin: &Origin<'_>,
     mirrored: &mut BTreeMap<String, (String, FieldTable)>,
 ) -> Res<()> {
     let Some(now) = (spec.bindings)() else {
@@ -392,7 +452,7 @@ async fn sync_bindings(
     };
     let mut want = BTreeMap::new();
     for (key, args) in now {
-        if let Some(upstream_args) = bound_from(spec, &args, here) {
+        if let Some(upstream_args) = bound_from(spec, &args, origin) {
             want.insert(binding_key(&key, &args), (key, upstream_args));
         }
     }
@@ -428,13 +488,25 @@ async fn sync_bindings(
 
 /// The arguments of a mirrored binding: the downstream's, with an `x-bound-from` hop in front
 /// (RabbitMQ's hops: max-hops for a local binding, one fewer than the last link's for a
-/// binding that came from further along); None when no hops are left.
-fn bound_from(spec: &LinkSpec, args: &FieldTable, here: &str) -> Option<FieldTable> {
+/// binding that came from further along, none for one that came from the upstream itself);
+/// None when no hops are left.
+fn bound_from(spec: &LinkSpec, args: &FieldTable, origin: &Origin<'_>) -> Option<FieldTable> {
     let max = spec.upstream.max_hops;
     let previous = match args.inner().get("x-bound-from") {
         Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
         _ => Vec::new(),
     };
+    let from_upstream = |v: &AMQPValue| match (v, origin.upstream_name) {
+        (AMQPValue::FieldTable(t), Some(name)) => {
+            let get = |k: &str| t.inner().get(k).and_then(crate::args::as_str);
+            get("cluster-name").as_deref() == Some(name)
+                && get("vhost").as_deref() == Some(origin.upstream_vhost)
+        }
+        _ => false,
+    };
+    if previous.iter().any(from_upstream) {
+        return None;
+    }
     let hops = match previous.first() {
         None => max,
         Some(AMQPValue::FieldTable(t)) => {
@@ -453,7 +525,7 @@ fn bound_from(spec: &LinkSpec, args: &FieldTable, here: &str) -> Option<FieldTab
     let mut hop = FieldTable::default();
     hop.insert("cluster-name".into(), text(&spec.cluster_name));
     hop.insert("vhost".into(), text(&spec.vhost));
-    hop.insert("exchange".into(), text(here));
+    hop.insert("exchange".into(), text(origin.here));
     hop.insert(
         "hops".into(),
         AMQPValue::ShortInt(i16::try_from(hops).unwrap_or(i16::MAX)),
@@ -475,7 +547,7 @@ fn forwarded(
     spec: &LinkSpec,
     props: BasicProperties,
     uri: &str,
-    upstream_vhost: &str,
+    origin: &Origin<'_>,
     redelivered: bool,
 ) -> BasicProperties {
     let mut headers = props.headers().clone().unwrap_or_default();
@@ -495,7 +567,10 @@ fn forwarded(
     hop.insert("uri".into(), text(uri));
     hop.insert("exchange".into(), text(&spec.name));
     hop.insert("redelivered".into(), AMQPValue::Boolean(redelivered));
-    hop.insert("vhost".into(), text(upstream_vhost));
+    if let Some(name) = origin.upstream_name {
+        hop.insert("cluster-name".into(), text(name));
+    }
+    hop.insert("vhost".into(), text(origin.upstream_vhost));
     let mut list = vec![AMQPValue::FieldTable(hop)];
     list.extend(previous);
     headers.insert(

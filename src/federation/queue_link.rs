@@ -54,7 +54,7 @@ async fn session(
     stopped: &mut watch::Receiver<bool>,
 ) -> Res<()> {
     let u = &spec.upstream;
-    let uri = &u.uris[attempt % u.uris.len()];
+    let uri = &crate::shovel::connect::resolve(&u.uris[attempt % u.uris.len()], &spec.local_uri);
     *status.uri.lock().unwrap_or_else(|p| p.into_inner()) = super::safe_uri(uri);
     let (_, connect_uri) = upstream_target(uri, &spec.vhost);
     let name = connection_name(&spec.upstream_name);

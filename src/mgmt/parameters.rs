@@ -53,9 +53,9 @@ pub fn handle(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Respo
                 None => not_found(),
             }
         }
-        ("PUT", ["api", "parameters", c, v, name]) => {
-            with_body(req, |b| put_parameter(broker, c, v, name, b))
-        }
+        ("PUT", ["api", "parameters", c, v, name]) => with_body(req, |b| {
+            put_parameter(broker, req.user.as_ref(), c, v, name, b)
+        }),
         ("DELETE", ["api", "parameters", c, v, name]) => {
             let existed = parameters(broker, |pc, pv| pc == *c && pv == *v)
                 .iter()
@@ -197,6 +197,7 @@ fn shovel_status(broker: &Arc<Broker>, req: &Request, seg: &[&str]) -> Option<Re
 
 fn put_parameter(
     broker: &Arc<Broker>,
+    req_user: Option<&Arc<crate::auth::User>>,
     c: &str,
     v: &str,
     name: &str,
@@ -219,6 +220,36 @@ fn put_parameter(
         .iter()
         .any(|p| p["name"] == *name);
     let status = if existed { 204 } else { 201 };
+    // A shovel or upstream naming another vhost of this broker (amqp:///other) connects as
+    // the broker's own user: the user creating it must have access there (RabbitMQ checks
+    // the same).
+    if let Some(user) = req_user {
+        for key in ["src-uri", "dest-uri", "uri"] {
+            let uris = match value.get(key) {
+                Some(Value::String(u)) => vec![u.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for u in uris {
+                let Some(target) = crate::shovel::connect::local_vhost(&u, v) else {
+                    continue;
+                };
+                if !super::access::may_access_vhost(broker, user, &target) {
+                    return Response::error(
+                        400,
+                        "bad_request",
+                        format!(
+                            "Validation failed\n\n{key}: user {} may not access vhost '{target}'\n",
+                            user.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
     if c == crate::broker::federation::UPSTREAM || c == crate::broker::federation::UPSTREAM_SET {
         return match broker.put_federation_parameter(c, v, name, value) {
             Ok(_) => Response::empty(status),

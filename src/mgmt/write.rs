@@ -402,7 +402,9 @@ fn move_messages(vh: &Arc<VHost>, name: &str, b: &Map<String, Value>) -> Respons
     r
 }
 
-/// Move up to `most` messages from `src` to the back of `dst`; how many went.
+/// Move up to `most` messages from `src` to the back of `dst`; how many went. A message the
+/// destination refuses (full, with reject-publish), or one taken as the destination was
+/// deleted, goes back to the source, and the move stops there.
 fn move_some(
     vh: &VHost,
     src: &Arc<crate::queue::Queue>,
@@ -414,9 +416,20 @@ fn move_some(
     while moved < most {
         match src.get(true, &mut fx) {
             Ok(Some((entry, _))) => {
-                let copy = entry.message.shallow_clone();
+                let alive = vh.queue(dst.name()).is_some_and(|q| Arc::ptr_eq(&q, dst));
+                let rejected = alive
+                    && vh
+                        .enqueue(
+                            entry.message.shallow_clone(),
+                            std::slice::from_ref(dst),
+                            &mut fx,
+                        )
+                        .1;
+                if !alive || rejected {
+                    src.requeue(vec![entry], crate::queue::Return::Released, &mut fx);
+                    break;
+                }
                 src.settle([entry], &mut fx);
-                vh.enqueue(copy, std::slice::from_ref(dst), &mut fx);
                 moved += 1;
                 if moved.is_multiple_of(1000) {
                     vh.submit(&mut fx);

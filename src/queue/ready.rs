@@ -338,32 +338,20 @@ impl Ready {
                         rest: None,
                     };
                 };
-                match spill.read(l, at, want.min(region.count), cap) {
-                    Ok(back) => {
-                        if consume {
-                            spill.release(l, back.next);
-                        }
-                        let mut rest = region;
-                        rest.count -= back.messages.len().min(rest.count);
-                        rest.bytes = rest
-                            .bytes
-                            .saturating_sub(back.messages.iter().map(size).sum());
-                        if let Some(e) = back.messages.first() {
-                            rest.first = e.seq;
-                        }
-                        let left = !back.broken && rest.count > 0;
-                        Back {
-                            messages: back.messages,
-                            rest: left.then_some(Chunk::Spill(rest, back.next)),
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read spilled messages");
-                        Back {
-                            messages: Vec::new(),
-                            rest: Some(chunk),
-                        }
-                    }
+                let avg = region.bytes / region.count.max(1) as u64;
+                let back = spill.read(l, at, want.min(region.count), cap, avg);
+                if consume {
+                    spill.release(l, back.next);
+                }
+                let mut rest = region;
+                rest.count -= back.messages.len().min(rest.count);
+                rest.bytes = rest
+                    .bytes
+                    .saturating_sub(back.messages.iter().map(size).sum());
+                let left = !back.broken && rest.count > 0;
+                Back {
+                    messages: back.messages,
+                    rest: left.then_some(Chunk::Spill(rest, back.next)),
                 }
             }
         }

@@ -170,79 +170,135 @@ impl Spill {
         Ok(())
     }
 
-    /// Up to `count` entries of `level` from `at` on, stopping after `max_bytes` of records.
-    pub fn read(
-        &mut self,
+    /// Up to `count` entries of `level` from `at` on, stopping after `max_bytes` of bodies;
+    /// `avg` is about what one body takes (a read takes no more of a file than the batch
+    /// needs). Entries still in the write buffer are read from it. A damaged entry, or a file
+    /// that cannot be read, ends what can be read of this stretch (`broken`): spill files are
+    /// scratch, so what they held is lost, and the queue goes on without it.
+    pub fn read(&mut self, level: usize, at: Pos, count: usize, max_bytes: u64, avg: u64) -> Read {
+        let mut r = Read {
+            messages: Vec::new(),
+            next: at,
+            broken: false,
+        };
+        if let Err(e) = self.read_into(level, count, max_bytes, avg, &mut r) {
+            tracing::error!(dir = ?self.dir, level, error = %e, "cannot read spilled messages; they are lost");
+            r.broken = true;
+        } else if r.broken {
+            tracing::error!(dir = ?self.dir, level, "a spilled message is damaged; the rest of its stretch is lost");
+        }
+        r
+    }
+
+    fn read_into(
+        &self,
         level: usize,
-        mut at: Pos,
         count: usize,
         max_bytes: u64,
-    ) -> std::io::Result<Read> {
-        self.flush(level)?;
-        let end = self.levels.get(level).map_or(at, |l| l.end);
-        let mut out = Vec::new();
+        avg: u64,
+        r: &mut Read,
+    ) -> std::io::Result<()> {
+        let Some(end) = self.levels.get(level).map(|l| l.end) else {
+            return Ok(());
+        };
         let mut bytes = 0u64;
-        let mut broken = false;
-        'files: while out.len() < count && bytes < max_bytes && at != end {
-            if at.seg < end.seg && at.off >= self.segment_len(level, at.seg)? {
-                at = Pos {
-                    seg: at.seg + 1,
-                    off: 0,
-                };
-                continue;
+        while r.messages.len() < count && bytes < max_bytes && r.next != end {
+            let at = r.next;
+            let left = (count - r.messages.len()) as u64;
+            let want = left
+                .saturating_mul(avg.saturating_add((HEADER + FIXED + 256) as u64))
+                .clamp(64 * 1024, READ_BYTES);
+            let (block, seg_len) = self.fetch(level, at, want)?;
+            if block.is_empty() {
+                if at.seg < end.seg {
+                    r.next = Pos {
+                        seg: at.seg + 1,
+                        off: 0,
+                    };
+                    continue;
+                }
+                r.broken = true;
+                return Ok(());
             }
-            let file = File::open(self.path(level, at.seg))?;
-            let file_len = file.metadata()?.len();
-            let want = READ_BYTES.min(file_len.saturating_sub(at.off));
-            let mut block = vec![0; usize::try_from(want).unwrap_or(0)];
-            file.read_exact_at(&mut block, at.off)?;
             let mut used = 0usize;
-            while out.len() < count && bytes < max_bytes {
+            while r.messages.len() < count && bytes < max_bytes {
                 let Some(head) = block.get(used..used + HEADER) else {
                     break;
                 };
                 let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
                 let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-                let entry_end = at.off + (used + HEADER + len) as u64;
-                if len < FIXED || entry_end > file_len {
-                    broken = true;
-                    break 'files;
+                let start = at.off + used as u64;
+                if len < FIXED || start + (HEADER + len) as u64 > seg_len {
+                    r.broken = true;
+                    return Ok(());
                 }
                 let rest = match block.get(used + HEADER..used + HEADER + len) {
-                    Some(r) => std::borrow::Cow::Borrowed(r),
+                    Some(x) => std::borrow::Cow::Borrowed(x),
                     // Longer than the block: the first entry of the next read, or alone.
                     None if used > 0 => break,
                     None => {
-                        let mut one = vec![0; len];
-                        file.read_exact_at(&mut one, at.off + HEADER as u64)?;
-                        std::borrow::Cow::Owned(one)
+                        let pos = Pos {
+                            seg: at.seg,
+                            off: start + HEADER as u64,
+                        };
+                        std::borrow::Cow::Owned(self.fetch(level, pos, len as u64)?.0)
                     }
                 };
+                if rest.len() != len {
+                    r.broken = true;
+                    return Ok(());
+                }
                 used += HEADER + len;
                 let Some(e) = (crc32fast::hash(&rest) == crc)
                     .then(|| decode(&rest))
                     .flatten()
                 else {
-                    broken = true;
-                    break 'files;
+                    r.broken = true;
+                    return Ok(());
                 };
                 bytes += e.message.body.len() as u64;
-                out.push(e);
+                r.messages.push(e);
             }
             if used == 0 {
-                broken = true;
-                break;
+                r.broken = true;
+                return Ok(());
             }
-            at.off += used as u64;
+            r.next.off += used as u64;
+            if r.next.off >= seg_len && r.next.seg < end.seg {
+                r.next = Pos {
+                    seg: r.next.seg + 1,
+                    off: 0,
+                };
+            }
         }
-        if broken {
-            tracing::error!(dir = ?self.dir, level, "a spilled message is damaged; the rest of its level is dropped");
+        Ok(())
+    }
+
+    /// Up to `want` bytes of `level`'s segment `at.seg` from `at.off`: from its file, and for
+    /// the segment being written, from the write buffer beyond it. With the segment's length.
+    fn fetch(&self, level: usize, at: Pos, want: u64) -> std::io::Result<(Vec<u8>, u64)> {
+        let lv = &self.levels[level];
+        let current = at.seg == lv.end.seg;
+        let buffered_from = lv.end.off - lv.buf.len() as u64;
+        let seg_len = if current {
+            lv.end.off
+        } else {
+            self.segment_len(level, at.seg)?
+        };
+        let to = at.off.saturating_add(want).min(seg_len);
+        let in_file = if current { buffered_from } else { seg_len };
+        let mut out = Vec::new();
+        if at.off < in_file.min(to) {
+            let n = usize::try_from(in_file.min(to) - at.off).unwrap_or(0);
+            out.resize(n, 0);
+            File::open(self.path(level, at.seg))?.read_exact_at(&mut out, at.off)?;
         }
-        Ok(Read {
-            messages: out,
-            next: at,
-            broken,
-        })
+        if current && to > buffered_from {
+            let from = usize::try_from(at.off.max(buffered_from) - buffered_from).unwrap_or(0);
+            let upto = usize::try_from(to - buffered_from).unwrap_or(0);
+            out.extend_from_slice(lv.buf.get(from..upto).unwrap_or_default());
+        }
+        Ok((out, seg_len))
     }
 
     fn segment_len(&self, level: usize, seg: u64) -> std::io::Result<u64> {
@@ -346,7 +402,7 @@ mod tests {
         let mut at = first;
         let mut seen = 0;
         while seen < 300 {
-            let r = s.read(1, at, 7, u64::MAX).expect("read");
+            let r = s.read(1, at, 7, u64::MAX, 100_000);
             assert!(!r.broken);
             assert!(!r.messages.is_empty());
             for e in r.messages {
@@ -384,13 +440,13 @@ mod tests {
         let last = data.len() - 1;
         data[last] ^= 0xff;
         std::fs::write(&path, &data).expect("write");
-        let r = s.read(0, at, 10, u64::MAX).expect("read");
+        let r = s.read(0, at, 10, u64::MAX, 10);
         assert_eq!(r.messages.len(), 1);
         assert!(r.broken);
         // A length past the file's end is refused before anything is allocated for it.
         data[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
         std::fs::write(&path, &data).expect("write");
-        let r = s.read(0, at, 10, u64::MAX).expect("read");
+        let r = s.read(0, at, 10, u64::MAX, 10);
         assert!(r.messages.is_empty() && r.broken);
         s.clear(0);
         assert!(!path.exists());

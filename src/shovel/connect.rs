@@ -6,6 +6,32 @@
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::{Connection, ConnectionProperties};
 
+/// RabbitMQ's direct connections: "amqp://" alone is this broker in the caller's vhost,
+/// "amqp:///vhost" this broker in that vhost. Which vhost of this broker `uri` names, if it
+/// names this broker (`own`: the caller's vhost).
+pub fn local_vhost(uri: &str, own: &str) -> Option<String> {
+    if uri == "amqp://" {
+        return Some(own.to_string());
+    }
+    let rest = uri.strip_prefix("amqp:///")?;
+    Some(decode(rest.split('?').next().unwrap_or_default()))
+}
+
+/// The URI to connect with: one naming this broker becomes `local` (this broker's URI in the
+/// caller's vhost) in the vhost it names; any other is used as it is.
+pub fn resolve(uri: &str, local: &str) -> String {
+    if uri == "amqp://" {
+        return local.to_string();
+    }
+    match uri.strip_prefix("amqp:///") {
+        Some(rest) => {
+            let base = local.rsplit_once('/').map_or(local, |(b, _)| b);
+            format!("{base}/{rest}")
+        }
+        None => uri.to_string(),
+    }
+}
+
 /// Percent-decode a query value.
 fn decode(s: &str) -> String {
     let b = s.as_bytes();

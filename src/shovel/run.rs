@@ -51,18 +51,9 @@ pub(super) async fn run(
     }
 }
 
-/// The URI to use this attempt: "amqp://" alone is the local broker in the shovel's vhost,
-/// "amqp:///vhost" the local broker in that vhost (RabbitMQ's direct connections).
+/// The URI to use this attempt (see `connect::resolve`).
 fn pick(uris: &[String], attempt: usize, local: &str) -> String {
-    let u = &uris[attempt % uris.len()];
-    if u == "amqp://" {
-        local.to_string()
-    } else if let Some(vhost) = u.strip_prefix("amqp:///") {
-        let base = local.rsplit_once('/').map_or(local, |(b, _)| b);
-        format!("{base}/{vhost}")
-    } else {
-        u.clone()
-    }
+    super::connect::resolve(&uris[attempt % uris.len()], local)
 }
 
 async fn session(

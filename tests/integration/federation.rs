@@ -164,6 +164,16 @@ async fn an_exchange_link_brings_upstream_messages_for_the_downstream_bindings()
     declare(&dch, "fed.q").await;
     bind(&dch, "fed.q", "fed.x", "a.*", FieldTable::default()).await;
 
+    // The upstream's cluster name goes into each hop (read from its connection.start).
+    let name = json!({"value": "upstream-cluster"});
+    let (status, _) = api(
+        &upstream,
+        "PUT",
+        "/api/global-parameters/cluster_name",
+        Some(name),
+    )
+    .await;
+    assert!(status == 201 || status == 204, "{status}");
     let uri = upstream.url().replace("/%2f", "");
     let value = json!({"value": {"uri": uri, "reconnect-delay": 0.2}});
     let (status, _) = api(
@@ -236,6 +246,7 @@ async fn an_exchange_link_brings_upstream_messages_for_the_downstream_bindings()
         panic!("a hop: {hops:?}");
     };
     assert_eq!(str_of(hop, "exchange"), "fed.x");
+    assert_eq!(str_of(hop, "cluster-name"), "upstream-cluster");
     assert_eq!(str_of(hop, "vhost"), "/");
     assert!(
         str_of(hop, "uri").starts_with("amqp://127.0.0.1:"),

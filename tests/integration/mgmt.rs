@@ -942,3 +942,39 @@ async fn a_long_move_goes_on_in_the_background_and_stops_at_what_was_there() {
         let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
     }
 }
+
+#[tokio::test]
+async fn a_move_into_a_full_queue_leaves_what_it_refuses_in_the_source() {
+    if skip() || external() {
+        return; // Warren's own endpoint
+    }
+    let (_c, ch) = channel().await;
+    let (from, to) = (uniq("move-full-from"), uniq("move-full-to"));
+    declare(&ch, &from).await;
+    let full = table(&[
+        ("x-max-length", lapin::types::AMQPValue::LongInt(3)),
+        (
+            "x-overflow",
+            lapin::types::AMQPValue::LongString("reject-publish".into()),
+        ),
+    ]);
+    ch.queue_declare(to.as_str().into(), Default::default(), full)
+        .await
+        .expect("declare");
+    for i in 0..5 {
+        publish(&ch, "", &from, format!("m{i}").as_bytes()).await;
+    }
+    assert!(queue_until(&from, |v| v["messages"] == 5).await["messages"] == 5);
+    let path = format!("/api/queues/%2F/{from}/move");
+    let (status, v) = http("POST", &path, Some(json!({"destination": to}))).await;
+    assert_eq!((status, &v["moved"]), (200, &json!(3)), "{v}");
+    assert_eq!(drain(&ch, &to).await, ["m0", "m1", "m2"]);
+    assert_eq!(
+        drain(&ch, &from).await,
+        ["m3", "m4"],
+        "refused, kept in order"
+    );
+    for q in [&from, &to] {
+        let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    }
+}

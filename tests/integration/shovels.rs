@@ -425,6 +425,28 @@ async fn only_policymakers_and_administrators_create_or_restart_shovels() {
     assert_eq!(as_user("pm", "DELETE", restart, None).await, 204);
     assert_eq!(as_user("viewer", "GET", "/api/shovels", None).await, 200);
     assert_eq!(as_user("pm", "DELETE", path, None).await, 204);
+    // A vhost of this broker the policymaker may not access cannot be a shovel's end: the
+    // shovel would reach it as the broker's own user.
+    let (status, _) = api(&a, "PUT", "/api/vhosts/private", Some(json!({}))).await;
+    assert_eq!(status, 201);
+    let elsewhere = json!({"value": {
+        "src-uri": "amqp:///private", "src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b"
+    }});
+    assert_eq!(
+        as_user("pm", "PUT", path, Some(elsewhere.clone())).await,
+        400
+    );
+    let upstream = json!({"value": {"uri": "amqp:///private"}});
+    let fed = "/api/parameters/federation-upstream/%2F/u";
+    assert_eq!(as_user("pm", "PUT", fed, Some(upstream)).await, 400);
+    api(
+        &a,
+        "PUT",
+        "/api/permissions/private/pm",
+        Some(json!({"configure": ".*", "write": ".*", "read": ".*"})),
+    )
+    .await;
+    assert_eq!(as_user("pm", "PUT", path, Some(elsewhere)).await, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
