@@ -77,7 +77,7 @@ pub struct Alarms {
     pub disk_free_limit: u64,
     /// Memory is past `paging_ratio` of the limit: queues spill (`queue::SpillTo`).
     pub pressure: Arc<AtomicBool>,
-    /// RabbitMQ's vm_memory_high_watermark_paging_ratio (0.5); above 1, never.
+    /// RabbitMQ's vm_memory_high_watermark_paging_ratio (0.5); above 1, only past the alarm.
     paging_ratio: f64,
     /// Last samples, for the management API.
     pub memory_used: AtomicU64,

@@ -94,6 +94,15 @@ pub fn parse_rfc3339_utc(s: &str) -> Option<u64> {
     u64::try_from(ms).ok()
 }
 
+/// The time the shovel and federation status APIs show, as RabbitMQ's `timestamp`:
+/// "2026-11-30 8:39:55" (UTC, the hour not padded).
+pub fn format_status_time(ms: u64) -> String {
+    let t = format_rfc3339_utc(ms);
+    let (date, time) = t.split_once('T').unwrap_or((&t, ""));
+    let time = time.split('.').next().unwrap_or_default();
+    format!("{date} {}", time.strip_prefix('0').unwrap_or(time))
+}
+
 /// ms since the epoch as "2030-01-01T00:00:00.000Z".
 pub fn format_rfc3339_utc(ms: u64) -> String {
     let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);

@@ -35,7 +35,8 @@ pub struct Config {
     /// Memory alarm threshold (RabbitMQ's vm_memory_high_watermark).
     pub vm_memory_high_watermark: crate::alarm::Watermark,
     /// Past this fraction of the memory limit, queues spill the messages they cannot page to
-    /// the store (RabbitMQ's vm_memory_high_watermark_paging_ratio, 0.5; above 1, never).
+    /// the store (RabbitMQ's vm_memory_high_watermark_paging_ratio, 0.5; above 1, only once
+    /// memory is past the alarm).
     pub paging_ratio: f64,
     /// Disk alarm threshold: free bytes on the data directory's filesystem (RabbitMQ: 50 MB).
     pub disk_free_limit: u64,

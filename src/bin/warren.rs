@@ -72,8 +72,8 @@ struct Args {
     /// Past this fraction of the memory watermark, queues write the messages they hold in
     /// memory and cannot page to the store (transient ones) to scratch files under the data
     /// directory, dropped at restart (RabbitMQ's vm_memory_high_watermark_paging_ratio; above
-    /// 1, never).
-    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK_PAGING_RATIO", default_value_t = warren::config::DEFAULT_PAGING_RATIO)]
+    /// 1, only once memory is past the alarm).
+    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK_PAGING_RATIO", default_value_t = warren::config::DEFAULT_PAGING_RATIO, value_parser = paging_ratio)]
     vm_memory_high_watermark_paging_ratio: f64,
     /// Disk alarm: free space on the data directory's filesystem below which publishing
     /// connections are blocked (50MB, 1GiB, bytes; RabbitMQ's default: 50MB).
@@ -302,4 +302,12 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await;
+}
+
+/// A paging ratio: a number, 0 or more.
+fn paging_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 0.0 => Ok(f),
+        _ => Err(format!("not a ratio of 0 or more: {s}")),
+    }
 }

@@ -1,9 +1,10 @@
 //! Federation as the broker keeps it: `federation-upstream` and `federation-upstream-set`
-//! runtime parameters (durable like other definitions), and the exchange links that policies
-//! ask for. `reconcile_federation` works out the links wanted (an exchange, not the default
-//! or an internal one, whose policy names upstreams) and starts, restarts or stops links to
-//! match; it runs when a parameter changes and twice a second (policies, exchanges and
-//! parameters from definitions come and go). `crate::federation` runs the links.
+//! runtime parameters (durable like other definitions), and the exchange and queue links that
+//! policies ask for. `reconcile_federation` works out the links wanted (an exchange, not the
+//! default or an internal one, or a queue, not a stream or one of federation's own, whose
+//! policy names upstreams) and starts, restarts or stops links to
+//! match; it runs when a parameter changes and once a second (policies, exchanges, queues
+//! and parameters from definitions come and go). `crate::federation` runs the links.
 
 use super::Broker;
 use crate::federation::{Kind, LinkKey, LinkSpec, Upstream};
@@ -82,7 +83,7 @@ impl Broker {
         self.reconcile_federation();
         let weak = self.me.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 let Some(b) = weak.upgrade() else { return };
@@ -152,7 +153,8 @@ impl Broker {
             let Some(local_uri) = self.local_uri(&vh.name) else {
                 return out;
             };
-            let federating = vh.policies().iter().any(|p| {
+            let policies = vh.policies();
+            let federating = policies.iter().any(|p| {
                 crate::vhost::policy::FEDERATION_KEYS
                     .iter()
                     .any(|k| p.definition.contains_key(*k))
@@ -160,11 +162,22 @@ impl Broker {
             if !federating {
                 continue;
             }
+            // Many exchanges and queues share a policy: its upstreams are worked out once.
+            let mut memo: std::collections::HashMap<(String, String), Vec<(String, Upstream)>> =
+                Default::default();
+            let mut upstreams = |key: String, value: String| {
+                memo.entry((key, value))
+                    .or_insert_with_key(|(k, v)| self.upstreams_for(&vh.name, k, v))
+                    .clone()
+            };
+            let policy_of = |to_queue: bool, name: &str| {
+                crate::vhost::policy::federation_policy_in(&policies, to_queue, name)
+            };
             for x in vh.exchanges() {
                 if x.name.is_empty() || x.internal {
                     continue;
                 }
-                let Some((key, value)) = vh.federation_policy(false, &x.name) else {
+                let Some((key, value)) = policy_of(false, &x.name) else {
                     continue;
                 };
                 let weak = Arc::downgrade(&vh);
@@ -178,7 +191,7 @@ impl Broker {
                             .collect(),
                     )
                 });
-                for (upstream_name, upstream) in self.upstreams_for(&vh.name, &key, &value) {
+                for (upstream_name, upstream) in upstreams(key.clone(), value.clone()) {
                     let spec = LinkSpec {
                         kind: Kind::Exchange,
                         vhost: vh.name.clone(),
@@ -207,7 +220,7 @@ impl Broker {
                 if internal || q.config.log.is_some() {
                     continue;
                 }
-                let Some((key, value)) = vh.federation_policy(true, q.name()) else {
+                let Some((key, value)) = policy_of(true, q.name()) else {
                     continue;
                 };
                 // By name: a queue deleted and declared again is the same link's.
@@ -217,7 +230,7 @@ impl Broker {
                     let consumed = q.consumers().iter().any(|c| c.priority >= 0);
                     Some((q.message_count(), consumed))
                 });
-                for (upstream_name, upstream) in self.upstreams_for(&vh.name, &key, &value) {
+                for (upstream_name, upstream) in upstreams(key.clone(), value.clone()) {
                     let spec = LinkSpec {
                         kind: Kind::Queue,
                         vhost: vh.name.clone(),
@@ -249,9 +262,9 @@ impl Broker {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut wanted = self.wanted_links();
-        for (key, running) in self.federation.keys() {
+        for (key, running, ended) in self.federation.keys() {
             match wanted.remove(&key) {
-                Some(spec) if spec.upstream != running => self.federation.start(spec),
+                Some(spec) if ended || spec.upstream != running => self.federation.start(spec),
                 Some(_) => {}
                 None => {
                     self.federation.stop(&key);

@@ -24,19 +24,6 @@ pub(super) fn component_def(component: &str, vhost: &str, name: &str, value: &Va
     }
 }
 
-/// Percent-encode a vhost for a URI path.
-fn encode(vhost: &str) -> String {
-    vhost
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl Broker {
     /// The broker listens on `port`: start the stored shovels.
     pub fn start_shovels(&self, port: u16) {
@@ -144,9 +131,9 @@ impl Broker {
         };
         Some(format!(
             "amqp://{}:{}@{host}:{port}/{}",
-            encode(&self.config.default_user),
-            encode(&self.config.default_pass),
-            encode(vhost)
+            crate::shovel::connect::encode(&self.config.default_user),
+            crate::shovel::connect::encode(&self.config.default_pass),
+            crate::shovel::connect::encode(vhost)
         ))
     }
 

@@ -30,12 +30,10 @@ pub fn connection_name(upstream: &str) -> String {
 }
 
 pub(super) async fn run(spec: LinkSpec, status: Arc<Status>, mut stopped: watch::Receiver<bool>) {
-    // The internal exchange's suffix flips at each start (RabbitMQ's A/B), so a new link's
     // bindings are in place before the old exchange goes.
-    let mut suffix = 'B';
     let mut attempt = 0usize;
     loop {
-        match session(&spec, &status, attempt, suffix, &mut stopped).await {
+        match session(&spec, &status, attempt, &mut stopped).await {
             Ok(()) => return,
             Err(why) => {
                 tracing::warn!(vhost = %spec.vhost, exchange = %spec.name, upstream = %spec.upstream_name, error = %why, "federation link failed; reconnecting");
@@ -48,44 +46,7 @@ pub(super) async fn run(spec: LinkSpec, status: Arc<Status>, mut stopped: watch:
             _ = stopped.changed() => return,
         }
         attempt += 1;
-        suffix = if suffix == 'A' { 'B' } else { 'A' };
     }
-}
-
-/// Percent-decode a URI path segment.
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The upstream vhost (the URI's path, else the downstream's) and the URI to connect with.
@@ -96,9 +57,12 @@ pub(super) fn upstream_target(uri: &str, downstream_vhost: &str) -> (String, Str
     };
     let after_scheme = base.split_once("://").map_or(base, |(_, r)| r);
     match after_scheme.split_once('/') {
-        Some((_, path)) => (decode(path), uri.to_string()),
+        Some((_, path)) => (crate::shovel::connect::decode(path), uri.to_string()),
         None => {
-            let with = format!("{base}/{}", encode(downstream_vhost));
+            let with = format!(
+                "{base}/{}",
+                crate::shovel::connect::encode(downstream_vhost)
+            );
             let with = match query {
                 Some(q) => format!("{with}?{q}"),
                 None => with,
@@ -187,7 +151,6 @@ async fn session(
     spec: &LinkSpec,
     status: &Status,
     attempt: usize,
-    suffix: char,
     stopped: &mut watch::Receiver<bool>,
 ) -> Res<()> {
     let u = &spec.upstream;
@@ -210,6 +173,14 @@ async fn session(
     let upstream_name = upstream_cluster_name(&connect_uri).await;
     let upstream_x = u.exchange.clone().unwrap_or_else(|| spec.name.clone());
     let queue = queue_name(spec, &upstream_x, &upstream_vhost);
+    // The internal exchange's name alternates between " A" and " B" at each start (RabbitMQ's
+    // scheme): the new one is bound before the old one, still receiving, is deleted, so a
+    // restart loses nothing published upstream meanwhile.
+    let suffix = if exchange_exists(&up, &format!("{queue} B")).await? {
+        'A'
+    } else {
+        'B'
+    };
     let internal = format!("{queue} {suffix}");
     let old_internal = format!("{queue} {}", if suffix == 'A' { 'B' } else { 'A' });
 
@@ -331,6 +302,32 @@ async fn session(
                 return Ok(());
             }
         }
+    }
+}
+
+/// Whether exchange `name` exists upstream (a passive declare on a channel of its own, which
+/// a 404 closes).
+async fn exchange_exists(up: &Connection, name: &str) -> Res<bool> {
+    let c = up.create_channel().await.map_err(err)?;
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    match c
+        .exchange_declare(
+            name.into(),
+            lapin::ExchangeKind::Fanout,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(()) => {
+            let _ = c.close(200, "".into()).await;
+            Ok(true)
+        }
+        Err(e) if code(&e) == Some(404) => Ok(false),
+        Err(e) => Err(err(e)),
     }
 }
 
@@ -515,7 +512,7 @@ fn bound_from(spec: &LinkSpec, args: &FieldTable, origin: &Origin<'_>) -> Option
                 .get("hops")
                 .and_then(crate::args::as_i64)
                 .unwrap_or(0);
-            (prev - 1).min(max)
+            prev.saturating_sub(1).min(max)
         }
         Some(_) => max,
     };

@@ -338,11 +338,7 @@ impl Status {
     }
 
     fn timestamp(&self) -> String {
-        let ms = self.since.load(Ordering::Relaxed);
-        let t = crate::clock::format_rfc3339_utc(ms);
-        let (date, time) = t.split_once('T').unwrap_or((&t, ""));
-        let time = time.split('.').next().unwrap_or_default();
-        format!("{date} {}", time.strip_prefix('0').unwrap_or(time))
+        crate::clock::format_status_time(self.since.load(Ordering::Relaxed))
     }
 }
 
@@ -371,11 +367,12 @@ impl Registry {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The links running now, with what they were started with.
-    pub fn keys(&self) -> Vec<(LinkKey, Upstream)> {
+    /// The links started, with what they were started with and whether their task ended
+    /// (it ends only when stopped, so an ended one has failed unexpectedly).
+    pub fn keys(&self) -> Vec<(LinkKey, Upstream, bool)> {
         self.lock()
             .iter()
-            .map(|(k, r)| (k.clone(), r.upstream.clone()))
+            .map(|(k, r)| (k.clone(), r.upstream.clone(), r.task.is_finished()))
             .collect()
     }
 

@@ -253,7 +253,10 @@ fn forwarded(
     hop.insert("uri".into(), text(uri));
     hop.insert("queue".into(), text(&spec.name));
     hop.insert("redelivered".into(), AMQPValue::Boolean(d.redelivered));
-    hop.insert("visit-count".into(), AMQPValue::LongLongInt(visits + 1));
+    hop.insert(
+        "visit-count".into(),
+        AMQPValue::LongLongInt(visits.saturating_add(1)),
+    );
     let mut list = vec![AMQPValue::FieldTable(hop)];
     list.extend(others);
     headers.insert(

@@ -56,7 +56,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     (
         "GET",
         "/api/federation-links",
-        "exchange federation links and their state",
+        "federation links (exchanges and queues) and their state",
     ),
     (
         "GET",

@@ -87,8 +87,10 @@ pub struct Ready {
     paging: Paging,
     /// Where persistent messages page (durable queues).
     pager: Option<Pager>,
-    /// Where everything else spills under memory pressure (`spill`); boxed, as most queues
-    /// never spill and an empty queue's size counts (100,000 of them, BENCHMARKS.md).
+    /// Where everything else spills under memory pressure (`spill`), and this queue's spill
+    /// files once it spilled: boxed and made at the first spill, as most queues never spill
+    /// and an empty queue's size counts (100,000 of them, BENCHMARKS.md).
+    spill_to: Option<SpillTo>,
     spill: Option<Box<Spill>>,
     /// Positions below this were restored at boot: read back, they are redelivered again.
     restored_below: u64,
@@ -119,7 +121,8 @@ impl Ready {
             bytes: 0,
             paging,
             pager,
-            spill: spill.map(|to| Box::new(Spill::new(to))),
+            spill_to: spill,
+            spill: None,
             restored_below: 0,
         }
     }
@@ -233,7 +236,7 @@ impl Ready {
     /// Page out every level (what became durable since it was published, or what may spill
     /// now that memory is short).
     pub fn page_out_all(&mut self) {
-        if self.pager.is_some() || self.spill.is_some() {
+        if self.pager.is_some() || self.spill_to.is_some() {
             for l in 0..self.levels.len() {
                 self.page_out(l);
             }
@@ -247,7 +250,7 @@ impl Ready {
         if lv.ram_len() <= p.ram_messages && lv.ram_bytes <= p.ram_bytes {
             return;
         }
-        let spilling = self.spill.as_ref().is_some_and(|s| s.to.active(p.explicit));
+        let spilling = self.spill_to.as_ref().is_some_and(|s| s.active(p.explicit));
         if self.pager.is_none() && !spilling {
             return;
         }
@@ -275,9 +278,12 @@ impl Ready {
             } else if spilling && (!stored || e.message.store_id == 0) {
                 // A stored message holds this queue's reference to its record: it waits to
                 // become durable and page to the store instead.
-                let Some(spill) = self.spill.as_mut() else {
+                let Some(to) = &self.spill_to else {
                     break;
                 };
+                let spill = self
+                    .spill
+                    .get_or_insert_with(|| Box::new(Spill::new(to.clone())));
                 match spill.append(l, e) {
                     Ok(at) => Some(at),
                     Err(err) => {

@@ -67,11 +67,10 @@ struct Level {
     oldest: u64,
 }
 
-/// One queue's spill files. An empty queue's costs two pointers and an empty Vec: the
-/// directory and the levels come at the first write.
+/// One queue's spill files (made at its first spill; the directory at the first write).
 #[derive(Debug)]
 pub(super) struct Spill {
-    pub to: SpillTo,
+    to: SpillTo,
     /// This queue's directory, once created.
     dir: Option<PathBuf>,
     levels: Vec<Level>,
@@ -82,7 +81,7 @@ pub(super) struct Read {
     pub messages: Vec<QueuedMessage>,
     /// Where the next entry starts.
     pub next: Pos,
-    /// Entries found damaged or missing (the rest of the level is unreadable then).
+    /// An entry was damaged or a file unreadable: the rest of the stretch is lost.
     pub broken: bool,
 }
 

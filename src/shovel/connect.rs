@@ -32,8 +32,20 @@ pub fn resolve(uri: &str, local: &str) -> String {
     }
 }
 
-/// Percent-decode a query value.
-fn decode(s: &str) -> String {
+/// Percent-encode a URI component (a vhost, a user name).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Percent-decode a URI component.
+pub fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -47,10 +59,6 @@ fn decode(s: &str) -> String {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
             }
             (c, _, _) => {
                 out.push(c);

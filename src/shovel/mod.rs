@@ -236,11 +236,7 @@ impl Status {
 
     /// RabbitMQ's `timestamp`: "2026-11-30 8:39:55" (UTC).
     fn timestamp(&self) -> String {
-        let ms = self.since.load(std::sync::atomic::Ordering::Relaxed);
-        let t = crate::clock::format_rfc3339_utc(ms);
-        let (date, time) = t.split_once('T').unwrap_or((&t, ""));
-        let time = time.split('.').next().unwrap_or_default();
-        format!("{date} {}", time.strip_prefix('0').unwrap_or(time))
+        crate::clock::format_status_time(self.since.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

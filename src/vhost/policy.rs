@@ -229,6 +229,19 @@ fn pick<'a>(
         })
 }
 
+/// `VHost::federation_policy` among `all` (the vhost's policies, read once for many names).
+pub fn federation_policy_in(
+    all: &[Arc<Policy>],
+    to_queue: bool,
+    name: &str,
+) -> Option<(String, String)> {
+    let p = pick(all, false, to_queue, name)?;
+    FEDERATION_KEYS.iter().find_map(|k| {
+        let v = p.definition.get(*k)?.as_str()?;
+        Some((k.to_string(), v.to_string()))
+    })
+}
+
 /// A queue's effective arguments and what the API shows of its policies.
 fn for_queue(all: &[Arc<Policy>], q: &Queue) -> (QueueArgs, AppliedPolicy) {
     let name = q.name();
@@ -369,12 +382,7 @@ impl VHost {
     /// The federation key and value of the policy that applies to the exchange (or queue:
     /// `to_queue`) `name`, if it federates it.
     pub fn federation_policy(&self, to_queue: bool, name: &str) -> Option<(String, String)> {
-        let all = self.policies();
-        let p = pick(&all, false, to_queue, name)?;
-        FEDERATION_KEYS.iter().find_map(|k| {
-            let v = p.definition.get(*k)?.as_str()?;
-            Some((k.to_string(), v.to_string()))
-        })
+        federation_policy_in(&self.policies(), to_queue, name)
     }
 
     /// Apply the policies to one new exchange.

@@ -400,9 +400,10 @@ async fn a_shovel_reaches_an_amqps_destination_with_the_uris_tls_options() {
     for i in 0..20 {
         ops::publish(&ch, "", "tls.out", format!("m{i}").as_bytes()).await;
     }
-    let (_d, dch) = channel_at(&dest.url()).await;
     let mut n = 0;
     for _ in 0..100 {
+        // A channel each time: a passive declare of a queue not there yet closes it.
+        let (_d, dch) = channel_at(&dest.url()).await;
         n = ops::passive(&dch, "tls.out.in")
             .await
             .map_or(0, |q| q.message_count());

@@ -245,7 +245,7 @@ pub fn run(a: &Args, verb: &str, rest: &[&str]) -> Option<Res<String>> {
             render(a, &r, &["name", "vhost", "type", "state", "src_uri", "dest_uri", "messages_transferred"])
         }),
         ("federation_status", _) => request(a, "GET", "federation-links", None).map(|r| {
-            render(a, &r, &["type", "exchange", "upstream_exchange", "vhost", "upstream", "status", "uri", "timestamp", "error"])
+            render(a, &r, &["type", "exchange", "upstream_exchange", "queue", "upstream_queue", "vhost", "upstream", "status", "uri", "timestamp", "error"])
         }),
         ("restart_shovel", [name]) => {
             let path = format!("shovels/vhost/{v}/{}/restart", enc(name));
