@@ -132,6 +132,69 @@ pub(super) async fn upstream_cluster_name(uri: &str) -> Option<String> {
         .ok()?
 }
 
+/// A link's two connections: to this broker (`dch`, in confirm mode for on-confirm) and to
+/// the upstream (`ch`).
+pub(super) struct Ends {
+    pub local: Connection,
+    pub dch: Channel,
+    pub up: Connection,
+    pub ch: Channel,
+}
+
+impl Ends {
+    pub async fn connect(spec: &LinkSpec, upstream_uri: &str, name: &str) -> Res<Ends> {
+        let local = crate::shovel::connect::connect(&spec.local_uri, props(name))
+            .await
+            .map_err(|e| format!("downstream: {e}"))?;
+        let dch = local.create_channel().await.map_err(err)?;
+        if spec.upstream.ack_mode == AckMode::OnConfirm {
+            dch.confirm_select(Default::default()).await.map_err(err)?;
+        }
+        let up = crate::shovel::connect::connect(upstream_uri, props(name))
+            .await
+            .map_err(|e| format!("upstream: {e}"))?;
+        let ch = up.create_channel().await.map_err(err)?;
+        Ok(Ends { local, dch, up, ch })
+    }
+}
+
+/// Publish delivery `d` to (exchange, routing key) `to` here with `props`, and settle it
+/// upstream as the ack mode says (on-confirm: in `pending`, settled `batch` at a time).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn forward(
+    ch: &Channel,
+    dch: &Channel,
+    to: (&str, &str),
+    d: &lapin::message::Delivery,
+    props: BasicProperties,
+    mode: AckMode,
+    pending: &mut VecDeque<(u64, lapin::PublisherConfirm)>,
+    batch: usize,
+) -> Res<()> {
+    let confirm = dch
+        .basic_publish(
+            to.0.into(),
+            to.1.into(),
+            BasicPublishOptions::default(),
+            &d.data,
+            props,
+        )
+        .await
+        .map_err(err)?;
+    match mode {
+        AckMode::OnConfirm => pending.push_back((d.delivery_tag, confirm)),
+        AckMode::OnPublish => ch
+            .basic_ack(d.delivery_tag, BasicAckOptions::default())
+            .await
+            .map_err(err)?,
+        AckMode::NoAck => {}
+    }
+    if pending.len() >= batch {
+        crate::shovel::settle(ch, pending).await?;
+    }
+    Ok(())
+}
+
 pub(super) fn props(name: &str) -> ConnectionProperties {
     ConnectionProperties::default().with_connection_name(name.into())
 }
@@ -158,18 +221,7 @@ async fn session(
     *status.uri.lock().unwrap_or_else(|p| p.into_inner()) = super::safe_uri(uri);
     let (upstream_vhost, connect_uri) = upstream_target(uri, &spec.vhost);
     let name = connection_name(&spec.upstream_name);
-    let props = || props(&name);
-    let local = crate::shovel::connect::connect(&spec.local_uri, props())
-        .await
-        .map_err(|e| format!("downstream: {e}"))?;
-    let dch = local.create_channel().await.map_err(err)?;
-    if u.ack_mode == AckMode::OnConfirm {
-        dch.confirm_select(Default::default()).await.map_err(err)?;
-    }
-    let up = crate::shovel::connect::connect(&connect_uri, props())
-        .await
-        .map_err(|e| format!("upstream: {e}"))?;
-    let ch = up.create_channel().await.map_err(err)?;
+    let Ends { local, dch, up, ch } = Ends::connect(spec, &connect_uri, &name).await?;
     let upstream_name = upstream_cluster_name(&connect_uri).await;
     let upstream_x = u.exchange.clone().unwrap_or_else(|| spec.name.clone());
     let queue = queue_name(spec, &upstream_x, &upstream_vhost);
@@ -260,27 +312,8 @@ async fn session(
                     continue;
                 }
                 let props = forwarded(spec, d.properties.clone(), &safe, &origin, d.redelivered);
-                let confirm = dch
-                    .basic_publish(
-                        spec.name.as_str().into(),
-                        d.routing_key.clone(),
-                        BasicPublishOptions::default(),
-                        &d.data,
-                        props,
-                    )
-                    .await
-                    .map_err(err)?;
-                match u.ack_mode {
-                    AckMode::OnConfirm => pending.push_back((d.delivery_tag, confirm)),
-                    AckMode::OnPublish => ch
-                        .basic_ack(d.delivery_tag, BasicAckOptions::default())
-                        .await
-                        .map_err(err)?,
-                    AckMode::NoAck => {}
-                }
-                if pending.len() >= batch {
-                    crate::shovel::settle(&ch, &mut pending).await?;
-                }
+                let to = (spec.name.as_str(), d.routing_key.as_str());
+                forward(&ch, &dch, to, &d, props, u.ack_mode, &mut pending, batch).await?;
             }
             _ = tokio::time::sleep(Duration::from_millis(10)), if !pending.is_empty() => {
                 crate::shovel::settle(&ch, &mut pending).await?;

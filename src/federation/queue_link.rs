@@ -5,7 +5,7 @@
 //! exchange, with an `x-received-from` hop whose `visit-count` grows each time a message
 //! comes back to the same queue. Nothing is deleted upstream when the link stops.
 
-use super::link::{code, connection_name, err, props, text, upstream_target};
+use super::link::{code, connection_name, err, forward, text, upstream_target, Ends};
 use super::{AckMode, LinkSpec, Status, Upstream};
 use futures_lite::StreamExt;
 use lapin::options::*;
@@ -58,17 +58,7 @@ async fn session(
     *status.uri.lock().unwrap_or_else(|p| p.into_inner()) = super::safe_uri(uri);
     let (_, connect_uri) = upstream_target(uri, &spec.vhost);
     let name = connection_name(&spec.upstream_name);
-    let local = crate::shovel::connect::connect(&spec.local_uri, props(&name))
-        .await
-        .map_err(|e| format!("downstream: {e}"))?;
-    let dch = local.create_channel().await.map_err(err)?;
-    if u.ack_mode == AckMode::OnConfirm {
-        dch.confirm_select(Default::default()).await.map_err(err)?;
-    }
-    let up = crate::shovel::connect::connect(&connect_uri, props(&name))
-        .await
-        .map_err(|e| format!("upstream: {e}"))?;
-    let ch = up.create_channel().await.map_err(err)?;
+    let Ends { local, dch, up, ch } = Ends::connect(spec, &connect_uri, &name).await?;
     let upstream_q = u.queue.clone().unwrap_or_else(|| spec.name.clone());
     ensure_upstream_queue(spec, &up, &ch, &upstream_q).await?;
     let no_ack = u.ack_mode == AckMode::NoAck;
@@ -100,27 +90,8 @@ async fn session(
                 };
                 let d = d.map_err(err)?;
                 let props = forwarded(spec, d.properties.clone(), &safe, &d);
-                let confirm = dch
-                    .basic_publish(
-                        "".into(),
-                        spec.name.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &d.data,
-                        props,
-                    )
-                    .await
-                    .map_err(err)?;
-                match u.ack_mode {
-                    AckMode::OnConfirm => pending.push_back((d.delivery_tag, confirm)),
-                    AckMode::OnPublish => ch
-                        .basic_ack(d.delivery_tag, BasicAckOptions::default())
-                        .await
-                        .map_err(err)?,
-                    AckMode::NoAck => {}
-                }
-                if pending.len() >= batch {
-                    crate::shovel::settle(&ch, &mut pending).await?;
-                }
+                let to = ("", spec.name.as_str());
+                forward(&ch, &dch, to, &d, props, u.ack_mode, &mut pending, batch).await?;
             }
             _ = tokio::time::sleep(Duration::from_millis(10)), if !pending.is_empty() => {
                 crate::shovel::settle(&ch, &mut pending).await?;
