@@ -296,6 +296,41 @@ async fn an_exchange_link_brings_upstream_messages_for_the_downstream_bindings()
     let m = get_within(&dch, "fed.q", 3000).await.expect("fresh");
     assert_eq!(m.delivery.data, b"fresh", "the hopped one was dropped");
 
+    // A restart binds the other internal exchange (" A") before the old one (" B") goes, and
+    // messages go on arriving.
+    let id = links[0]["id"].as_str().unwrap_or_default().to_string();
+    let path = format!("/api/federation-links/vhost/%2f/{id}/warren@localhost/restart");
+    assert_eq!(api(&downstream, "DELETE", &path, None).await.0, 204);
+    let mut names = Vec::new();
+    for _ in 0..50 {
+        let (_, xs) = api(&upstream, "GET", "/api/exchanges/%2f", None).await;
+        names = xs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["name"].as_str().map(String::from))
+            .filter(|n| n.starts_with("federation: fed.x -> "))
+            .collect();
+        if names.len() == 1 && names[0].ends_with(" A") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(names.len() == 1 && names[0].ends_with(" A"), "{names:?}");
+    let mut got = None;
+    for _ in 0..30 {
+        publish(&uch, "fed.x", "a.r", b"after the restart").await;
+        got = get_within(&dch, "fed.q", 200).await;
+        if got.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        got.expect("after restart").delivery.data,
+        b"after the restart"
+    );
+    while get_within(&dch, "fed.q", 300).await.is_some() {}
+
     // Without the policy the link stops and takes its upstream queue and exchange with it.
     let (status, _) = api(&downstream, "DELETE", "/api/policies/%2f/fed", None).await;
     assert_eq!(status, 204);
