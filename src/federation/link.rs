@@ -1,8 +1,9 @@
-//! One exchange link's task: connect to this broker and to the upstream, declare the upstream
-//! queue and internal exchange (RabbitMQ's names, flags and arguments), mirror the downstream
-//! exchange's bindings onto the upstream exchange, then republish what arrives. On failure it
-//! waits `reconnect-delay` and starts again (what was not acked is redelivered); told to stop,
-//! it deletes what it declared upstream (unless `resource-cleanup-mode` is `never`).
+//! One exchange link's session: connect to this broker and to the upstream, declare the
+//! upstream queue and internal exchange (RabbitMQ's names, flags and arguments), mirror the
+//! downstream exchange's bindings onto the upstream exchange, then republish what arrives.
+//! Told to stop, it deletes what it declared upstream (unless `resource-cleanup-mode` is
+//! `never`); the caller (`federation::run`) starts it again after a failure. Also the pieces
+//! both link kinds share (`Ends`, `forward`).
 
 use super::{AckMode, LinkSpec, Status};
 use crate::exchange::federation_upstream::should_forward;
@@ -11,7 +12,6 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -27,26 +27,6 @@ const BINDING_CHECK: Duration = Duration::from_millis(200);
 /// The name of the link's connection to this broker (RabbitMQ's).
 pub fn connection_name(upstream: &str) -> String {
     format!("Federation link (upstream: {upstream})")
-}
-
-pub(super) async fn run(spec: LinkSpec, status: Arc<Status>, mut stopped: watch::Receiver<bool>) {
-    // bindings are in place before the old exchange goes.
-    let mut attempt = 0usize;
-    loop {
-        match session(&spec, &status, attempt, &mut stopped).await {
-            Ok(()) => return,
-            Err(why) => {
-                tracing::warn!(vhost = %spec.vhost, exchange = %spec.name, upstream = %spec.upstream_name, error = %why, "federation link failed; reconnecting");
-                status.set("error", Some(why));
-            }
-        }
-        let delay = Duration::from_millis(spec.upstream.reconnect_delay_ms.max(100));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stopped.changed() => return,
-        }
-        attempt += 1;
-    }
 }
 
 /// The upstream vhost (the URI's path, else the downstream's) and the URI to connect with.
@@ -210,7 +190,7 @@ pub(super) fn code(e: &lapin::Error) -> Option<u16> {
     }
 }
 
-async fn session(
+pub(super) async fn session(
     spec: &LinkSpec,
     status: &Status,
     attempt: usize,

@@ -383,11 +383,7 @@ impl Registry {
         status.set("starting", None);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let upstream = spec.upstream.clone();
-        let task = match spec.kind {
-            Kind::Exchange => tokio::spawn(link::run(spec, status.clone(), stopped)),
-            Kind::Queue => tokio::spawn(queue_link::run(spec, status.clone(), stopped)),
-        }
-        .abort_handle();
+        let task = tokio::spawn(run(spec, status.clone(), stopped)).abort_handle();
         let old = self.lock().insert(
             key,
             Running {
@@ -490,6 +486,30 @@ impl Registry {
             }
             None => false,
         }
+    }
+}
+
+/// A link's task: a session (`link` or `queue_link`) until told to stop; after a failure, wait
+/// `reconnect-delay` and start again (what was not acked upstream is redelivered).
+async fn run(spec: LinkSpec, status: Arc<Status>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut attempt = 0usize;
+    loop {
+        let session = match spec.kind {
+            Kind::Exchange => link::session(&spec, &status, attempt, &mut stopped).await,
+            Kind::Queue => queue_link::session(&spec, &status, attempt, &mut stopped).await,
+        };
+        if let Err(why) = session {
+            tracing::warn!(vhost = %spec.vhost, kind = ?spec.kind, name = %spec.name, upstream = %spec.upstream_name, error = %why, "federation link failed; reconnecting");
+            status.set("error", Some(why));
+        } else {
+            return;
+        }
+        let delay = std::time::Duration::from_millis(spec.upstream.reconnect_delay_ms.max(100));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped.changed() => return,
+        }
+        attempt += 1;
     }
 }
 

@@ -12,7 +12,6 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -28,26 +27,7 @@ pub fn consumer_tag(upstream_name: &str, u: &Upstream) -> String {
         .unwrap_or_else(|| format!("federation-link-{upstream_name}"))
 }
 
-pub(super) async fn run(spec: LinkSpec, status: Arc<Status>, mut stopped: watch::Receiver<bool>) {
-    let mut attempt = 0usize;
-    loop {
-        match session(&spec, &status, attempt, &mut stopped).await {
-            Ok(()) => return,
-            Err(why) => {
-                tracing::warn!(vhost = %spec.vhost, queue = %spec.name, upstream = %spec.upstream_name, error = %why, "federation link failed; reconnecting");
-                status.set("error", Some(why));
-            }
-        }
-        let delay = Duration::from_millis(spec.upstream.reconnect_delay_ms.max(100));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stopped.changed() => return,
-        }
-        attempt += 1;
-    }
-}
-
-async fn session(
+pub(super) async fn session(
     spec: &LinkSpec,
     status: &Status,
     attempt: usize,

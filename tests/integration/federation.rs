@@ -65,6 +65,18 @@ async fn get_within(
     None
 }
 
+/// Publish to the upstream's `fed.x` with `key` until `body` arrives in the downstream's
+/// `fed.q` (bindings reach the upstream asynchronously); false after ~6 s.
+async fn arrives(uch: &lapin::Channel, dch: &lapin::Channel, key: &str, body: &[u8]) -> bool {
+    for _ in 0..30 {
+        publish(uch, "fed.x", key, body).await;
+        if let Some(m) = get_within(dch, "fed.q", 200).await {
+            return m.delivery.data == body;
+        }
+    }
+    false
+}
+
 #[tokio::test]
 async fn parameters_and_policies_are_checked_as_rabbitmq_does() {
     if external() {
@@ -259,17 +271,9 @@ async fn an_exchange_link_brings_upstream_messages_for_the_downstream_bindings()
 
     // A new downstream binding reaches the upstream.
     bind(&dch, "fed.q", "fed.x", "c.*", FieldTable::default()).await;
-    let mut got = None;
-    for _ in 0..30 {
-        publish(&uch, "fed.x", "c.e", b"after the new binding").await;
-        got = get_within(&dch, "fed.q", 200).await;
-        if got.is_some() {
-            break;
-        }
-    }
-    assert_eq!(
-        got.expect("after binding").delivery.data,
-        b"after the new binding"
+    assert!(
+        arrives(&uch, &dch, "c.e", b"after the new binding").await,
+        "after binding"
     );
 
     // A message that has crossed max-hops links already is not brought again.
@@ -317,17 +321,9 @@ async fn an_exchange_link_brings_upstream_messages_for_the_downstream_bindings()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(names.len() == 1 && names[0].ends_with(" A"), "{names:?}");
-    let mut got = None;
-    for _ in 0..30 {
-        publish(&uch, "fed.x", "a.r", b"after the restart").await;
-        got = get_within(&dch, "fed.q", 200).await;
-        if got.is_some() {
-            break;
-        }
-    }
-    assert_eq!(
-        got.expect("after restart").delivery.data,
-        b"after the restart"
+    assert!(
+        arrives(&uch, &dch, "a.r", b"after the restart").await,
+        "after restart"
     );
     while get_within(&dch, "fed.q", 300).await.is_some() {}
 
